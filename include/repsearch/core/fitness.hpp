@@ -1,0 +1,96 @@
+// Fitness plug-ins: a population [P, n_s, d] in, a score [P] (higher is better) out.
+//
+// A plug-in is a plain struct (pagmo's `problem` idiom) with
+//   at::Tensor score(const at::Tensor& population, const at::Tensor& val_rows) const;
+//       // [P] float64 on CPU; val_rows: int64 indices into the validation pool V (this generation's
+//       // minibatch)
+//   at::Tensor heldout(const at::Tensor& population) const;  // [P] float64, on the held-out split H
+//   std::string name() const;
+//   std::string parameters() const;  // "key=value ..." recorded in the archive
+// wrapped by `Fitness f{MyFitness{...}}`. To add one, write the struct in fitness.cpp and add a line
+// to its registry (make_fitness); nothing else changes.
+#pragma once
+#include <ATen/ATen.h>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace repsearch {
+
+// The split data a fitness sees, already standardised and flattened to [n, D], on the search device.
+struct FitnessData {
+  at::Tensor x_search, y_search;    // S: [n_s, D] float32, [n_s] int64
+  at::Tensor x_val, y_val;          // V pool
+  at::Tensor x_heldout, y_heldout;  // H
+  std::int64_t n_classes = 10;
+};
+
+struct FitnessConfig {
+  std::string name = "ridge-probe";  // ridge-probe | ridge-probe-learnable
+  std::int64_t features = 2048;      // p random ReLU features of the input
+  double lambda = 0.1;               // kernel ridge, relative to tr(phi^T phi)/p
+  double readout_ridge = 1e-3;       // ridge of the Z -> labels readout, relative to tr(Z^T Z)/d
+  double beta = 10.0;                // softmax temperature of the cross-entropy
+  double learnable_weight = 0.1;     // ridge-probe-learnable: weight of the LOO R^2 term
+  std::uint64_t seed = 0;            // draws the random features
+};
+
+class Fitness {
+ public:
+  template <class T, class = std::enable_if_t<!std::is_same_v<std::decay_t<T>, Fitness>>>
+  Fitness(T impl) : self_(std::make_shared<Model<T>>(std::move(impl))) {}  // NOLINT: wrap by value
+
+  // Non-finite scores become -inf (never propagate); `nonfinite` counts them when given.
+  at::Tensor score(const at::Tensor& population, const at::Tensor& val_rows, std::int64_t* nonfinite = nullptr) const;
+  at::Tensor heldout(const at::Tensor& population, std::int64_t* nonfinite = nullptr) const;
+  std::string name() const { return self_->name(); }
+  std::string parameters() const { return self_->parameters(); }
+
+ private:
+  struct Concept {
+    virtual ~Concept() = default;
+    virtual at::Tensor score(const at::Tensor&, const at::Tensor&) const = 0;
+    virtual at::Tensor heldout(const at::Tensor&) const = 0;
+    virtual std::string name() const = 0;
+    virtual std::string parameters() const = 0;
+  };
+  template <class T>
+  struct Model final : Concept {
+    explicit Model(T v) : impl(std::move(v)) {}
+    at::Tensor score(const at::Tensor& p, const at::Tensor& r) const override { return impl.score(p, r); }
+    at::Tensor heldout(const at::Tensor& p) const override { return impl.heldout(p); }
+    std::string name() const override { return impl.name(); }
+    std::string parameters() const override { return impl.parameters(); }
+    T impl;
+  };
+  std::shared_ptr<const Concept> self_;
+};
+
+std::vector<std::string> fitness_names();
+// Unknown name -> Error listing the known ones.
+Fitness make_fitness(const FitnessConfig& config, const FitnessData& data);
+
+// Random ReLU features phi(x) = [relu(x W + b) / sqrt(p), 1] with W ~ N(0, 1/D), b ~ N(0, 1): the
+// input-side view used by ridge-probe and by the column-move operator. Returns [n, p + 1].
+struct RandomFeatures {
+  at::Tensor w, b;
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+RandomFeatures make_random_features(std::int64_t input_dim, std::int64_t p, std::uint64_t seed,
+                                    const at::Device& device);
+
+namespace detail {
+// Exposed for tests: the ridge readout of each individual, Z [P,n,d] -> (Z W [P,n,C], b [P,C]) such
+// that the readout of a representation row z is z W + b; `ok` [P] bool is false where the solve failed.
+struct Readout {
+  at::Tensor zw, bias, ok;
+};
+Readout ridge_readout(const at::Tensor& population, const at::Tensor& labels, std::int64_t n_classes,
+                      double ridge);
+// -mean cross-entropy of softmax(beta * logits) [P, b, C] against labels [b].
+at::Tensor neg_cross_entropy(const at::Tensor& logits, const at::Tensor& labels, double beta);
+}  // namespace detail
+
+}  // namespace repsearch

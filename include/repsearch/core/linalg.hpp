@@ -1,0 +1,21 @@
+// Small linear-algebra tools shared by search and analysis: linear CKA and orthogonal Procrustes.
+#pragma once
+#include <ATen/ATen.h>
+
+namespace repsearch {
+
+// Linear CKA (Kornblith et al. 2019) between X [n, d1] and Y [n, d2]: features are centred, then
+// ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F). 1 for identical inputs, invariant to orthogonal maps and
+// isotropic scaling. Computed in float64.
+double linear_cka(const at::Tensor& x, const at::Tensor& y);
+// Batched: X [B, n, d1] against one Y [n, d2] -> [B] float64.
+at::Tensor linear_cka_batch(const at::Tensor& x, const at::Tensor& y);
+// Pairwise: X [B, n, d] -> [B, B] float64 symmetric with unit diagonal.
+at::Tensor linear_cka_matrix(const at::Tensor& x);
+
+// The orthogonal R [d, d] minimising ||source R - target||_F (SVD of source^T target).
+at::Tensor procrustes_rotation(const at::Tensor& source, const at::Tensor& target);
+// source R: an immigrant [n, d] rotated into the basis of a receiving island's best [n, d].
+at::Tensor procrustes_align(const at::Tensor& source, const at::Tensor& target);
+
+}  // namespace repsearch

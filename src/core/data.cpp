@@ -1,0 +1,46 @@
+#include "repsearch/core/data.hpp"
+
+#include "repsearch/core/error.hpp"
+#include "repsearch/core/rng.hpp"
+
+namespace repsearch {
+
+Splits make_splits(std::int64_t n_train, const SplitSizes& s, std::uint64_t seed) {
+  if (s.search <= 0 || s.val <= 0 || s.heldout <= 0)
+    fail("splits: search-size, val-size and heldout-size must be positive, found ", s.search, ", ", s.val,
+         ", ", s.heldout);
+  const std::int64_t need = s.search + s.val + s.heldout;
+  if (need > n_train)
+    fail("splits: search-size + val-size + heldout-size = ", need, " exceeds the ", n_train,
+         " training examples");
+  auto gen = make_generator(seed, Stream::splits);
+  at::Tensor perm = at::randperm(n_train, gen, at::TensorOptions().dtype(at::kLong));
+  Splits out;
+  out.search = perm.slice(0, 0, s.search).clone();
+  out.val = perm.slice(0, s.search, s.search + s.val).clone();
+  out.heldout = perm.slice(0, s.search + s.val, need).clone();
+  return out;
+}
+
+at::Tensor Standardiser::apply(const at::Tensor& images) const {
+  TORCH_CHECK(images.dim() == 4, "Standardiser::apply expects [N,C,H,W]");
+  auto x = images.to(at::kFloat);
+  if (images.scalar_type() == at::kByte) x = x.div_(255.0);
+  return (x - mean.view({1, -1, 1, 1})) / std.view({1, -1, 1, 1});
+}
+
+Standardiser fit_standardiser(const at::Tensor& train_images) {
+  TORCH_CHECK(train_images.dim() == 4, "fit_standardiser expects [N,C,H,W]");
+  auto x = train_images.to(at::kDouble);
+  if (train_images.scalar_type() == at::kByte) x = x.div_(255.0);
+  Standardiser s;
+  s.mean = x.mean({0, 2, 3}).to(at::kFloat);
+  s.std = x.std({0, 2, 3}, /*unbiased=*/false).clamp_min(1e-8).to(at::kFloat);
+  return s;
+}
+
+at::Tensor class_counts(const at::Tensor& labels, std::int64_t n_classes) {
+  return at::bincount(labels.to(at::kLong), /*weights=*/{}, n_classes);
+}
+
+}  // namespace repsearch

@@ -1,0 +1,229 @@
+#include "repsearch/core/fitness.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "repsearch/core/error.hpp"
+#include "repsearch/core/rng.hpp"
+
+namespace repsearch {
+
+namespace {
+
+at::Tensor sanitise(at::Tensor s, std::int64_t* nonfinite) {
+  s = s.to(at::kDouble).cpu();
+  auto finite = at::isfinite(s);
+  if (nonfinite) *nonfinite += s.numel() - finite.sum().item<std::int64_t>();
+  return at::where(finite, s, at::full_like(s, -std::numeric_limits<double>::infinity()));
+}
+
+void check_population(const at::Tensor& pop, std::int64_t n_s, const char* who) {
+  if (pop.dim() != 3 || pop.size(1) != n_s)
+    fail(who, ": expected a population [P, ", n_s, ", d], found ", pop.sizes());
+}
+
+}  // namespace
+
+at::Tensor Fitness::score(const at::Tensor& population, const at::Tensor& val_rows, std::int64_t* nonfinite) const {
+  return sanitise(self_->score(population, val_rows), nonfinite);
+}
+
+at::Tensor Fitness::heldout(const at::Tensor& population, std::int64_t* nonfinite) const {
+  return sanitise(self_->heldout(population), nonfinite);
+}
+
+at::Tensor RandomFeatures::operator()(const at::Tensor& x) const {
+  auto h = at::relu(at::addmm(b, x, w)).div_(std::sqrt(static_cast<double>(w.size(1))));
+  return at::cat({h, at::ones({x.size(0), 1}, h.options())}, 1);
+}
+
+RandomFeatures make_random_features(std::int64_t input_dim, std::int64_t p, std::uint64_t seed,
+                                    const at::Device& device) {
+  if (p <= 0) fail("random features: the feature count must be positive, found ", p);
+  auto gen = make_generator(seed, Stream::fitness_features, {static_cast<std::uint64_t>(p)});
+  auto cpu = at::TensorOptions().dtype(at::kFloat);
+  RandomFeatures f;
+  f.w = at::randn({input_dim, p}, gen, cpu).div_(std::sqrt(static_cast<double>(input_dim))).to(device);
+  f.b = at::randn({p}, gen, cpu).to(device);
+  return f;
+}
+
+namespace detail {
+
+Readout ridge_readout(const at::Tensor& pop, const at::Tensor& labels, std::int64_t n_classes, double ridge) {
+  const auto P = pop.size(0), n = pop.size(1), d = pop.size(2);
+  auto dbl = pop.options().dtype(at::kDouble);
+  // Centred Gram without a centred copy of the population: Z^T Z - n m m^T.
+  auto mean = pop.mean(1).to(at::kDouble);                                  // [P, d]
+  auto gram = at::bmm(pop.transpose(1, 2), pop).to(at::kDouble);           // [P, d, d]
+  gram -= static_cast<double>(n) * mean.unsqueeze(2) * mean.unsqueeze(1);
+  // Z^T Y as per-class row sums: no one-hot matrix, no copy.
+  auto class_sums = at::zeros({P, n_classes, d}, pop.options()).index_add_(1, labels, pop).to(at::kDouble);
+  auto counts = at::bincount(labels, /*weights=*/{}, n_classes).to(dbl);    // [C]
+  auto ybar = counts / static_cast<double>(n);                               // [C]
+  auto cross = class_sums.transpose(1, 2) - static_cast<double>(n) * mean.unsqueeze(2) * ybar.view({1, 1, -1});
+  auto trace = gram.diagonal(0, 1, 2).sum(1);                                 // [P]
+  auto mu = (ridge * trace / static_cast<double>(d)).clamp_min(1e-12);
+  auto reg = gram + mu.view({P, 1, 1}) * at::eye(d, dbl).unsqueeze(0);
+  auto chol = at::linalg_cholesky_ex(reg);
+  auto ok = std::get<1>(chol).eq(0);
+  // A failed factor (NaN/Inf or degenerate Z) is replaced by I so the batch stays finite; `ok` marks it.
+  auto factor = at::where(ok.view({P, 1, 1}), std::get<0>(chol), at::eye(d, dbl).expand({P, d, d}));
+  auto w = at::cholesky_solve(cross, factor);                                 // [P, d, C]
+  Readout r;
+  r.bias = (ybar.unsqueeze(0) - at::bmm(mean.unsqueeze(1), w).squeeze(1)).to(pop.scalar_type());
+  r.zw = at::bmm(pop, w.to(pop.scalar_type()));                               // [P, n, C]
+  r.ok = ok & at::isfinite(r.bias).all(1);
+  return r;
+}
+
+at::Tensor neg_cross_entropy(const at::Tensor& logits, const at::Tensor& labels, double beta) {
+  auto z = logits * beta;
+  auto lse = at::logsumexp(z, -1);                                            // [P, b]
+  auto idx = labels.view({1, -1, 1}).expand({z.size(0), labels.size(0), 1});
+  auto picked = z.gather(-1, idx).squeeze(-1);
+  return -(lse - picked).to(at::kDouble).mean(-1);
+}
+
+}  // namespace detail
+
+namespace {
+
+// ridge-probe: how well labels are read from Z once Z is predicted from the inputs.
+// M = phi_V (phi_S^T phi_S + lambda I)^-1 phi_S^T maps S's representation to V's (kernel ridge with
+// random ReLU features); a ridge readout Z -> labels fitted on S is applied to M Z. The score is
+// -CE(softmax(beta logits)) on a V minibatch drawn fresh every generation. M (Z W) replaces (M Z) W:
+// the same value for about d/C of the work.
+class RidgeProbe {
+ public:
+  RidgeProbe(const FitnessConfig& c, const FitnessData& data)
+      : cfg_(c), n_classes_(data.n_classes), y_search_(data.y_search), y_val_(data.y_val),
+        y_heldout_(data.y_heldout) {
+    check_data(data);
+    const auto dev = data.x_search.device();
+    features_ = make_random_features(data.x_search.size(1), c.features, c.seed, dev);
+    auto phi_s = features_(data.x_search).to(at::kDouble);                   // [n, p+1]
+    const auto q = phi_s.size(1);
+    auto g = at::matmul(phi_s.t(), phi_s);
+    lambda_abs_ = std::max(c.lambda, 1e-3) * g.trace().item<double>() / static_cast<double>(q);
+    auto eig = at::linalg_eigh(g);                                            // G = V diag(L) V^T
+    auto evals = std::get<0>(eig).clamp_min(0.0), evecs = std::get<1>(eig);
+    // (G + lambda I)^-1 phi_S^T through the eigenbasis: reused by the hat matrix below.
+    auto proj = at::matmul(phi_s, evecs);                                     // [n, q] = phi V
+    auto smoother = at::matmul(evecs, (proj / (evals + lambda_abs_)).t());   // [q, n]
+    m_val_ = at::matmul(features_(data.x_val).to(at::kDouble), smoother).to(at::kFloat);
+    m_heldout_ = at::matmul(features_(data.x_heldout).to(at::kDouble), smoother).to(at::kFloat);
+    // Hat matrix H = phi_S (G + lambda I)^-1 phi_S^T = U diag(s) U^T, U = phi V L^-1/2, s = L/(L+lambda).
+    auto s = evals / (evals + lambda_abs_);
+    auto u = proj / evals.clamp_min(1e-300).sqrt();
+    hat_diag_ = (u.pow(2) * s).sum(1).to(at::kFloat);                         // [n]
+    auto keep = s.gt(1e-6).nonzero().squeeze(1);                              // drop directions H ignores
+    hat_u_ = u.index_select(1, keep).to(at::kFloat);                          // [n, k]
+    hat_s_ = s.index_select(0, keep).to(at::kFloat);                          // [k]
+  }
+
+  at::Tensor score(const at::Tensor& pop, const at::Tensor& val_rows) const {
+    check_population(pop, y_search_.size(0), name().c_str());
+    auto rows = val_rows.to(m_val_.device());
+    return probe(pop, m_val_.index_select(0, rows), y_val_.index_select(0, rows));
+  }
+  at::Tensor heldout(const at::Tensor& pop) const {
+    check_population(pop, y_search_.size(0), name().c_str());
+    return probe(pop, m_heldout_, y_heldout_);
+  }
+  std::string name() const { return "ridge-probe"; }
+  std::string parameters() const {
+    std::ostringstream os;
+    os << "features=" << cfg_.features << " lambda=" << cfg_.lambda << " lambda_abs=" << lambda_abs_
+       << " readout_ridge=" << cfg_.readout_ridge << " beta=" << cfg_.beta << " seed=" << cfg_.seed;
+    return os.str();
+  }
+
+  // Mean over columns of the leave-one-out R^2 of Z predicted from phi_S by kernel ridge:
+  // residual_i = (z_i - (H z)_i) / (1 - H_ii). [P] float64.
+  at::Tensor loo_r2(const at::Tensor& pop) const {
+    const auto P = pop.size(0), n = pop.size(1), k = hat_u_.size(1);
+    auto coef = at::bmm(hat_u_.t().expand({P, k, n}), pop) * hat_s_.view({1, k, 1});  // [P, k, d]
+    auto fit = at::bmm(hat_u_.expand({P, n, k}), coef);                                // [P, n, d]
+    auto resid = (pop - fit) / (1.0 - hat_diag_).clamp_min(1e-6).view({1, n, 1});
+    auto ss_res = resid.pow(2).sum(1).to(at::kDouble);
+    auto mean = pop.mean(1).to(at::kDouble);
+    auto ss_tot = (pop.pow(2).sum(1).to(at::kDouble) - static_cast<double>(n) * mean.pow(2)).clamp_min(1e-12);
+    return (1.0 - ss_res / ss_tot).mean(1);
+  }
+
+ private:
+  static void check_data(const FitnessData& d) {
+    if (!d.x_search.defined() || d.x_search.dim() != 2 || d.y_search.size(0) != d.x_search.size(0) ||
+        d.x_val.size(0) != d.y_val.size(0) || d.x_heldout.size(0) != d.y_heldout.size(0))
+      fail("ridge-probe: inconsistent fitness data (inputs [n, D] with one label per row expected)");
+  }
+  at::Tensor probe(const at::Tensor& pop, const at::Tensor& m, const at::Tensor& y) const {
+    const auto P = pop.size(0), n = pop.size(1), C = n_classes_;
+    auto r = detail::ridge_readout(pop, y_search_, C, cfg_.readout_ridge);
+    auto flat = r.zw.permute({1, 0, 2}).reshape({n, P * C});                  // one GEMM for all P
+    auto logits = at::matmul(m, flat).view({m.size(0), P, C}).permute({1, 0, 2}) + r.bias.unsqueeze(1);
+    auto s = detail::neg_cross_entropy(logits, y, cfg_.beta);
+    return at::where(r.ok, s, at::full_like(s, std::numeric_limits<double>::quiet_NaN()));
+  }
+
+  FitnessConfig cfg_;
+  std::int64_t n_classes_;
+  at::Tensor y_search_, y_val_, y_heldout_;
+  RandomFeatures features_;
+  double lambda_abs_ = 0;
+  at::Tensor m_val_, m_heldout_;
+  at::Tensor hat_diag_, hat_u_, hat_s_;
+};
+
+// ridge-probe-learnable: ridge-probe + w * LOO R^2, so every direction of Z must be predictable from
+// the inputs, not only the label-bearing span.
+class RidgeProbeLearnable {
+ public:
+  RidgeProbeLearnable(const FitnessConfig& c, const FitnessData& d) : base_(c, d), weight_(c.learnable_weight) {}
+  at::Tensor score(const at::Tensor& pop, const at::Tensor& rows) const {
+    return base_.score(pop, rows) + weight_ * base_.loo_r2(pop);
+  }
+  at::Tensor heldout(const at::Tensor& pop) const { return base_.heldout(pop) + weight_ * base_.loo_r2(pop); }
+  std::string name() const { return "ridge-probe-learnable"; }
+  std::string parameters() const { return base_.parameters() + " learnable_weight=" + std::to_string(weight_); }
+
+ private:
+  RidgeProbe base_;
+  double weight_;
+};
+
+using Factory = std::function<Fitness(const FitnessConfig&, const FitnessData&)>;
+
+const std::map<std::string, Factory>& registry() {
+  static const std::map<std::string, Factory> r = {
+      {"ridge-probe", [](const FitnessConfig& c, const FitnessData& d) { return Fitness{RidgeProbe{c, d}}; }},
+      {"ridge-probe-learnable",
+       [](const FitnessConfig& c, const FitnessData& d) { return Fitness{RidgeProbeLearnable{c, d}}; }},
+  };
+  return r;
+}
+
+}  // namespace
+
+std::vector<std::string> fitness_names() {
+  std::vector<std::string> out;
+  for (const auto& kv : registry()) out.push_back(kv.first);
+  return out;
+}
+
+Fitness make_fitness(const FitnessConfig& config, const FitnessData& data) {
+  auto it = registry().find(config.name);
+  if (it == registry().end()) {
+    std::string known;
+    for (const auto& n : fitness_names()) known += (known.empty() ? "" : ", ") + n;
+    fail("option fitness: unknown fitness '", config.name, "'; known: ", known);
+  }
+  return it->second(config, data);
+}
+
+}  // namespace repsearch

@@ -1,0 +1,60 @@
+#include "repsearch/core/linalg.hpp"
+
+#include "repsearch/core/error.hpp"
+
+namespace repsearch {
+
+namespace {
+at::Tensor centred(const at::Tensor& x) {  // [..., n, d] -> float64, columns centred over n
+  auto xd = x.to(at::kDouble);
+  return xd - xd.mean(-2, /*keepdim=*/true);
+}
+at::Tensor gram_norm(const at::Tensor& xc) {  // ||X^T X||_F for [..., n, d]
+  return at::matmul(xc.transpose(-2, -1), xc).pow(2).sum({-2, -1}).sqrt();
+}
+}  // namespace
+
+at::Tensor linear_cka_batch(const at::Tensor& x, const at::Tensor& y) {
+  if (x.dim() != 3 || y.dim() != 2 || x.size(1) != y.size(0))
+    fail("linear_cka_batch: expected X [B, n, d1] and Y [n, d2], found ", x.sizes(), " and ", y.sizes());
+  auto xc = centred(x);
+  auto yc = centred(y);
+  auto cross = at::matmul(yc.t().unsqueeze(0), xc).pow(2).sum({-2, -1});
+  auto den = gram_norm(xc) * gram_norm(yc);
+  // A constant representation has no similarity structure: define CKA with it as 0.
+  return at::where(den > 0, cross / den.clamp_min(1e-300), at::zeros_like(cross));
+}
+
+double linear_cka(const at::Tensor& x, const at::Tensor& y) {
+  if (x.dim() != 2 || y.dim() != 2 || x.size(0) != y.size(0))
+    fail("linear_cka: expected X [n, d1] and Y [n, d2] with the same n, found ", x.sizes(), " and ",
+         y.sizes());
+  return linear_cka_batch(x.unsqueeze(0), y).item<double>();
+}
+
+at::Tensor linear_cka_matrix(const at::Tensor& x) {
+  if (x.dim() != 3) fail("linear_cka_matrix: expected [B, n, d], found ", x.sizes());
+  const auto b = x.size(0);
+  auto out = at::eye(b, at::TensorOptions().dtype(at::kDouble));
+  for (int64_t i = 0; i + 1 < b; ++i) {
+    auto row = linear_cka_batch(x.slice(0, i + 1, b), x[i]).cpu();
+    out.select(0, i).slice(0, i + 1, b).copy_(row);
+    out.select(1, i).slice(0, i + 1, b).copy_(row);
+  }
+  return out;
+}
+
+at::Tensor procrustes_rotation(const at::Tensor& source, const at::Tensor& target) {
+  if (source.dim() != 2 || source.sizes() != target.sizes())
+    fail("procrustes: expected two [n, d] matrices of one shape, found ", source.sizes(), " and ",
+         target.sizes());
+  auto m = at::matmul(source.to(at::kDouble).t(), target.to(at::kDouble));
+  auto usv = at::linalg_svd(m, /*full_matrices=*/false);
+  return at::matmul(std::get<0>(usv), std::get<2>(usv)).to(source.scalar_type());
+}
+
+at::Tensor procrustes_align(const at::Tensor& source, const at::Tensor& target) {
+  return at::matmul(source, procrustes_rotation(source, target));
+}
+
+}  // namespace repsearch

@@ -1,0 +1,318 @@
+#include "repsearch/core/search.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "repsearch/core/error.hpp"
+#include "repsearch/core/linalg.hpp"
+#include "repsearch/core/operators.hpp"
+#include "repsearch/core/rng.hpp"
+
+namespace repsearch {
+
+namespace {
+
+using u64 = std::uint64_t;
+const auto kCpuLong = at::TensorOptions().dtype(at::kLong);
+const auto kCpuFloat = at::TensorOptions().dtype(at::kFloat);
+
+u64 key(std::int64_t v) { return static_cast<u64>(v); }
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Standardise each column of every individual: the scale of Z is not a search variable.
+at::Tensor standardise_columns(const at::Tensor& z) {
+  return (z - z.mean(1, true)) / z.std(1, /*unbiased=*/false, /*keepdim=*/true).clamp_min(1e-6);
+}
+
+template <class F>
+void for_each_group(const at::Tensor& group_of, std::int64_t groups, F&& f) {
+  for (std::int64_t g = 0; g < groups; ++g) {
+    auto idx = group_of.eq(g).nonzero().squeeze(1);
+    if (idx.numel() > 0) f(g, idx);
+  }
+}
+
+void mark_new(IslandState& s, const at::Tensor& replaced_slots) {
+  auto acc = replaced_slots.accessor<std::int64_t, 1>();
+  for (std::int64_t i = 0; i < acc.size(0); ++i) {
+    s.uid[acc[i]] = s.new_uid();
+    s.born[acc[i]] = static_cast<std::int32_t>(s.generation);
+  }
+}
+
+// Offspring from the operator set, one operator per offspring chosen by adaptive probabilities.
+// Returns the offspring and the operator index of each.
+std::pair<at::Tensor, at::Tensor> vary(const IslandState& s, const at::Tensor& parent_fit, const SearchConfig& c,
+                                       const SearchContext& ctx, at::Generator& gen, std::int64_t count) {
+  const auto n = s.population.size(1);
+  auto base_idx = ops::tournament(parent_fit, count, c.tournament, gen);
+  auto dev = s.population.device();
+  auto children = s.population.index_select(0, base_idx.to(dev));
+  // Crossover: a subset of children mixes rows with a second tournament winner.
+  auto cross = at::rand({count}, gen, kCpuFloat).lt(c.crossover).nonzero().squeeze(1);
+  if (cross.numel() > 0) {
+    auto mates = s.population.index_select(0, ops::tournament(parent_fit, cross.numel(), c.tournament, gen).to(dev));
+    auto firsts = children.index_select(0, cross.to(dev));
+    if (c.crossover_align) mates = ops::align_batch(mates, firsts);
+    auto take = at::rand({cross.numel(), n}, gen, kCpuFloat).lt(0.5);
+    children.index_copy_(0, cross.to(dev), ops::crossover_rows(firsts, mates, take));
+  }
+  // Operator choice from floor-mixed success averages.
+  const auto m = static_cast<std::int64_t>(c.operators.size());
+  auto w = at::tensor(s.op_weights, at::TensorOptions().dtype(at::kDouble));
+  auto probs = c.adapt_floor + (1.0 - c.adapt_floor * m) * w / w.sum().clamp_min(1e-12);
+  auto op_of = at::multinomial(probs, count, /*replacement=*/true, gen);
+  for_each_group(op_of, m, [&](std::int64_t g, const at::Tensor& idx) {
+    auto didx = idx.to(dev);
+    auto sub = children.index_select(0, didx);
+    const auto& op = c.operators[g];
+    const auto B = sub.size(0);
+    at::Tensor out;
+    if (op == "gaussian") {
+      out = ops::gaussian_rows(sub, ops::row_mask(B, n, ops::rows_for_fraction(c.mutation_rate, n), gen), s.sigma, gen);
+    } else if (op == "pull") {
+      out = ops::class_pull(sub, ctx.y_search, ctx.n_classes,
+                            ops::row_mask(B, n, ops::rows_for_fraction(c.pull_fraction, n), gen), c.pull_alpha,
+                            c.pull_noise, gen);
+    } else if (op == "column") {
+      out = ops::column_move(sub, ctx.phi, c.column_scale, gen);
+    } else if (op == "knn") {
+      out = ops::knn_smooth(sub, ctx.neighbours, ops::row_mask(B, n, ops::rows_for_fraction(c.knn_fraction, n), gen),
+                            c.knn_noise, gen);
+    } else {
+      fail("option operators: unknown operator '", op, "'");
+    }
+    children.index_copy_(0, didx, out);
+  });
+  return {children, op_of};
+}
+
+void adapt(IslandState& s, const SearchConfig& c, const at::Tensor& op_of, const at::Tensor& success) {
+  for (std::size_t g = 0; g < s.op_weights.size(); ++g) {
+    auto in = op_of.eq(static_cast<std::int64_t>(g));
+    auto k = in.sum().item<std::int64_t>();
+    if (k == 0) continue;
+    double rate = (success & in).sum().item<double>() / static_cast<double>(k);
+    s.op_weights[g] = c.adapt_memory * s.op_weights[g] + (1.0 - c.adapt_memory) * rate;
+  }
+  if (c.self_adapt) {  // 1/5 success rule
+    double rate = success.to(at::kDouble).mean().item<double>();
+    s.sigma = std::clamp(s.sigma * std::exp((rate - 0.2) / 0.8), c.sigma_min, c.sigma_max);
+  }
+}
+
+class GeneticAlgorithm final : public Algorithm {
+ public:
+  explicit GeneticAlgorithm(SearchConfig c) : c_(std::move(c)) {}
+  std::string name() const override { return "ga"; }
+
+  void step(IslandState& s, const Fitness& fitness, const SearchContext& ctx) const override {
+    auto t0 = std::chrono::steady_clock::now();
+    s.generation += 1;
+    const auto P = s.population.size(0);
+    auto gen = make_generator(c_.seed, Stream::variation, {key(s.island), key(s.generation)});
+    auto rows = minibatch_rows(c_, ctx.val_pool, s.island, s.generation);
+    auto parent_fit = fitness.score(s.population, rows, &s.nonfinite);
+    auto [children, op_of] = vary(s, parent_fit, c_, ctx, gen, P);
+    auto child_fit = fitness.score(children, rows, &s.nonfinite);
+    s.evaluations += 2 * P;
+    if (c_.replacement == "steady") {
+      auto better = child_fit.gt(parent_fit);
+      auto slots = better.nonzero().squeeze(1);
+      if (slots.numel() > 0) s.population.index_copy_(0, slots.to(s.population.device()),
+                                                      children.index_select(0, slots.to(children.device())));
+      mark_new(s, slots);
+      s.fitness = at::where(better, child_fit, parent_fit);
+      adapt(s, c_, op_of, better);
+    } else {  // generational with elitism: the e best parents, then the best P - e children
+      const auto e = std::min(c_.elitism, P);
+      auto elite = std::get<1>(parent_fit.topk(e));
+      auto kept = std::get<1>(child_fit.topk(P - e));
+      auto dev = s.population.device();
+      auto next = at::cat({s.population.index_select(0, elite.to(dev)), children.index_select(0, kept.to(dev))});
+      std::vector<u64> uid;
+      std::vector<std::int32_t> born;
+      for (std::int64_t i = 0; i < e; ++i) {
+        uid.push_back(s.uid[elite[i].item<std::int64_t>()]);
+        born.push_back(s.born[elite[i].item<std::int64_t>()]);
+      }
+      for (std::int64_t i = 0; i < P - e; ++i) {
+        uid.push_back(s.new_uid());
+        born.push_back(static_cast<std::int32_t>(s.generation));
+      }
+      s.population = next;
+      s.uid = uid;
+      s.born = born;
+      s.fitness = at::cat({parent_fit.index_select(0, elite), child_fit.index_select(0, kept)});
+      // Success: a child beat the parent slot it was drawn for (same minibatch).
+      adapt(s, c_, op_of, child_fit.gt(parent_fit));
+    }
+    s.seconds += seconds_since(t0);
+  }
+
+ private:
+  SearchConfig c_;
+};
+
+class DifferentialEvolution final : public Algorithm {
+ public:
+  explicit DifferentialEvolution(SearchConfig c) : c_(std::move(c)) {}
+  std::string name() const override { return "de"; }
+
+  void step(IslandState& s, const Fitness& fitness, const SearchContext& ctx) const override {
+    auto t0 = std::chrono::steady_clock::now();
+    s.generation += 1;
+    const auto P = s.population.size(0), n = s.population.size(1);
+    if (P < 4) fail("option population: de needs at least 4 individuals, found ", P);
+    auto gen = make_generator(c_.seed, Stream::variation, {key(s.island), key(s.generation)});
+    auto rows = minibatch_rows(c_, ctx.val_pool, s.island, s.generation);
+    auto parent_fit = fitness.score(s.population, rows, &s.nonfinite);
+    // a, b, c distinct and != i: the first three entries of a random order of the others.
+    auto keys = at::rand({P, P}, gen, kCpuFloat);
+    keys.fill_diagonal_(2.0f);
+    auto abc = std::get<1>(keys.topk(3, 1, /*largest=*/false));
+    auto take = at::rand({P, n}, gen, kCpuFloat).lt(c_.de_cr);
+    auto forced = at::randint(n, {P, 1}, gen, kCpuLong);  // at least one row from the mutant
+    take.scatter_(1, forced, true);
+    auto trials = ops::de_rand1bin(s.population, abc.select(1, 0), abc.select(1, 1), abc.select(1, 2), c_.de_f, take);
+    auto trial_fit = fitness.score(trials, rows, &s.nonfinite);
+    s.evaluations += 2 * P;
+    auto better = trial_fit.gt(parent_fit);
+    auto slots = better.nonzero().squeeze(1);
+    if (slots.numel() > 0) s.population.index_copy_(0, slots.to(s.population.device()),
+                                                    trials.index_select(0, slots.to(trials.device())));
+    mark_new(s, slots);
+    s.fitness = at::where(better, trial_fit, parent_fit);
+    s.seconds += seconds_since(t0);
+  }
+
+ private:
+  SearchConfig c_;
+};
+
+}  // namespace
+
+std::vector<std::string> algorithm_names() { return {"ga", "de"}; }
+std::vector<std::string> operator_names() { return {"pull", "column", "gaussian", "knn"}; }
+std::vector<std::string> init_names() { return {"gaussian", "random-features", "labels"}; }
+
+std::unique_ptr<Algorithm> make_algorithm(const SearchConfig& c) {
+  if (c.algorithm == "ga") return std::make_unique<GeneticAlgorithm>(c);
+  if (c.algorithm == "de") return std::make_unique<DifferentialEvolution>(c);
+  fail("option algorithm: unknown algorithm '", c.algorithm, "'; known: ga, de");
+}
+
+std::int64_t IslandState::best_index() const { return fitness.argmax().item<std::int64_t>(); }
+
+SearchContext make_search_context(const at::Tensor& x_search, const at::Tensor& y_search, std::int64_t n_classes,
+                                  std::int64_t val_pool, const SearchConfig& c) {
+  SearchContext ctx;
+  ctx.x_search = x_search;
+  ctx.y_search = y_search;
+  ctx.n_classes = n_classes;
+  ctx.val_pool = val_pool;
+  // The operators' own features (stream keyed apart from the fitness's): 256 are plenty for directions.
+  ctx.phi = make_random_features(x_search.size(1), 256, derive_seed(c.seed, Stream::operators), x_search.device())(x_search);
+  const auto n = x_search.size(0);
+  const auto k = std::min<std::int64_t>(c.knn_k, n - 1);
+  auto sq = x_search.pow(2).sum(1);
+  auto dist = sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * at::matmul(x_search, x_search.t());
+  dist.fill_diagonal_(std::numeric_limits<float>::infinity());
+  ctx.neighbours = std::get<1>(dist.topk(std::max<std::int64_t>(k, 1), 1, /*largest=*/false));
+  return ctx;
+}
+
+at::Tensor minibatch_rows(const SearchConfig& c, std::int64_t val_pool, std::int64_t island, std::int64_t generation) {
+  auto gen = make_generator(c.seed, Stream::minibatch, {key(island), key(generation)});
+  const auto b = std::min(c.val_batch, val_pool);
+  return at::randperm(val_pool, gen, kCpuLong).slice(0, 0, b);
+}
+
+IslandState init_island(std::int64_t island, const SearchConfig& c, const SearchContext& ctx, const Fitness& fitness) {
+  if (c.population < 2) fail("option population: must be at least 2, found ", c.population);
+  if (c.dim < 1) fail("option dim: must be positive, found ", c.dim);
+  IslandState s;
+  s.island = island;
+  s.sigma = c.sigma;
+  s.op_weights.assign(c.operators.size(), 0.5);
+  const auto P = c.population, n = ctx.x_search.size(0), d = c.dim;
+  auto gen = make_generator(c.seed, Stream::init, {key(island)});
+  auto dev = ctx.x_search.device();
+  at::Tensor z;
+  if (c.init == "gaussian") {
+    z = at::randn({P, n, d}, gen, kCpuFloat).to(dev);
+  } else if (c.init == "random-features") {  // phi_S R: a random input-predictable basis per individual
+    auto r = at::randn({P, ctx.phi.size(1), d}, gen, kCpuFloat).to(dev);
+    z = at::matmul(ctx.phi.unsqueeze(0), r);
+  } else if (c.init == "labels") {  // one-hot columns + noise: the trivial reference target
+    if (d < ctx.n_classes) fail("option init: 'labels' needs dim >= n_classes (", ctx.n_classes, "), found dim ", d);
+    auto onehot = at::one_hot(ctx.y_search, d).to(at::kFloat);
+    z = onehot.unsqueeze(0) + 0.1 * at::randn({P, n, d}, gen, kCpuFloat).to(dev);
+  } else {
+    fail("option init: unknown initialisation '", c.init, "'; known: gaussian, random-features, labels");
+  }
+  s.population = standardise_columns(z).contiguous();
+  for (std::int64_t i = 0; i < P; ++i) {
+    s.uid.push_back(s.new_uid());
+    s.born.push_back(0);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  s.fitness = fitness.score(s.population, minibatch_rows(c, ctx.val_pool, island, 0), &s.nonfinite);
+  s.evaluations = P;
+  s.seconds = seconds_since(t0);
+  return s;
+}
+
+void record_history(IslandState& s, const Fitness& fitness, const SearchConfig& c) {
+  HistoryRow h;
+  h.generation = s.generation;
+  auto finite = s.fitness.masked_select(at::isfinite(s.fitness));
+  if (finite.numel() > 0) {
+    h.best = finite.max().item<double>();
+    h.mean = finite.mean().item<double>();
+    h.std = finite.std(/*unbiased=*/false).item<double>();
+  } else {
+    h.best = h.mean = -std::numeric_limits<double>::infinity();
+  }
+  const auto b = s.best_index();
+  auto best = s.population.slice(0, b, b + 1);
+  h.heldout = fitness.heldout(best, &s.nonfinite).item<double>();
+  const auto P = s.population.size(0);
+  auto gen = make_generator(c.seed, Stream::diversity, {key(s.island), key(s.generation)});
+  auto sample = at::randperm(P, gen, kCpuLong).slice(0, 0, std::min<std::int64_t>(8, P));
+  auto cka = linear_cka_batch(s.population.index_select(0, sample.to(s.population.device())), best[0]);
+  h.diversity = (1.0 - cka).mean().item<double>();
+  h.evaluations = s.evaluations;
+  h.seconds = s.seconds;
+  h.nonfinite = s.nonfinite;
+  s.history.push_back(h);
+}
+
+void receive_migrants(IslandState& s, const at::Tensor& immigrants, const std::vector<double>& fitness,
+                      const std::vector<std::uint64_t>& uids, bool align) {
+  const auto m = immigrants.size(0);
+  if (m == 0) return;
+  const auto P = s.population.size(0);
+  if (m >= P) fail("migration: ", m, " immigrants would replace the whole island of ", P);
+  auto dev = s.population.device();
+  auto in = immigrants.to(dev);
+  if (align) {
+    auto best = s.population[s.best_index()];
+    in = ops::align_batch(in, best.unsqueeze(0).expand({m, best.size(0), best.size(1)}));
+  }
+  auto worst = std::get<1>(s.fitness.topk(m, 0, /*largest=*/false));  // ties: lowest fitness first
+  s.population.index_copy_(0, worst.to(dev), in);
+  auto acc = worst.accessor<std::int64_t, 1>();
+  for (std::int64_t i = 0; i < m; ++i) {
+    s.fitness[acc[i]].fill_(fitness[i]);
+    s.uid[acc[i]] = uids[i];
+    s.born[acc[i]] = static_cast<std::int32_t>(s.generation);
+  }
+}
+
+}  // namespace repsearch

@@ -1,0 +1,319 @@
+// repsearch::core: CKA, Procrustes, operators, fitness, one island's search. Synthetic data only.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "repsearch/core/data.hpp"
+#include "repsearch/core/error.hpp"
+#include "repsearch/core/fitness.hpp"
+#include "repsearch/core/linalg.hpp"
+#include "repsearch/core/operators.hpp"
+#include "repsearch/core/rng.hpp"
+#include "repsearch/core/search.hpp"
+
+using namespace repsearch;
+
+namespace {
+const auto F32 = at::TensorOptions().dtype(at::kFloat);
+const auto F64 = at::TensorOptions().dtype(at::kDouble);
+
+at::Tensor random_orthogonal(int64_t d, uint64_t seed) {
+  auto g = make_generator(seed, Stream::init);
+  auto q = at::linalg_qr(at::randn({d, d}, g, F64));
+  return std::get<0>(q);
+}
+
+// Labels from a linear rule on the inputs: learnable, so a label-like Z must score well.
+struct Synthetic {
+  FitnessData data;
+  Synthetic(int64_t n_s, int64_t n_v, int64_t n_h, int64_t dim, int64_t classes, uint64_t seed) {
+    auto g = make_generator(seed, Stream::splits);
+    auto rule = at::randn({dim, classes}, g, F32);
+    auto make = [&](int64_t n, at::Tensor& x, at::Tensor& y) {
+      x = at::randn({n, dim}, g, F32);
+      y = at::matmul(x, rule).argmax(1);
+    };
+    make(n_s, data.x_search, data.y_search);
+    make(n_v, data.x_val, data.y_val);
+    make(n_h, data.x_heldout, data.y_heldout);
+    data.n_classes = classes;
+  }
+};
+
+at::Tensor onehot_pop(const at::Tensor& y, int64_t classes, int64_t d, int64_t P, uint64_t seed) {
+  auto g = make_generator(seed, Stream::init, {7});
+  auto oh = at::one_hot(y, classes).to(at::kFloat);
+  auto pad = at::zeros({y.size(0), d - classes}, F32);
+  auto z = at::cat({oh, pad}, 1).unsqueeze(0).repeat({P, 1, 1});
+  return z + 0.01 * at::randn(z.sizes(), g, F32);
+}
+}  // namespace
+
+TEST_CASE("rng streams are a function of seed and keys alone") {
+  auto a = at::randn({5}, make_generator(1, Stream::variation, {2, 3}), F32);
+  auto b = at::randn({5}, make_generator(1, Stream::variation, {2, 3}), F32);
+  auto c = at::randn({5}, make_generator(1, Stream::variation, {3, 2}), F32);
+  auto d = at::randn({5}, make_generator(2, Stream::variation, {2, 3}), F32);
+  CHECK(at::equal(a, b));
+  CHECK_FALSE(at::equal(a, c));
+  CHECK_FALSE(at::equal(a, d));
+}
+
+TEST_CASE("linear CKA") {
+  auto g = make_generator(3, Stream::init);
+  auto x = at::randn({50, 6}, g, F64);
+  SUBCASE("identical inputs give 1") { CHECK(linear_cka(x, x) == doctest::Approx(1.0).epsilon(1e-12)); }
+  SUBCASE("invariant to orthogonal maps and isotropic scaling") {
+    auto y = at::randn({50, 4}, g, F64);
+    double base = linear_cka(x, y);
+    CHECK(linear_cka(at::matmul(x, random_orthogonal(6, 9)) * 3.5, y) == doctest::Approx(base).epsilon(1e-10));
+    CHECK(base < 0.9);
+  }
+  SUBCASE("hand-computed value") {
+    // X = [1,2,3,4]^T, Y = [1,3,2,4]^T: centred x = (-1.5,-.5,.5,1.5), y = (-1.5,.5,-.5,1.5);
+    // x.y = 4, |x|^2 = |y|^2 = 5, so CKA = 16 / 25.
+    auto xa = at::tensor({1.0, 2.0, 3.0, 4.0}, F64).view({4, 1});
+    auto ya = at::tensor({1.0, 3.0, 2.0, 4.0}, F64).view({4, 1});
+    CHECK(linear_cka(xa, ya) == doctest::Approx(0.64).epsilon(1e-12));
+  }
+  SUBCASE("matrix is symmetric with unit diagonal") {
+    auto batch = at::randn({3, 50, 6}, g, F32);
+    auto m = linear_cka_matrix(batch);
+    CHECK(m.sizes() == at::IntArrayRef({3, 3}));
+    CHECK(at::allclose(m, m.t()));
+    CHECK(at::allclose(m.diagonal(), at::ones({3}, F64)));
+    CHECK(m[0][1].item<double>() == doctest::Approx(linear_cka(batch[0], batch[1])).epsilon(1e-9));
+  }
+  SUBCASE("bad shapes are refused") { CHECK_THROWS_AS(linear_cka(x, at::randn({49, 6}, g, F64)), Error); }
+}
+
+TEST_CASE("Procrustes recovers a known rotation") {
+  auto g = make_generator(4, Stream::init);
+  auto target = at::randn({200, 8}, g, F32);
+  auto r = random_orthogonal(8, 11).to(at::kFloat);
+  auto source = at::matmul(target, r.t());  // source R = target
+  auto rot = procrustes_rotation(source, target);
+  CHECK(at::allclose(rot, r, 1e-4, 1e-4));
+  CHECK(at::allclose(procrustes_align(source, target), target, 1e-4, 1e-4));
+  auto batch = ops::align_batch(source.unsqueeze(0).repeat({2, 1, 1}), target.unsqueeze(0).repeat({2, 1, 1}));
+  CHECK(at::allclose(batch[1], target, 1e-4, 1e-4));
+}
+
+TEST_CASE("GA operators") {
+  auto g = make_generator(5, Stream::variation);
+  const int64_t B = 4, n = 100, d = 6;
+  auto a = at::randn({B, n, d}, g, F32), b = at::randn({B, n, d}, g, F32);
+  SUBCASE("tournament picks the best entrant") {
+    auto fit = at::tensor({0.1, 0.9, 0.5, 0.3}, F64);
+    auto w = ops::tournament(fit, 1000, 4, g);
+    CHECK(w.sizes() == at::IntArrayRef({1000}));
+    // With 4 entrants from 4, index 1 wins whenever drawn: it must win most tournaments.
+    CHECK(w.eq(1).sum().item<int64_t>() > 600);
+    CHECK(ops::tournament(fit, 100, 1, g).max().item<int64_t>() <= 3);
+  }
+  SUBCASE("crossover rows come from the parents") {
+    auto take = at::rand({B, n}, g, F32).lt(0.5);
+    auto child = ops::crossover_rows(a, b, take);
+    CHECK(child.sizes() == a.sizes());
+    auto from_a = (child - a).abs().amax(2).eq(0), from_b = (child - b).abs().amax(2).eq(0);
+    CHECK(at::equal(from_a, take));
+    CHECK(at::equal(from_b, take.logical_not()));
+  }
+  SUBCASE("mutation touches exactly the configured fraction of rows") {
+    const int64_t rows = ops::rows_for_fraction(0.02, n);
+    CHECK(rows == 2);
+    auto mask = ops::row_mask(B, n, rows, g);
+    CHECK(at::equal(mask.sum(1), at::full({B}, rows, at::TensorOptions().dtype(at::kLong))));
+    auto child = ops::gaussian_rows(a, mask, 0.3, g);
+    auto changed = (child - a).abs().amax(2).gt(0);
+    CHECK(at::equal(changed, mask));
+  }
+  SUBCASE("class pull moves masked rows towards their class mean") {
+    auto labels = at::arange(n, at::TensorOptions().dtype(at::kLong)).remainder(3);
+    auto mask = ops::row_mask(B, n, 10, g);
+    auto child = ops::class_pull(a, labels, 3, mask, 1.0, 0.0, g);  // alpha 1, no noise: rows = class means
+    auto mean0 = a[0].index_select(0, labels.eq(0).nonzero().squeeze(1)).mean(0);
+    auto rows0 = mask[0].logical_and(labels.eq(0)).nonzero().squeeze(1);
+    if (rows0.numel() > 0) CHECK(at::allclose(child[0][rows0[0].item<int64_t>()], mean0, 1e-5, 1e-5));
+    CHECK(at::equal(child.ne(a).any(2), mask));
+  }
+  SUBCASE("column move changes exactly one column per individual") {
+    auto phi = at::randn({n, 16}, g, F32);
+    auto child = ops::column_move(a, phi, 0.3, g);
+    auto cols = (child - a).abs().amax(1).gt(0).sum(1);
+    CHECK(at::equal(cols, at::ones({B}, at::TensorOptions().dtype(at::kLong))));
+  }
+  SUBCASE("kNN smoothing replaces masked rows by their neighbours' mean") {
+    auto nb = at::randint(n, {n, 3}, g, at::TensorOptions().dtype(at::kLong));
+    auto mask = ops::row_mask(B, n, 5, g);
+    auto child = ops::knn_smooth(a, nb, mask, 0.0, g);
+    auto r = mask[1].nonzero()[0][0].item<int64_t>();
+    CHECK(at::allclose(child[1][r], a[1].index_select(0, nb[r]).mean(0), 1e-5, 1e-5));
+    CHECK(at::equal(child.ne(a).any(2), mask));
+  }
+  SUBCASE("DE rand/1/bin on a hand example") {
+    auto pop = at::arange(4 * 2 * 1, F32).view({4, 2, 1});  // individual i rows: (2i, 2i+1)
+    auto ia = at::tensor({1, 2, 3, 0}, at::TensorOptions().dtype(at::kLong));
+    auto ib = at::tensor({2, 3, 0, 1}, at::TensorOptions().dtype(at::kLong));
+    auto ic = at::tensor({3, 0, 1, 2}, at::TensorOptions().dtype(at::kLong));
+    auto take = at::tensor({1, 0, 0, 1, 1, 1, 0, 0}, at::TensorOptions().dtype(at::kLong)).to(at::kBool).view({4, 2});
+    auto t = ops::de_rand1bin(pop, ia, ib, ic, 0.5, take);
+    // trial 0 row 0: pop[1] + .5 (pop[2] - pop[3]) = 2 + .5 (4 - 6) = 1; row 1 kept = 1.
+    CHECK(t[0][0][0].item<float>() == doctest::Approx(1.0));
+    CHECK(t[0][1][0].item<float>() == doctest::Approx(1.0));
+    // trial 1 row 1: pop[2] + .5 (pop[3] - pop[0]) row 1 = 5 + .5 (7 - 1) = 8; row 0 kept = 2.
+    CHECK(t[1][0][0].item<float>() == doctest::Approx(2.0));
+    CHECK(t[1][1][0].item<float>() == doctest::Approx(8.0));
+  }
+}
+
+TEST_CASE("ridge-probe fitness") {
+  Synthetic syn(120, 80, 60, 5, 3, 21);
+  FitnessConfig fc;
+  fc.features = 32;
+  fc.seed = 5;
+  auto fit = make_fitness(fc, syn.data);
+  const int64_t P = 3, d = 4, n = 120;
+  auto g = make_generator(6, Stream::init);
+  auto pop = at::randn({P, n, d}, g, F32);
+  auto rows = at::arange(0, 40, at::TensorOptions().dtype(at::kLong));
+
+  SUBCASE("matches a direct, unoptimised computation") {
+    auto phi = make_random_features(5, fc.features, fc.seed, at::kCPU);
+    auto ps = phi(syn.data.x_search).to(at::kDouble), pv = phi(syn.data.x_val.index_select(0, rows)).to(at::kDouble);
+    const auto q = ps.size(1);
+    auto gram = at::matmul(ps.t(), ps);
+    double lam = fc.lambda * gram.trace().item<double>() / q;
+    auto m = at::matmul(pv, at::matmul(at::linalg_inv(gram + lam * at::eye(q, F64)), ps.t()));  // [b, n]
+    auto y = at::one_hot(syn.data.y_search, 3).to(at::kDouble);
+    auto yv = syn.data.y_val.index_select(0, rows);
+    auto got = fit.score(pop, rows);
+    for (int64_t i = 0; i < P; ++i) {
+      auto z = pop[i].to(at::kDouble);
+      auto zt = at::cat({z, at::ones({n, 1}, F64)}, 1);
+      auto zc = z - z.mean(0, true);
+      double mu = fc.readout_ridge * at::matmul(zc.t(), zc).trace().item<double>() / d;
+      auto reg = at::diag(at::tensor({mu, mu, mu, mu, 0.0}, F64));
+      auto w = at::matmul(at::linalg_inv(at::matmul(zt.t(), zt) + reg), at::matmul(zt.t(), y));  // [d+1, C]
+      auto mz = at::cat({at::matmul(m, z), at::ones({m.size(0), 1}, F64)}, 1);                   // (M Z) with bias
+      auto logits = at::matmul(mz, w) * fc.beta;
+      double ce = (at::logsumexp(logits, 1) - logits.gather(1, yv.view({-1, 1})).squeeze(1)).mean().item<double>();
+      CHECK(got[i].item<double>() == doctest::Approx(-ce).epsilon(1e-4));
+    }
+  }
+  SUBCASE("the M(ZW) shortcut equals (MZ)W") {
+    auto r = repsearch::detail::ridge_readout(pop, syn.data.y_search, 3, 1e-3);
+    auto m = at::randn({7, n}, g, F32);
+    auto w = std::get<0>(at::linalg_lstsq(pop[1], r.zw[1]));  // recover W from ZW (Z has full column rank)
+    auto direct = at::matmul(at::matmul(m, pop[1]), w);
+    auto shortcut = at::matmul(m, r.zw[1]);
+    CHECK(at::allclose(direct, shortcut, 1e-3, 1e-3));
+  }
+  SUBCASE("a one-hot Z scores far above a random Z; scores are finite") {
+    auto good = fit.score(onehot_pop(syn.data.y_search, 3, d, 2, 1), rows);
+    auto bad = fit.score(pop, rows);
+    CHECK(at::isfinite(good).all().item<bool>());
+    CHECK(at::isfinite(bad).all().item<bool>());
+    CHECK(good.min().item<double>() > bad.max().item<double>() + 0.2);
+    CHECK(fit.heldout(onehot_pop(syn.data.y_search, 3, d, 1, 2)).item<double>() > fit.heldout(pop).max().item<double>());
+  }
+  SUBCASE("NaN/Inf individuals score -inf and are counted") {
+    auto broken = pop.clone();
+    broken[1][3][0] = std::numeric_limits<float>::quiet_NaN();
+    int64_t nonfinite = 0;
+    auto s = fit.score(broken, rows, &nonfinite);
+    CHECK(nonfinite == 1);
+    CHECK(std::isinf(s[1].item<double>()));
+    CHECK(std::isfinite(s[0].item<double>()));
+  }
+  SUBCASE("ridge-probe-learnable adds the LOO R^2 term") {
+    FitnessConfig lc = fc;
+    lc.name = "ridge-probe-learnable";
+    lc.learnable_weight = 1.0;
+    auto learn = make_fitness(lc, syn.data);
+    // A Z that is a function of the inputs (random features) is more learnable than noise.
+    auto phi = make_random_features(5, 64, 99, at::kCPU)(syn.data.x_search).slice(1, 0, d);
+    auto smooth = (phi - phi.mean(0)) / phi.std(0);
+    auto pair = at::stack({smooth, pop[0]});
+    auto delta = learn.score(pair, rows) - fit.score(pair, rows);  // = LOO R^2
+    CHECK(delta[0].item<double>() > 0.5);
+    CHECK(delta[1].item<double>() < 0.1);
+    CHECK(delta[0].item<double>() <= 1.0);
+  }
+  SUBCASE("unknown fitness names are refused with the known ones") {
+    FitnessConfig bad = fc;
+    bad.name = "nope";
+    CHECK_THROWS_WITH_AS(make_fitness(bad, syn.data), doctest::Contains("ridge-probe-learnable"), Error);
+  }
+}
+
+TEST_CASE("one island searches") {
+  Synthetic syn(150, 100, 100, 6, 3, 31);
+  FitnessConfig fc;
+  fc.features = 64;
+  auto fit = make_fitness(fc, syn.data);
+  SearchConfig sc;
+  sc.population = 8;
+  sc.dim = 4;
+  sc.val_batch = 50;
+  sc.seed = 3;
+  auto ctx = make_search_context(syn.data.x_search, syn.data.y_search, 3, 100, sc);
+
+  SUBCASE("same seed, same search; different seed differs") {
+    auto run = [&](uint64_t seed) {
+      SearchConfig c = sc;
+      c.seed = seed;
+      auto s = init_island(0, c, ctx, fit);
+      auto algo = make_algorithm(c);
+      for (int i = 0; i < 5; ++i) algo->step(s, fit, ctx);
+      return s;
+    };
+    auto a = run(3), b = run(3), c = run(4);
+    CHECK(at::equal(a.population, b.population));
+    CHECK(a.uid == b.uid);
+    CHECK_FALSE(at::equal(a.population, c.population));
+    CHECK(a.generation == 5);
+    CHECK(a.evaluations == 8 + 5 * 16);
+  }
+  SUBCASE("generational elitism keeps the best") {
+    SearchConfig c = sc;
+    c.replacement = "generational";
+    c.elitism = 2;
+    auto s = init_island(0, c, ctx, fit);
+    auto algo = make_algorithm(c);
+    for (int i = 0; i < 3; ++i) {
+      // The parents are re-scored on the step's minibatch; the best of them must survive.
+      auto rows = minibatch_rows(c, ctx.val_pool, 0, s.generation + 1);
+      auto rescored = fit.score(s.population, rows);
+      auto best = s.population[rescored.argmax().item<int64_t>()].clone();
+      algo->step(s, fit, ctx);
+      CHECK((s.population - best.unsqueeze(0)).abs().amax({1, 2}).eq(0).any().item<bool>());
+    }
+  }
+  SUBCASE("the label start and DE run; de needs 4 individuals") {
+    SearchConfig c = sc;
+    c.init = "labels";
+    c.dim = 4;
+    c.algorithm = "de";
+    auto s = init_island(1, c, ctx, fit);
+    auto algo = make_algorithm(c);
+    auto before = s.fitness.max().item<double>();
+    algo->step(s, fit, ctx);
+    CHECK(s.population.sizes() == at::IntArrayRef({8, 150, 4}));
+    CHECK((s.uid[0] >> 40) == 1u);
+    CHECK(std::isfinite(before));
+    c.population = 3;
+    auto small = init_island(1, c, ctx, fit);
+    CHECK_THROWS_AS(make_algorithm(c)->step(small, fit, ctx), Error);
+  }
+  SUBCASE("immigrants replace the worst and are aligned") {
+    auto s = init_island(0, sc, ctx, fit);
+    auto worst = s.fitness.argmin().item<int64_t>();
+    auto best = s.population[s.best_index()].clone();
+    auto rot = random_orthogonal(4, 8).to(at::kFloat);
+    receive_migrants(s, at::matmul(best, rot).unsqueeze(0), {9.0}, {12345}, /*align=*/true);
+    CHECK(s.uid[worst] == 12345u);
+    CHECK(at::allclose(s.population[worst], best, 1e-4, 1e-4));
+  }
+}

@@ -1,0 +1,65 @@
+// HDF5 files of a search: the archive users inspect (layout in DESIGN.md) and the checkpoint a
+// search resumes from. Both are written to `<path>.tmp-<pid>` and renamed, so a reader never sees a
+// half-written file and a crash mid-write leaves the previous file intact.
+#pragma once
+#include <ATen/ATen.h>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "repsearch/core/search.hpp"
+
+namespace repsearch::io {
+
+inline constexpr const char* kArchiveFormat = "repsearch-archive";
+inline constexpr const char* kCheckpointFormat = "repsearch-checkpoint";
+inline constexpr std::int64_t kFormatVersion = 1;
+
+struct Provenance {  // root attributes shared by archives and checkpoints
+  std::string repsearch_version, git_commit, created, command_line;
+  std::string config;         // resolved INI text (every option, canonical order)
+  std::string config_sha256;  // of `config`
+  std::uint64_t seed = 0;
+  std::int64_t n_islands = 0, n_ranks = 0;
+  std::string hosts, devices;  // comma-separated, one entry per rank
+  std::string fitness, fitness_parameters;
+};
+
+struct Archive {
+  Provenance provenance;
+  // /data
+  std::string dataset, data_dir, normalisation;
+  at::Tensor search_indices, val_indices, heldout_indices;  // int64
+  at::Tensor search_labels;                                 // int32
+  // /elites, ranked by held-out score (best first)
+  at::Tensor representations;  // [k, n_s, d] float32
+  at::Tensor fitness, heldout;  // [k] float64
+  at::Tensor island, generation;  // [k] int32
+  std::vector<std::uint64_t> uid;
+  at::Tensor cka;  // [k, k] float64
+  // /islands/<i>/history, index = island
+  std::vector<std::vector<HistoryRow>> histories;
+  // /migrations
+  std::vector<MigrationEvent> migrations;
+};
+
+void write_archive(const std::string& path, const Archive& archive);
+// Refuses (repsearch::Error naming the path and what is missing/wrong) a file that is not HDF5, not a
+// repsearch archive, of another format_version, or lacks a required group/dataset.
+Archive read_archive(const std::string& path);
+
+struct Checkpoint {
+  Provenance provenance;
+  std::int64_t generation = 0;          // every island is at this generation
+  std::vector<IslandState> islands;     // all islands (write) or those asked for (read)
+  std::vector<MigrationEvent> migrations;
+};
+
+void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+// Reads provenance, generation, migrations, and the states of `islands` (all when empty), placing
+// populations on `device`. Refuses truncated/foreign files with a clear error.
+Checkpoint read_checkpoint(const std::string& path, const std::vector<std::int64_t>& islands, const at::Device& device);
+// Provenance and generation only (cheap: for comparing configs before a resume).
+Checkpoint read_checkpoint_header(const std::string& path);
+
+}  // namespace repsearch::io

@@ -1,0 +1,94 @@
+// Logical islands hosted by MPI ranks, with migration between them. The island count is the
+// config's; a rank hosts islands i with i % ranks == rank. Library code takes an MPI_Comm and never
+// calls MPI_Init or touches MPI_COMM_WORLD.
+//
+// Migration happens at generation boundaries: every `interval` generations each island sends copies
+// of its best `migrants` individuals along the topology's edges (one message per migrant: header +
+// raw float32 genome, non-blocking send, matched-probe receive) and each receiver replaces its worst
+// by them, Procrustes-aligned to its best. Edges and every random choice are keyed by (seed,
+// generation), so results do not depend on the rank count.
+#pragma once
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "repsearch/core/fitness.hpp"
+#include "repsearch/core/search.hpp"
+
+namespace repsearch::mpi {
+
+struct MigrationConfig {
+  std::string topology = "ring";  // none | ring | full | random | graph
+  std::string edges;              // graph: "0->1, 1->2:0.5" (":w" = probability the edge is used, default 1)
+  std::int64_t interval = 10;     // generations between migrations (0 = never)
+  std::int64_t migrants = 1;      // best individuals sent along each edge
+  bool align = true;              // Procrustes-align immigrants to the receiver's best
+};
+
+std::vector<std::string> topology_names();
+// Checks a topology/edge list against the island count; Error naming the option otherwise.
+void validate(const MigrationConfig& config, std::int64_t n_islands);
+// Directed (source, destination) pairs used at `generation`, in a fixed order.
+std::vector<std::pair<std::int64_t, std::int64_t>> migration_edges(const MigrationConfig& config, std::int64_t n_islands,
+                                                                   std::uint64_t seed, std::int64_t generation);
+std::vector<std::int64_t> islands_of_rank(int rank, int ranks, std::int64_t n_islands);
+// Rank within the node (for choosing a GPU).
+int local_rank(MPI_Comm comm);
+
+struct Progress {  // over all islands; meaningful on rank 0
+  std::int64_t generation = 0;
+  double best = 0, mean = 0, heldout = 0, diversity = 0;
+  std::int64_t evaluations = 0, nonfinite = 0;
+};
+
+struct Elites {  // rank 0 only: the top k over all islands by held-out score
+  at::Tensor representations;  // [k, n, d] float32 CPU
+  std::vector<double> fitness, heldout;
+  std::vector<std::int32_t> island, generation;
+  std::vector<std::uint64_t> uid;
+  at::Tensor cka;  // [k, k]
+};
+
+class Archipelago {
+ public:
+  Archipelago(MPI_Comm comm, std::int64_t n_islands, SearchConfig search, MigrationConfig migration,
+              const Fitness& fitness, const SearchContext& context);
+
+  void initialise();                              // generation 0 on every local island
+  void restore(std::vector<IslandState> local);   // this rank's islands from a checkpoint
+  void restore_migrations(std::vector<MigrationEvent> events);  // the log so far (any rank may hold it)
+  void step();                                    // one generation everywhere, then migration when due
+
+  std::int64_t generation() const { return generation_; }
+  const std::vector<IslandState>& local() const { return islands_; }
+  int rank() const { return rank_; }
+  int ranks() const { return size_; }
+
+  // Collective calls: every rank must make them, in the same order.
+  Progress progress() const;
+  std::vector<IslandState> gather_states() const;        // rank 0: all islands sorted by index
+  std::vector<MigrationEvent> gather_migrations() const;  // rank 0: sorted by generation, destination
+  Elites collect_elites(std::int64_t k) const;
+  bool any(bool flag) const;                              // logical OR over ranks
+  double time_in_migration() const { return migration_seconds_; }
+
+ private:
+  void migrate();
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 1;
+  std::int64_t n_islands_;
+  SearchConfig search_;
+  MigrationConfig migration_;
+  Fitness fitness_;
+  SearchContext context_;
+  std::unique_ptr<Algorithm> algorithm_;
+  std::vector<IslandState> islands_;
+  std::vector<MigrationEvent> events_;
+  std::int64_t generation_ = 0;
+  double migration_seconds_ = 0;
+};
+
+}  // namespace repsearch::mpi

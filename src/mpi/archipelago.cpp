@@ -1,0 +1,558 @@
+#include "repsearch/mpi/archipelago.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <sstream>
+
+#include "repsearch/core/error.hpp"
+#include "repsearch/core/linalg.hpp"
+#include "repsearch/core/rng.hpp"
+
+namespace repsearch::mpi {
+
+namespace {
+
+void check(int rc, const char* what) {
+  if (rc != MPI_SUCCESS) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    fail("[MPI] ", what, " failed: ", std::string(msg, static_cast<std::size_t>(len)));
+  }
+}
+
+// Flat byte messages: POD fields and tensors (dtype, shape, raw bytes).
+class Writer {
+ public:
+  template <class T>
+  void put(const T& v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const char* p = reinterpret_cast<const char*>(&v);
+    buf.insert(buf.end(), p, p + sizeof(T));
+  }
+  template <class T>
+  void put_vector(const std::vector<T>& v) {
+    put<std::int64_t>(static_cast<std::int64_t>(v.size()));
+    const char* p = reinterpret_cast<const char*>(v.data());
+    buf.insert(buf.end(), p, p + v.size() * sizeof(T));
+  }
+  void put_tensor(const at::Tensor& t) {
+    auto c = t.cpu().contiguous();
+    put<std::int8_t>(static_cast<std::int8_t>(c.scalar_type()));
+    put<std::int64_t>(c.dim());
+    for (auto s : c.sizes()) put<std::int64_t>(s);
+    const char* p = static_cast<const char*>(c.data_ptr());
+    buf.insert(buf.end(), p, p + c.nbytes());
+  }
+  std::vector<char> buf;
+};
+
+class Reader {
+ public:
+  explicit Reader(const std::vector<char>& b) : buf_(b) {}
+  template <class T>
+  T get() {
+    T v;
+    need(sizeof(T));
+    std::memcpy(&v, buf_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  template <class T>
+  std::vector<T> get_vector() {
+    auto n = static_cast<std::size_t>(get<std::int64_t>());
+    need(n * sizeof(T));
+    std::vector<T> v(n);
+    std::memcpy(v.data(), buf_.data() + pos_, n * sizeof(T));
+    pos_ += n * sizeof(T);
+    return v;
+  }
+  at::Tensor get_tensor() {
+    auto type = static_cast<at::ScalarType>(get<std::int8_t>());
+    auto dim = get<std::int64_t>();
+    std::vector<std::int64_t> sizes;
+    for (std::int64_t i = 0; i < dim; ++i) sizes.push_back(get<std::int64_t>());
+    auto t = at::empty(sizes, at::TensorOptions().dtype(type));
+    need(t.nbytes());
+    std::memcpy(t.data_ptr(), buf_.data() + pos_, t.nbytes());
+    pos_ += t.nbytes();
+    return t;
+  }
+
+ private:
+  void need(std::size_t n) const {
+    if (pos_ + n > buf_.size()) fail("[MPI] a message is shorter than its header says (internal error)");
+  }
+  const std::vector<char>& buf_;
+  std::size_t pos_ = 0;
+};
+
+int rank_of(std::int64_t island, int ranks) { return static_cast<int>(island % ranks); }
+
+std::vector<char> receive(MPI_Comm comm, int source, int tag) {
+  MPI_Message msg;
+  MPI_Status status;
+  check(MPI_Mprobe(source, tag, comm, &msg, &status), "MPI_Mprobe");
+  int count = 0;
+  check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
+  std::vector<char> buf(static_cast<std::size_t>(count));
+  check(MPI_Mrecv(buf.data(), count, MPI_BYTE, &msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
+  return buf;
+}
+
+struct Sends {
+  std::vector<std::vector<char>> bufs;
+  std::vector<MPI_Request> reqs;
+  void post(MPI_Comm comm, std::vector<char> b, int dest, int tag) {
+    if (b.size() > static_cast<std::size_t>(INT_MAX)) fail("[MPI] a message of ", b.size(), " bytes exceeds 2 GiB");
+    bufs.push_back(std::move(b));
+    reqs.emplace_back();
+    check(MPI_Isend(bufs.back().data(), static_cast<int>(bufs.back().size()), MPI_BYTE, dest, tag, comm, &reqs.back()),
+          "MPI_Isend");
+  }
+  void wait() {
+    if (!reqs.empty()) check(MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  }
+};
+
+// Every rank's items reach rank 0 (root's own first, then by rank). One message per item.
+std::vector<std::vector<char>> gather_items(MPI_Comm comm, std::vector<std::vector<char>> local, int tag) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  int mine = static_cast<int>(local.size());
+  std::vector<int> counts(static_cast<std::size_t>(size));
+  check(MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm), "MPI_Gather");
+  if (rank != 0) {
+    Sends sends;
+    sends.bufs.reserve(local.size());
+    sends.reqs.reserve(local.size());
+    for (auto& b : local) sends.post(comm, std::move(b), 0, tag);
+    sends.wait();
+    return {};
+  }
+  std::vector<std::vector<char>> all = std::move(local);
+  for (int r = 1; r < size; ++r)
+    for (int i = 0; i < counts[static_cast<std::size_t>(r)]; ++i) all.push_back(receive(comm, r, tag));
+  return all;
+}
+
+constexpr int kTagStates = 32001, kTagEvents = 32002, kTagElites = 32003, kTagBests = 32004;
+
+void put_history(Writer& w, const std::vector<HistoryRow>& h) { w.put_vector(h); }
+
+std::vector<char> pack_state(const IslandState& s) {
+  Writer w;
+  w.put(s.island);
+  w.put(s.generation);
+  w.put_tensor(s.population);
+  w.put_tensor(s.fitness);
+  w.put_vector(s.uid);
+  w.put_vector(s.born);
+  w.put(s.next_serial);
+  w.put_vector(s.op_weights);
+  w.put(s.sigma);
+  w.put(s.evaluations);
+  w.put(s.nonfinite);
+  w.put(s.seconds);
+  put_history(w, s.history);
+  return std::move(w.buf);
+}
+
+IslandState unpack_state(const std::vector<char>& b) {
+  Reader r(b);
+  IslandState s;
+  s.island = r.get<std::int64_t>();
+  s.generation = r.get<std::int64_t>();
+  s.population = r.get_tensor();
+  s.fitness = r.get_tensor();
+  s.uid = r.get_vector<std::uint64_t>();
+  s.born = r.get_vector<std::int32_t>();
+  s.next_serial = r.get<std::uint64_t>();
+  s.op_weights = r.get_vector<double>();
+  s.sigma = r.get<double>();
+  s.evaluations = r.get<std::int64_t>();
+  s.nonfinite = r.get<std::int64_t>();
+  s.seconds = r.get<double>();
+  s.history = r.get_vector<HistoryRow>();
+  return s;
+}
+
+struct Migrant {
+  std::int64_t source = 0, destination = 0, generation = 0;
+  std::uint64_t uid = 0;
+  double fitness = 0;
+  at::Tensor genome;  // [n, d]
+};
+
+std::vector<char> pack_migrant(const Migrant& m) {
+  Writer w;
+  w.put(m.source);
+  w.put(m.destination);
+  w.put(m.generation);
+  w.put(m.uid);
+  w.put(m.fitness);
+  w.put_tensor(m.genome.to(at::kFloat));
+  return std::move(w.buf);
+}
+
+Migrant unpack_migrant(const std::vector<char>& b) {
+  Reader r(b);
+  Migrant m;
+  m.source = r.get<std::int64_t>();
+  m.destination = r.get<std::int64_t>();
+  m.generation = r.get<std::int64_t>();
+  m.uid = r.get<std::uint64_t>();
+  m.fitness = r.get<double>();
+  m.genome = r.get_tensor();
+  return m;
+}
+
+std::vector<std::pair<std::int64_t, std::int64_t>> parse_edges(const std::string& text, std::vector<double>* weights,
+                                                               std::int64_t n_islands) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> edges;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item.erase(std::remove_if(item.begin(), item.end(), ::isspace), item.end());
+    if (item.empty()) continue;
+    auto arrow = item.find("->");
+    long long a = -1, b = -1;
+    double w = 1.0;
+    char extra = 0;
+    bool ok = arrow != std::string::npos;
+    if (ok) {
+      auto colon = item.find(':', arrow);
+      std::string dst = item.substr(arrow + 2, colon == std::string::npos ? std::string::npos : colon - arrow - 2);
+      ok = std::sscanf(item.substr(0, arrow).c_str(), "%lld%c", &a, &extra) == 1 &&
+           std::sscanf(dst.c_str(), "%lld%c", &b, &extra) == 1 &&
+           (colon == std::string::npos || std::sscanf(item.substr(colon + 1).c_str(), "%lf%c", &w, &extra) == 1);
+    }
+    if (!ok) fail("option migration-edges: expected edges like '0->1, 1->2:0.5', found '", item, "'");
+    if (a < 0 || b < 0 || a >= n_islands || b >= n_islands || a == b)
+      fail("option migration-edges: edge '", item, "' must join two different islands in [0, ", n_islands, ")");
+    if (!(w >= 0.0 && w <= 1.0)) fail("option migration-edges: weight of '", item, "' must lie in [0, 1], found ", w);
+    edges.emplace_back(a, b);
+    if (weights) weights->push_back(w);
+  }
+  if (edges.empty()) fail("option migration-edges: topology 'graph' needs at least one edge, found '", text, "'");
+  return edges;
+}
+
+}  // namespace
+
+std::vector<std::string> topology_names() { return {"none", "ring", "full", "random", "graph"}; }
+
+void validate(const MigrationConfig& c, std::int64_t n_islands) {
+  auto names = topology_names();
+  if (std::find(names.begin(), names.end(), c.topology) == names.end())
+    fail("option topology: unknown topology '", c.topology, "'; known: none, ring, full, random, graph");
+  if (c.interval < 0) fail("option migration-interval: must be >= 0 (0 = never), found ", c.interval);
+  if (c.migrants < 1) fail("option migrants: must be >= 1, found ", c.migrants);
+  if (c.topology == "graph") parse_edges(c.edges, nullptr, n_islands);
+  else if (!c.edges.empty()) fail("option migration-edges: only used with topology=graph, found topology=", c.topology);
+}
+
+std::vector<std::pair<std::int64_t, std::int64_t>> migration_edges(const MigrationConfig& c, std::int64_t n,
+                                                                   std::uint64_t seed, std::int64_t generation) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  if (n < 2 || c.topology == "none") return out;
+  if (c.topology == "ring") {
+    for (std::int64_t i = 0; i < n; ++i) out.emplace_back(i, (i + 1) % n);
+  } else if (c.topology == "full") {
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < n; ++j)
+        if (i != j) out.emplace_back(i, j);
+  } else if (c.topology == "random") {  // each island sends to one other, re-drawn per migration
+    auto gen = make_generator(seed, Stream::migration, {static_cast<std::uint64_t>(generation)});
+    auto pick = at::randint(n - 1, {n}, gen, at::TensorOptions().dtype(at::kLong));
+    for (std::int64_t i = 0; i < n; ++i) {
+      auto j = pick[i].item<std::int64_t>();
+      out.emplace_back(i, j >= i ? j + 1 : j);
+    }
+  } else if (c.topology == "graph") {
+    std::vector<double> w;
+    auto edges = parse_edges(c.edges, &w, n);
+    auto gen = make_generator(seed, Stream::migration, {static_cast<std::uint64_t>(generation)});
+    auto u = at::rand({static_cast<std::int64_t>(edges.size())}, gen, at::TensorOptions().dtype(at::kDouble));
+    for (std::size_t e = 0; e < edges.size(); ++e)
+      if (u[static_cast<std::int64_t>(e)].item<double>() < w[e]) out.push_back(edges[e]);
+  } else {
+    fail("option topology: unknown topology '", c.topology, "'");
+  }
+  return out;
+}
+
+std::vector<std::int64_t> islands_of_rank(int rank, int ranks, std::int64_t n_islands) {
+  std::vector<std::int64_t> out;
+  for (std::int64_t i = rank; i < n_islands; i += ranks) out.push_back(i);
+  return out;
+}
+
+int local_rank(MPI_Comm comm) {
+  MPI_Comm node;
+  check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
+  int r = 0;
+  MPI_Comm_rank(node, &r);
+  MPI_Comm_free(&node);
+  return r;
+}
+
+Archipelago::Archipelago(MPI_Comm comm, std::int64_t n_islands, SearchConfig search, MigrationConfig migration,
+                         const Fitness& fitness, const SearchContext& context)
+    : comm_(comm), n_islands_(n_islands), search_(std::move(search)), migration_(std::move(migration)),
+      fitness_(fitness), context_(context), algorithm_(make_algorithm(search_)) {
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+  if (n_islands_ < 1) fail("option islands: must be >= 1, found ", n_islands_);
+  if (n_islands_ < size_)
+    fail("option islands: ", n_islands_, " islands cannot occupy ", size_, " ranks (every rank hosts at least one)");
+  validate(migration_, n_islands_);
+}
+
+void Archipelago::initialise() {
+  islands_.clear();
+  for (auto i : islands_of_rank(rank_, size_, n_islands_)) {
+    islands_.push_back(init_island(i, search_, context_, fitness_));
+    record_history(islands_.back(), fitness_, search_);
+  }
+  generation_ = 0;
+}
+
+void Archipelago::restore(std::vector<IslandState> local) {
+  auto want = islands_of_rank(rank_, size_, n_islands_);
+  if (local.size() != want.size()) fail("resume: rank ", rank_, " expected ", want.size(), " islands, got ", local.size());
+  std::sort(local.begin(), local.end(), [](const auto& a, const auto& b) { return a.island < b.island; });
+  for (std::size_t i = 0; i < local.size(); ++i) {
+    if (local[i].island != want[i]) fail("resume: rank ", rank_, " got island ", local[i].island, ", expected ", want[i]);
+    if (i > 0 && local[i].generation != local[0].generation) fail("resume: islands are at different generations");
+    local[i].population = local[i].population.to(context_.x_search.device()).contiguous();
+  }
+  islands_ = std::move(local);
+  generation_ = islands_.empty() ? 0 : islands_.front().generation;
+}
+
+void Archipelago::restore_migrations(std::vector<MigrationEvent> events) {
+  events_.clear();
+  for (auto& e : events)  // each rank keeps the events of the islands it hosts (it logs new ones so)
+    if (rank_of(e.destination, size_) == rank_) events_.push_back(e);
+}
+
+void Archipelago::step() {
+  for (auto& s : islands_) algorithm_->step(s, fitness_, context_);
+  generation_ += 1;
+  if (migration_.interval > 0 && generation_ % migration_.interval == 0) migrate();
+  for (auto& s : islands_) record_history(s, fitness_, search_);
+}
+
+void Archipelago::migrate() {
+  auto t0 = std::chrono::steady_clock::now();
+  auto edges = migration_edges(migration_, n_islands_, search_.seed, generation_);
+  // Emigrants are chosen from the state before any island receives (order-independent).
+  std::map<std::int64_t, std::vector<Migrant>> out;
+  for (const auto& s : islands_) {
+    auto k = std::min<std::int64_t>(migration_.migrants, s.population.size(0) - 1);
+    auto top = std::get<1>(s.fitness.topk(k));
+    for (std::int64_t j = 0; j < k; ++j) {
+      auto idx = top[j].item<std::int64_t>();
+      Migrant m;
+      m.source = s.island;
+      m.generation = generation_;
+      m.uid = s.uid[static_cast<std::size_t>(idx)];
+      m.fitness = s.fitness[idx].item<double>();
+      m.genome = s.population[idx];
+      out[s.island].push_back(m);
+    }
+  }
+  Sends sends;
+  sends.bufs.reserve(edges.size() * static_cast<std::size_t>(migration_.migrants));
+  sends.reqs.reserve(sends.bufs.capacity());
+  std::map<std::int64_t, std::vector<Migrant>> inbox;
+  for (const auto& [src, dst] : edges) {
+    if (rank_of(src, size_) != rank_) continue;
+    for (auto m : out[src]) {
+      m.destination = dst;
+      if (rank_of(dst, size_) == rank_) inbox[dst].push_back(m);
+      else sends.post(comm_, pack_migrant(m), rank_of(dst, size_), static_cast<int>(dst));
+    }
+  }
+  // Receive in edge order: messages from one rank with one tag arrive in the order they were sent.
+  std::map<std::int64_t, std::vector<Migrant>> ordered;
+  for (const auto& [src, dst] : edges) {
+    if (rank_of(dst, size_) != rank_) continue;
+    if (rank_of(src, size_) == rank_) {
+      for (auto& m : inbox[dst])
+        if (m.source == src) ordered[dst].push_back(m);
+    } else {
+      auto k = std::min<std::int64_t>(migration_.migrants, search_.population - 1);
+      for (std::int64_t j = 0; j < k; ++j) {
+        auto m = unpack_migrant(receive(comm_, rank_of(src, size_), static_cast<int>(dst)));
+        if (m.source != src || m.destination != dst || m.generation != generation_)
+          fail("[MPI] migration out of step: expected island ", src, "->", dst, " at generation ", generation_,
+               ", got ", m.source, "->", m.destination, " at ", m.generation);
+        ordered[dst].push_back(std::move(m));
+      }
+    }
+  }
+  for (auto& s : islands_) {
+    auto& in = ordered[s.island];
+    if (in.empty()) continue;
+    // Never replace the whole island: keep at most P - 1 immigrants (the first in edge order).
+    if (static_cast<std::int64_t>(in.size()) >= s.population.size(0)) in.resize(static_cast<std::size_t>(s.population.size(0) - 1));
+    std::vector<at::Tensor> genomes;
+    std::vector<double> fit;
+    std::vector<std::uint64_t> uids;
+    for (const auto& m : in) {
+      genomes.push_back(m.genome.to(s.population.device()));
+      fit.push_back(m.fitness);
+      uids.push_back(m.uid);
+      events_.push_back({generation_, m.source, s.island, m.uid, m.fitness});
+    }
+    receive_migrants(s, at::stack(genomes), fit, uids, migration_.align);
+  }
+  sends.wait();
+  migration_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+Progress Archipelago::progress() const {
+  // Per island: best, mean, heldout, evaluations, nonfinite (from the newest history row).
+  std::vector<std::vector<char>> items;
+  for (const auto& s : islands_) {
+    Writer w;
+    const auto& h = s.history.back();
+    w.put(s.island);
+    w.put(h.best);
+    w.put(h.mean);
+    w.put(h.heldout);
+    w.put(h.evaluations);
+    w.put(h.nonfinite);
+    w.put_tensor(s.population[s.best_index()]);
+    items.push_back(std::move(w.buf));
+  }
+  auto all = gather_items(comm_, std::move(items), kTagBests);
+  Progress p;
+  p.generation = generation_;
+  if (rank_ != 0) return p;
+  p.best = -std::numeric_limits<double>::infinity();
+  p.heldout = -std::numeric_limits<double>::infinity();
+  std::vector<at::Tensor> bests;
+  for (const auto& b : all) {
+    Reader r(b);
+    r.get<std::int64_t>();
+    double best = r.get<double>(), mean = r.get<double>(), held = r.get<double>();
+    p.best = std::max(p.best, best);
+    p.mean += mean / static_cast<double>(all.size());
+    p.heldout = std::max(p.heldout, held);
+    p.evaluations += r.get<std::int64_t>();
+    p.nonfinite += r.get<std::int64_t>();
+    bests.push_back(r.get_tensor());
+  }
+  if (bests.size() > 1) {  // mean pairwise 1 - CKA of the island bests
+    auto m = linear_cka_matrix(at::stack(bests));
+    auto k = static_cast<double>(bests.size());
+    p.diversity = (k * k - m.sum().item<double>()) / (k * (k - 1));
+  }
+  return p;
+}
+
+std::vector<IslandState> Archipelago::gather_states() const {
+  std::vector<std::vector<char>> items;
+  for (const auto& s : islands_) items.push_back(pack_state(s));
+  auto all = gather_items(comm_, std::move(items), kTagStates);
+  std::vector<IslandState> out;
+  for (const auto& b : all) out.push_back(unpack_state(b));
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.island < b.island; });
+  return out;
+}
+
+std::vector<MigrationEvent> Archipelago::gather_migrations() const {
+  Writer w;
+  w.put_vector(events_);
+  auto all = gather_items(comm_, {std::move(w.buf)}, kTagEvents);
+  std::vector<MigrationEvent> out;
+  for (const auto& b : all) {
+    Reader r(b);
+    auto v = r.get_vector<MigrationEvent>();
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.generation, a.destination, a.source) < std::tie(b.generation, b.destination, b.source);
+  });
+  return out;
+}
+
+Elites Archipelago::collect_elites(std::int64_t k) const {
+  if (k < 1) fail("option elites: must be >= 1, found ", k);
+  std::vector<std::vector<char>> items;
+  for (const auto& s : islands_) {
+    auto m = std::min<std::int64_t>(k, s.population.size(0));
+    auto top = std::get<1>(s.fitness.topk(m));
+    auto cand = s.population.index_select(0, top.to(s.population.device()));
+    auto held = fitness_.heldout(cand);
+    for (std::int64_t j = 0; j < m; ++j) {
+      auto idx = top[j].item<std::int64_t>();
+      Writer w;
+      w.put(held[j].item<double>());
+      w.put(s.fitness[idx].item<double>());
+      w.put(static_cast<std::int32_t>(s.island));
+      w.put(s.born[static_cast<std::size_t>(idx)]);
+      w.put(s.uid[static_cast<std::size_t>(idx)]);
+      w.put_tensor(cand[j]);
+      items.push_back(std::move(w.buf));
+    }
+  }
+  auto all = gather_items(comm_, std::move(items), kTagElites);
+  Elites e;
+  if (rank_ != 0) return e;
+  struct Cand {
+    double held, fit;
+    std::int32_t island, born;
+    std::uint64_t uid;
+    at::Tensor z;
+  };
+  std::vector<Cand> cands;
+  for (const auto& b : all) {
+    Reader r(b);
+    Cand c;
+    c.held = r.get<double>();
+    c.fit = r.get<double>();
+    c.island = r.get<std::int32_t>();
+    c.born = r.get<std::int32_t>();
+    c.uid = r.get<std::uint64_t>();
+    c.z = r.get_tensor();
+    cands.push_back(std::move(c));
+  }
+  // Best held-out first; ties broken by island then uid so the order never depends on ranks.
+  std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
+    return std::tie(b.held, a.island, a.uid) < std::tie(a.held, b.island, b.uid);
+  });
+  std::vector<at::Tensor> zs;
+  std::vector<std::uint64_t> seen;
+  for (const auto& c : cands) {
+    if (static_cast<std::int64_t>(zs.size()) == k) break;
+    if (std::find(seen.begin(), seen.end(), c.uid) != seen.end()) continue;  // a migrant's copies: keep the best
+    seen.push_back(c.uid);
+    zs.push_back(c.z);
+    e.heldout.push_back(c.held);
+    e.fitness.push_back(c.fit);
+    e.island.push_back(c.island);
+    e.generation.push_back(c.born);
+    e.uid.push_back(c.uid);
+  }
+  e.representations = at::stack(zs).to(at::kFloat).contiguous();
+  e.cka = linear_cka_matrix(e.representations);
+  return e;
+}
+
+bool Archipelago::any(bool flag) const {
+  int in = flag ? 1 : 0, out = 0;
+  check(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_LOR, comm_), "MPI_Allreduce");
+  return out != 0;
+}
+
+}  // namespace repsearch::mpi

@@ -26,7 +26,8 @@ at::Tensor Standardiser::apply(const at::Tensor& images) const {
   TORCH_CHECK(images.dim() == 4, "Standardiser::apply expects [N,C,H,W]");
   auto x = images.to(at::kFloat);
   if (images.scalar_type() == at::kByte) x = x.div_(255.0);
-  return (x - mean.view({1, -1, 1, 1})) / std.view({1, -1, 1, 1});
+  // mean/std are fitted on the CPU; follow the images to their device (e.g. CUDA).
+  return (x - mean.to(x.device()).view({1, -1, 1, 1})) / std.to(x.device()).view({1, -1, 1, 1});
 }
 
 Standardiser fit_standardiser(const at::Tensor& train_images) {
@@ -40,7 +41,14 @@ Standardiser fit_standardiser(const at::Tensor& train_images) {
 }
 
 at::Tensor class_counts(const at::Tensor& labels, std::int64_t n_classes) {
-  return at::bincount(labels.to(at::kLong), /*weights=*/{}, n_classes);
+  // bincount would silently return more than n_classes bins for a label >= n_classes.
+  const at::Tensor l = labels.to(at::kLong);
+  if (l.numel() > 0) {
+    const std::int64_t lo = l.min().item<std::int64_t>(), hi = l.max().item<std::int64_t>();
+    if (lo < 0 || hi >= n_classes)
+      fail("class_counts: expected labels in [0, ", n_classes, "), found ", lo < 0 ? lo : hi);
+  }
+  return at::bincount(l, /*weights=*/{}, n_classes);
 }
 
 }  // namespace repsearch

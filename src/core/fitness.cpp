@@ -100,28 +100,29 @@ namespace {
 // the same value for about d/C of the work.
 class RidgeProbe {
  public:
-  RidgeProbe(const FitnessConfig& c, const FitnessData& data)
+  RidgeProbe(const FitnessConfig& c, const FitnessData& data, bool with_hat = false)
       : cfg_(c), n_classes_(data.n_classes), y_search_(data.y_search), y_val_(data.y_val),
         y_heldout_(data.y_heldout) {
     check_data(data);
     const auto dev = data.x_search.device();
     features_ = make_random_features(data.x_search.size(1), c.features, c.seed, dev);
-    auto phi_s = features_(data.x_search).to(at::kDouble);                   // [n, p+1]
+    auto phi_s = features_(data.x_search).to(at::kDouble);                   // [n, q], q = p + 1
     const auto q = phi_s.size(1);
     auto g = at::matmul(phi_s.t(), phi_s);
     lambda_abs_ = std::max(c.lambda, 1e-3) * g.trace().item<double>() / static_cast<double>(q);
-    auto eig = at::linalg_eigh(g);                                            // G = V diag(L) V^T
-    auto evals = std::get<0>(eig).clamp_min(0.0), evecs = std::get<1>(eig);
-    // (G + lambda I)^-1 phi_S^T through the eigenbasis: reused by the hat matrix below.
-    auto proj = at::matmul(phi_s, evecs);                                     // [n, q] = phi V
-    auto smoother = at::matmul(evecs, (proj / (evals + lambda_abs_)).t());   // [q, n]
+    auto reg = g + lambda_abs_ * at::eye(q, g.options());
+    auto smoother = at::cholesky_solve(phi_s.t(), at::linalg_cholesky(reg));  // (G + lambda I)^-1 phi_S^T [q, n]
     m_val_ = at::matmul(features_(data.x_val).to(at::kDouble), smoother).to(at::kFloat);
     m_heldout_ = at::matmul(features_(data.x_heldout).to(at::kDouble), smoother).to(at::kFloat);
-    // Hat matrix H = phi_S (G + lambda I)^-1 phi_S^T = U diag(s) U^T, U = phi V L^-1/2, s = L/(L+lambda).
+    if (!with_hat) return;
+    // Hat matrix H = phi_S (G + lambda I)^-1 phi_S^T = U diag(s) U^T with G = V diag(L) V^T,
+    // U = phi_S V L^-1/2, s = L / (L + lambda); directions with s ~ 0 are dropped from the products.
+    auto eig = at::linalg_eigh(g);
+    auto evals = std::get<0>(eig).clamp_min(0.0), evecs = std::get<1>(eig);
     auto s = evals / (evals + lambda_abs_);
-    auto u = proj / evals.clamp_min(1e-300).sqrt();
+    auto u = at::matmul(phi_s, evecs) / evals.clamp_min(1e-300).sqrt();
     hat_diag_ = (u.pow(2) * s).sum(1).to(at::kFloat);                         // [n]
-    auto keep = s.gt(1e-6).nonzero().squeeze(1);                              // drop directions H ignores
+    auto keep = s.gt(1e-6).nonzero().squeeze(1);
     hat_u_ = u.index_select(1, keep).to(at::kFloat);                          // [n, k]
     hat_s_ = s.index_select(0, keep).to(at::kFloat);                          // [k]
   }
@@ -146,6 +147,7 @@ class RidgeProbe {
   // Mean over columns of the leave-one-out R^2 of Z predicted from phi_S by kernel ridge:
   // residual_i = (z_i - (H z)_i) / (1 - H_ii). [P] float64.
   at::Tensor loo_r2(const at::Tensor& pop) const {
+    TORCH_CHECK(hat_u_.defined(), "loo_r2 needs a RidgeProbe built with_hat");
     const auto P = pop.size(0), n = pop.size(1), k = hat_u_.size(1);
     auto coef = at::bmm(hat_u_.t().expand({P, k, n}), pop) * hat_s_.view({1, k, 1});  // [P, k, d]
     auto fit = at::bmm(hat_u_.expand({P, n, k}), coef);                                // [P, n, d]
@@ -184,7 +186,7 @@ class RidgeProbe {
 // the inputs, not only the label-bearing span.
 class RidgeProbeLearnable {
  public:
-  RidgeProbeLearnable(const FitnessConfig& c, const FitnessData& d) : base_(c, d), weight_(c.learnable_weight) {}
+  RidgeProbeLearnable(const FitnessConfig& c, const FitnessData& d) : base_(c, d, /*with_hat=*/true), weight_(c.learnable_weight) {}
   at::Tensor score(const at::Tensor& pop, const at::Tensor& rows) const {
     return base_.score(pop, rows) + weight_ * base_.loo_r2(pop);
   }

@@ -8,11 +8,26 @@
 namespace repsearch::ops {
 
 namespace {
-at::Tensor normal_like(const at::Tensor& like, at::Generator& gen) {
-  return at::randn(like.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(like.options());
+at::Tensor normal(at::IntArrayRef sizes, at::Generator& gen, const at::TensorOptions& like) {
+  return at::randn(sizes, gen, at::TensorOptions().dtype(at::kFloat)).to(like);
 }
 at::Tensor on(const at::Tensor& mask, const at::Tensor& like) {  // [B,n] bool -> [B,n,1] on like's device
   return mask.to(like.device()).unsqueeze(2);
+}
+// The masked rows as indices [B, r] when every individual has r of them (row_mask's output), so
+// operators touch r rows instead of all n; undefined otherwise.
+at::Tensor rows_of(const at::Tensor& mask) {
+  auto counts = mask.sum(1);
+  const auto r = counts[0].item<std::int64_t>();
+  if (r == 0 || !counts.eq(r).all().item<bool>()) return {};
+  return mask.nonzero().select(1, 1).view({mask.size(0), r});
+}
+at::Tensor expand_rows(const at::Tensor& idx, const at::Tensor& like) {  // [B,r] -> [B,r,d] on like's device
+  return idx.to(like.device()).unsqueeze(2).expand({idx.size(0), idx.size(1), like.size(2)});
+}
+// Replace the rows idx [B,r] of a copy of `parents` by `rows` [B,r,d].
+at::Tensor with_rows(const at::Tensor& parents, const at::Tensor& idx, const at::Tensor& rows) {
+  return parents.clone().scatter_(1, expand_rows(idx, parents), rows);
 }
 }  // namespace
 
@@ -37,7 +52,10 @@ at::Tensor row_mask(std::int64_t batch, std::int64_t n, std::int64_t rows, at::G
 }
 
 at::Tensor column_std(const at::Tensor& pop) {
-  return pop.std(1, /*unbiased=*/false, /*keepdim=*/true).clamp_min(1e-6);
+  const auto n = static_cast<double>(pop.size(1));
+  auto mean = pop.sum(1, /*keepdim=*/true) / n;
+  auto var = pop.pow(2).sum(1, /*keepdim=*/true) / n - mean.pow(2);
+  return var.clamp_min(1e-12).sqrt();
 }
 
 at::Tensor crossover_rows(const at::Tensor& a, const at::Tensor& b, const at::Tensor& take_a) {
@@ -45,8 +63,11 @@ at::Tensor crossover_rows(const at::Tensor& a, const at::Tensor& b, const at::Te
 }
 
 at::Tensor gaussian_rows(const at::Tensor& parents, const at::Tensor& mask, double sigma, at::Generator& gen) {
-  auto noise = normal_like(parents, gen) * column_std(parents) * sigma;
-  return parents + noise * on(mask, parents);
+  auto idx = rows_of(mask);
+  if (!idx.defined()) return parents + normal(parents.sizes(), gen, parents.options()) * column_std(parents) * sigma * on(mask, parents);
+  auto rows = parents.gather(1, expand_rows(idx, parents));
+  auto noise = normal(rows.sizes(), gen, parents.options()) * column_std(parents) * sigma;
+  return with_rows(parents, idx, rows + noise);
 }
 
 at::Tensor class_pull(const at::Tensor& parents, const at::Tensor& labels, std::int64_t n_classes,
@@ -55,9 +76,17 @@ at::Tensor class_pull(const at::Tensor& parents, const at::Tensor& labels, std::
   auto lab = labels.to(parents.device());
   auto sums = at::zeros({B, n_classes, d}, parents.options()).index_add_(1, lab, parents);
   auto counts = at::bincount(lab, /*weights=*/{}, n_classes).clamp_min(1).to(parents.scalar_type());
-  auto means = (sums / counts.view({1, -1, 1})).index_select(1, lab);  // [B, n, d] class mean of each row
-  auto moved = parents + alpha * (means - parents) + normal_like(parents, gen) * column_std(parents) * noise;
-  return at::where(on(mask, parents), moved, parents);
+  auto class_means = sums / counts.view({1, -1, 1});  // [B, C, d]
+  auto idx = rows_of(mask);
+  if (!idx.defined()) {
+    auto means = class_means.index_select(1, lab);
+    auto moved = parents + alpha * (means - parents) + normal(parents.sizes(), gen, parents.options()) * column_std(parents) * noise;
+    return at::where(on(mask, parents), moved, parents);
+  }
+  auto rows = parents.gather(1, expand_rows(idx, parents));                       // [B, r, d]
+  auto means = class_means.gather(1, expand_rows(lab.index_select(0, idx.to(lab.device()).view(-1)).view(idx.sizes()), parents));
+  auto moved = rows + alpha * (means - rows) + normal(rows.sizes(), gen, parents.options()) * column_std(parents) * noise;
+  return with_rows(parents, idx, moved);
 }
 
 at::Tensor column_move(const at::Tensor& parents, const at::Tensor& phi, double scale, at::Generator& gen) {
@@ -67,19 +96,26 @@ at::Tensor column_move(const at::Tensor& parents, const at::Tensor& phi, double 
   auto u = at::matmul(phi, r);                                    // [n, B]
   u = (u - u.mean(0, true)) / u.std(0, /*unbiased=*/false, /*keepdim=*/true).clamp_min(1e-12);
   auto col = at::randint(d, {B}, gen, cpu.dtype(at::kLong)).to(parents.device());
-  auto onehot = at::one_hot(col, d).to(parents.scalar_type());    // [B, d]
-  auto spread = (column_std(parents).squeeze(1) * onehot).sum(1);  // [B] std of the chosen column
-  auto step = u.t().unsqueeze(2) * (onehot * (scale * spread).unsqueeze(1)).unsqueeze(1);  // [B, n, d]
-  return parents + step;
+  auto spread = column_std(parents).squeeze(1).gather(1, col.view({B, 1}));   // [B, 1] std of the chosen column
+  auto step = (u.t() * (scale * spread)).unsqueeze(2);                        // [B, n, 1]
+  return parents.clone().scatter_add_(2, col.view({B, 1, 1}).expand({B, parents.size(1), 1}), step);
 }
 
 at::Tensor knn_smooth(const at::Tensor& parents, const at::Tensor& neighbours, const at::Tensor& mask,
                       double noise, at::Generator& gen) {
-  const auto n = parents.size(1), k = neighbours.size(1);
-  auto nb = neighbours.to(parents.device()).reshape(-1);
-  auto smooth = parents.index_select(1, nb).view({parents.size(0), n, k, parents.size(2)}).mean(2);
-  smooth = smooth + normal_like(parents, gen) * column_std(parents) * noise;
-  return at::where(on(mask, parents), smooth, parents);
+  const auto B = parents.size(0), n = parents.size(1), k = neighbours.size(1), d = parents.size(2);
+  auto nb = neighbours.to(parents.device());
+  auto idx = rows_of(mask);
+  if (!idx.defined()) {
+    auto smooth = parents.index_select(1, nb.reshape(-1)).view({B, n, k, d}).mean(2);
+    smooth = smooth + normal(parents.sizes(), gen, parents.options()) * column_std(parents) * noise;
+    return at::where(on(mask, parents), smooth, parents);
+  }
+  const auto r = idx.size(1);
+  auto their = nb.index_select(0, idx.to(nb.device()).view(-1)).view({B, r * k});  // neighbours of the chosen rows
+  auto smooth = parents.gather(1, expand_rows(their, parents)).view({B, r, k, d}).mean(2);
+  smooth = smooth + normal(smooth.sizes(), gen, parents.options()) * column_std(parents) * noise;
+  return with_rows(parents, idx, smooth);
 }
 
 at::Tensor de_rand1bin(const at::Tensor& pop, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,

@@ -1,0 +1,382 @@
+#include "commands.hpp"
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <dlfcn.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "repsearch/core/data.hpp"
+#include "repsearch/core/error.hpp"
+#include "repsearch/core/linalg.hpp"
+#include "repsearch/io/archive.hpp"
+#include "repsearch/io/dataset.hpp"
+#include "repsearch/mpi/archipelago.hpp"
+
+namespace repsearch::app {
+
+namespace {
+
+using i64 = std::int64_t;
+namespace fs = std::filesystem;
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+// LibTorch's intra-op pool and OpenBLAS's own pool (libopenblas0-pthread ignores OpenMP settings).
+void set_threads(int threads) {
+  at::set_num_threads(threads);
+  using setter = void (*)(int);
+  if (auto f = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(threads);
+}
+
+int node_cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+at::Device choose_device(const std::string& want, int local_rank) {
+  const bool cuda = at::hasCUDA();
+  if (want == "cuda" && !cuda) fail("option device: 'cuda' asked for, but this LibTorch has no CUDA device");
+  if (want == "cpu" || !cuda) return at::Device(at::kCPU);
+  const int count = at::detail::getCUDAHooks().getNumGPUs();
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank % std::max(1, count)));
+}
+
+std::string now_iso() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  auto t = static_cast<long>(s + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+  return buf;
+}
+
+std::string tensor_list(const at::Tensor& t, int precision = 4) {
+  std::ostringstream os;
+  auto c = t.to(at::kDouble).contiguous();
+  os << "[" << std::setprecision(precision);
+  for (i64 i = 0; i < c.numel(); ++i) os << (i ? ", " : "") << c[i].item<double>();
+  os << "]";
+  return os.str();
+}
+
+// The data every command shares: splits from the seed, inputs standardised with training statistics.
+struct Prepared {
+  io::Dataset dataset;
+  Splits splits;
+  Standardiser standardiser;
+  FitnessData fitness_data;
+  std::string normalisation;
+};
+
+Prepared prepare(const Options& o, const at::Device& device) {
+  Prepared p;
+  p.dataset = io::load_dataset(o.get<std::string>("dataset"), o.get<std::string>("data-dir"));
+  p.splits = make_splits(p.dataset.train_images.size(0), o.splits(), o.get<std::uint64_t>("seed"));
+  p.standardiser = fit_standardiser(p.dataset.train_images);
+  p.normalisation = "per-channel standardisation with training-set statistics: mean=" +
+                    tensor_list(p.standardiser.mean, 6) + " std=" + tensor_list(p.standardiser.std, 6);
+  auto take = [&](const at::Tensor& idx, at::Tensor& x, at::Tensor& y) {
+    x = p.standardiser.apply(p.dataset.train_images.index_select(0, idx)).flatten(1).to(device).contiguous();
+    y = p.dataset.train_labels.index_select(0, idx).to(device);
+  };
+  auto& f = p.fitness_data;
+  take(p.splits.search, f.x_search, f.y_search);
+  take(p.splits.val, f.x_val, f.y_val);
+  take(p.splits.heldout, f.x_heldout, f.y_heldout);
+  f.n_classes = p.dataset.n_classes;
+  return p;
+}
+
+std::string join_gathered(MPI_Comm comm, const std::string& mine) {
+  int size = 1, rank = 0;
+  MPI_Comm_size(comm, &size);
+  MPI_Comm_rank(comm, &rank);
+  constexpr int kLen = 128;
+  char buf[kLen] = {0};
+  std::snprintf(buf, kLen, "%s", mine.c_str());
+  std::vector<char> all(static_cast<std::size_t>(kLen * size));
+  MPI_Gather(buf, kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, comm);
+  std::string out;
+  for (int r = 0; r < size && rank == 0; ++r) out += (r ? "," : "") + std::string(all.data() + r * kLen);
+  return out;
+}
+
+std::string value_of(const std::string& resolved, const std::string& key) {
+  std::istringstream is(resolved);
+  std::string line;
+  while (std::getline(is, line))
+    if (line.rfind(key + " = ", 0) == 0) return line.substr(key.size() + 3);
+  return "(absent)";
+}
+
+}  // namespace
+
+int cmd_data(const Options& o) {
+  auto p = prepare(o, at::Device(at::kCPU));
+  const auto& d = p.dataset;
+  std::cout << "dataset " << d.name << " from " << d.data_dir << "\n";
+  std::cout << "  train " << d.train_images.sizes() << "  test " << d.test_images.sizes() << "  classes "
+            << d.n_classes << "\n";
+  std::cout << "  " << p.normalisation << "\n";
+  auto show = [&](const char* name, const at::Tensor& idx, const at::Tensor& labels) {
+    auto counts = class_counts(labels.index_select(0, idx), d.n_classes);
+    std::cout << "  " << std::left << std::setw(9) << name << std::right << std::setw(6) << idx.numel()
+              << " examples, per class " << tensor_list(counts) << "\n";
+  };
+  std::cout << "splits (seed " << o.get<std::uint64_t>("seed") << ")\n";
+  show("search S", p.splits.search, d.train_labels);
+  show("val V", p.splits.val, d.train_labels);
+  show("heldout H", p.splits.heldout, d.train_labels);
+  show("test", at::arange(d.test_images.size(0), at::TensorOptions().dtype(at::kLong)), d.test_labels);
+  return 0;
+}
+
+int cmd_search(const Options& o) {
+  MPI_Comm comm = MPI_COMM_WORLD;  // main owns MPI; the library gets the communicator
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  const bool root = rank == 0;
+  const int local = mpi::local_rank(comm);
+  MPI_Comm node;
+  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int node_ranks = 1;
+  MPI_Comm_size(node, &node_ranks);
+  MPI_Comm_free(&node);
+  const int threads = o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads"))
+                                                 : std::max(1, node_cores() / node_ranks);
+  set_threads(threads);
+  const auto device = choose_device(o.get<std::string>("device"), local);
+
+  const fs::path out = o.get<std::string>("out");
+  const auto archive_path = (out / "archive.h5").string(), ckpt_path = (out / "checkpoint.h5").string();
+  const auto resolved = o.resolved();
+  const auto sha = sha256_hex(resolved);
+  const auto n_islands = o.get<i64>("islands"), generations = o.get<i64>("generations");
+  const bool resume = o.vm["resume"].as<bool>();
+
+  // Refuse a changed config before any work (every rank reads the small header).
+  if (resume) {
+    if (!fs::exists(ckpt_path)) fail("resume: no checkpoint at ", ckpt_path, " (run without --resume first)");
+    auto head = io::read_checkpoint_header(ckpt_path);
+    auto allowed = resume_mutable_keys();
+    std::stringstream extra(o.get<std::string>("allow-change"));
+    for (std::string k; std::getline(extra, k, ',');) allowed.push_back(k);
+    std::string diffs;
+    for (const auto& k : differing_keys(head.provenance.config, resolved))
+      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
+        diffs += "\n  " + k + ": checkpoint '" + value_of(head.provenance.config, k) + "', now '" + value_of(resolved, k) + "'";
+    if (!diffs.empty())
+      fail("resume: ", ckpt_path, " was written with a different config; differing keys:", diffs,
+           "\n(pass --allow-change KEY,... to accept, or start a new run directory)");
+  }
+
+  auto p = prepare(o, device);
+  auto fitness = make_fitness(o.fitness(), p.fitness_data);
+  auto sc = o.search();
+  auto ctx = make_search_context(p.fitness_data.x_search, p.fitness_data.y_search, p.fitness_data.n_classes,
+                                 p.fitness_data.x_val.size(0), sc);
+  mpi::Archipelago arch(comm, n_islands, sc, o.migration(), fitness, ctx);
+
+  io::Provenance prov;
+  prov.repsearch_version = REPSEARCH_VERSION;
+  prov.git_commit = REPSEARCH_GIT_COMMIT;
+  prov.created = now_iso();
+  prov.command_line = "repsearch search " + o.command_line;
+  prov.config = resolved;
+  prov.config_sha256 = sha;
+  prov.seed = o.get<std::uint64_t>("seed");
+  prov.n_islands = n_islands;
+  prov.n_ranks = size;
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  prov.hosts = join_gathered(comm, host);
+  prov.devices = join_gathered(comm, device.str() + "x" + std::to_string(threads) + "threads");
+  prov.fitness = fitness.name();
+  prov.fitness_parameters = fitness.parameters();
+
+  if (resume) {
+    auto ck = io::read_checkpoint(ckpt_path, mpi::islands_of_rank(rank, size, n_islands), device);
+    arch.restore(std::move(ck.islands));
+    arch.restore_migrations(std::move(ck.migrations));
+  } else {
+    arch.initialise();
+  }
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+
+  auto write_checkpoint = [&]() {
+    io::Checkpoint ck;
+    ck.provenance = prov;
+    ck.generation = arch.generation();
+    ck.islands = arch.gather_states();
+    ck.migrations = arch.gather_migrations();
+    if (root) {
+      fs::create_directories(out);
+      io::write_checkpoint(ckpt_path, ck);
+    }
+    return ck;
+  };
+
+  if (root) {
+    std::cout << "[search] " << p.dataset.name << ": n_s=" << p.splits.search.numel() << " |V|=" << p.splits.val.numel()
+              << " |H|=" << p.splits.heldout.numel() << " d=" << sc.dim << " | " << sc.algorithm << " P=" << sc.population
+              << " x " << n_islands << " islands on " << size << " rank(s), " << threads << " thread(s)/rank, "
+              << device.str() << " | fitness " << fitness.name() << " | topology " << o.get<std::string>("topology")
+              << " every " << o.get<i64>("migration-interval") << "\n"
+              << "[search] " << (resume ? "resumed at generation " : "starting at generation ") << arch.generation()
+              << " of " << generations << "; run directory " << out.string() << std::endl;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const i64 g0 = arch.generation();
+  i64 evals0 = -1;
+  auto report = [&]() {
+    auto pr = arch.progress();
+    if (!root) return;
+    if (evals0 < 0) evals0 = pr.evaluations;
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double rate = secs > 0 ? static_cast<double>(pr.evaluations - evals0) / secs : 0.0;
+    double eta = pr.generation > g0 ? secs / static_cast<double>(pr.generation - g0) *
+                                          static_cast<double>(generations - pr.generation) : NAN;
+    std::printf("[search] gen %5lld/%lld  best %.4f  mean %.4f  heldout %.4f  diversity %.3f  %.0f eval/s%s  ETA %s\n",
+                static_cast<long long>(pr.generation), static_cast<long long>(generations), pr.best, pr.mean,
+                pr.heldout, pr.diversity, rate, pr.nonfinite ? "  (non-finite scores seen)" : "",
+                fmt_duration(eta).c_str());
+    std::fflush(stdout);
+  };
+  report();
+  const i64 log_every = o.get<i64>("log-every"), ck_every = o.get<i64>("checkpoint-interval");
+  while (arch.generation() < generations) {
+    arch.step();
+    const i64 g = arch.generation();
+    const bool stop = arch.any(g_stop_signal != 0);
+    if (g % log_every == 0 || g == generations || stop) report();
+    if (stop) {
+      write_checkpoint();
+      if (root)
+        std::cout << "[search] stopped by signal at generation " << g << "; checkpoint " << ckpt_path
+                  << " written; continue with --resume" << std::endl;
+      return kExitCheckpointed;
+    }
+    if (ck_every > 0 && g % ck_every == 0 && g < generations) write_checkpoint();
+  }
+  auto final_state = write_checkpoint();
+  auto elites = arch.collect_elites(o.get<i64>("elites"));
+  if (root) {
+    io::Archive a;
+    a.provenance = prov;
+    a.dataset = p.dataset.name;
+    a.data_dir = p.dataset.data_dir;
+    a.normalisation = p.normalisation;
+    a.search_indices = p.splits.search;
+    a.val_indices = p.splits.val;
+    a.heldout_indices = p.splits.heldout;
+    a.search_labels = p.dataset.train_labels.index_select(0, p.splits.search).to(at::kInt);
+    a.representations = elites.representations;
+    a.fitness = at::tensor(elites.fitness, at::TensorOptions().dtype(at::kDouble));
+    a.heldout = at::tensor(elites.heldout, at::TensorOptions().dtype(at::kDouble));
+    a.island = at::tensor(elites.island, at::TensorOptions().dtype(at::kInt));
+    a.generation = at::tensor(elites.generation, at::TensorOptions().dtype(at::kInt));
+    a.uid = elites.uid;
+    a.cka = elites.cka;
+    for (const auto& s : final_state.islands) a.histories.push_back(s.history);
+    a.migrations = final_state.migrations;
+    io::write_archive(archive_path, a);
+    const auto k = static_cast<double>(elites.uid.size());
+    const double div = k > 1 ? (k * k - elites.cka.sum().item<double>()) / (k * (k - 1)) : 0.0;
+    std::printf("[search] archive %s: %zu elites, best held-out %.4f (island %d, generation %d), elite diversity "
+                "(mean 1-CKA) %.4f, migration %.1f s on rank 0\n",
+                archive_path.c_str(), elites.uid.size(), elites.heldout.front(), elites.island.front(),
+                elites.generation.front(), div, arch.time_in_migration());
+  }
+  return 0;
+}
+
+int cmd_inspect(const Options& o) {
+  if (!o.vm.count("file")) fail("inspect: expected an archive path, e.g. 'repsearch inspect runs/x/archive.h5'");
+  const auto files = o.get<std::vector<std::string>>("file");
+  nlohmann::json all = nlohmann::json::array();
+  for (const auto& path : files) {
+    auto a = io::read_archive(path);
+    const auto& pv = a.provenance;
+    const auto k = static_cast<i64>(a.uid.size());
+    double div = k > 1 ? (static_cast<double>(k * k) - a.cka.sum().item<double>()) / static_cast<double>(k * (k - 1)) : 0;
+    nlohmann::json j;
+    j["path"] = path;
+    j["provenance"] = {{"repsearch_version", pv.repsearch_version}, {"git_commit", pv.git_commit},
+                       {"created", pv.created}, {"command_line", pv.command_line},
+                       {"config_sha256", pv.config_sha256}, {"seed", pv.seed}, {"n_islands", pv.n_islands},
+                       {"n_ranks", pv.n_ranks}, {"hosts", pv.hosts}, {"devices", pv.devices},
+                       {"fitness", pv.fitness}, {"fitness_parameters", pv.fitness_parameters}};
+    j["data"] = {{"dataset", a.dataset}, {"data_dir", a.data_dir}, {"normalisation", a.normalisation},
+                 {"search", a.search_indices.numel()}, {"val", a.val_indices.numel()},
+                 {"heldout", a.heldout_indices.numel()}};
+    nlohmann::json islands = nlohmann::json::array();
+    for (std::size_t i = 0; i < a.histories.size(); ++i) {
+      const auto& h = a.histories[i];
+      if (h.empty()) continue;
+      islands.push_back({{"island", i}, {"generation", h.back().generation}, {"best", h.back().best},
+                         {"mean", h.back().mean}, {"heldout", h.back().heldout}, {"diversity", h.back().diversity},
+                         {"evaluations", h.back().evaluations}, {"seconds", h.back().seconds},
+                         {"first_heldout", h.front().heldout}});
+    }
+    j["islands"] = islands;
+    nlohmann::json elites = nlohmann::json::array();
+    for (i64 e = 0; e < k; ++e)
+      elites.push_back({{"rank", e}, {"uid", a.uid[static_cast<std::size_t>(e)]}, {"fitness", a.fitness[e].item<double>()},
+                        {"heldout", a.heldout[e].item<double>()}, {"island", a.island[e].item<int>()},
+                        {"generation", a.generation[e].item<int>()}});
+    j["elites"] = elites;
+    j["elite_shape"] = a.representations.sizes().vec();
+    j["diversity"] = div;
+    j["migrations"] = a.migrations.size();
+    if (o.vm["json"].as<bool>()) {
+      all.push_back(j);
+      continue;
+    }
+    std::cout << "archive " << path << "\n"
+              << "  repsearch " << pv.repsearch_version << " (" << pv.git_commit << "), created " << pv.created << "\n"
+              << "  command   " << pv.command_line << "\n"
+              << "  config    sha256 " << pv.config_sha256 << ", seed " << pv.seed << "\n"
+              << "  run       " << pv.n_islands << " islands on " << pv.n_ranks << " rank(s); hosts " << pv.hosts
+              << "; devices " << pv.devices << "\n"
+              << "  fitness   " << pv.fitness << " (" << pv.fitness_parameters << ")\n"
+              << "  data      " << a.dataset << " from " << a.data_dir << ": S " << a.search_indices.numel() << ", V "
+              << a.val_indices.numel() << ", H " << a.heldout_indices.numel() << "\n"
+              << "islands (last generation)\n";
+    std::printf("  %6s %6s %10s %10s %10s %9s %11s %9s\n", "island", "gen", "best", "mean", "heldout", "diversity",
+                "evaluations", "seconds");
+    for (const auto& isl : islands)
+      std::printf("  %6d %6lld %10.4f %10.4f %10.4f %9.3f %11lld %9.1f\n", isl["island"].get<int>(),
+                  isl["generation"].get<long long>(), isl["best"].get<double>(), isl["mean"].get<double>(),
+                  isl["heldout"].get<double>(), isl["diversity"].get<double>(), isl["evaluations"].get<long long>(),
+                  isl["seconds"].get<double>());
+    std::cout << "elites " << tensor_list(at::tensor(j["elite_shape"].get<std::vector<i64>>())) << " (best held-out first)\n";
+    std::printf("  %4s %16s %10s %10s %6s %10s\n", "rank", "uid", "fitness", "heldout", "island", "generation");
+    for (const auto& e : elites)
+      std::printf("  %4lld %16llx %10.4f %10.4f %6d %10d\n", e["rank"].get<long long>(),
+                  static_cast<unsigned long long>(e["uid"].get<std::uint64_t>()), e["fitness"].get<double>(),
+                  e["heldout"].get<double>(), e["island"].get<int>(), e["generation"].get<int>());
+    std::printf("diversity: mean pairwise 1 - CKA of the elites %.4f; %zu migrations logged\n", div, a.migrations.size());
+  }
+  if (o.vm["json"].as<bool>()) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace repsearch::app

@@ -1,0 +1,414 @@
+#include "config.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <sstream>
+
+#include "repsearch/core/error.hpp"
+#include "repsearch/io/dataset.hpp"
+
+namespace repsearch::app {
+
+namespace {
+
+using i64 = std::int64_t;
+using u64 = std::uint64_t;
+
+po::options_description general_options() {
+  po::options_description d("General");
+  d.add_options()
+      ("help,h", "show this help")
+      ("config,c", po::value<std::vector<std::string>>()->composing(), "INI config file (repeatable; later files win, the command line wins over all)")
+      ("seed", po::value<u64>()->default_value(0), "seed of every random choice (splits, features, search, learners)")
+      ("dataset", po::value<std::string>()->default_value("fashion-mnist"), "fashion-mnist | mnist | cifar10 | cifar100")
+      ("data-dir", po::value<std::string>()->default_value(""), "directory of the data set files (default: the data set's usual place)")
+      ("search-size", po::value<i64>()->default_value(3000), "n_s: training examples whose representations are searched (S)")
+      ("val-size", po::value<i64>()->default_value(2000), "|V|: validation pool the fitness draws minibatches from")
+      ("heldout-size", po::value<i64>()->default_value(2000), "|H|: held-out split that ranks elites, never seen by the fitness")
+      ("out", po::value<std::string>()->default_value("runs/default"), "run directory (archive.h5, checkpoint.h5, results)")
+      ("threads", po::value<i64>()->default_value(0), "compute threads per rank (0: cores on the node / ranks on the node)")
+      ("device", po::value<std::string>()->default_value("auto"), "auto | cpu | cuda (auto: CUDA device local-rank mod count when LibTorch has CUDA)");
+  return d;
+}
+
+po::options_description fitness_options() {
+  po::options_description d("Fitness");
+  d.add_options()
+      ("fitness", po::value<std::string>()->default_value("ridge-probe"), "ridge-probe | ridge-probe-learnable")
+      ("features", po::value<i64>()->default_value(2048), "p: random ReLU features of the input")
+      ("lambda", po::value<double>()->default_value(0.1), "kernel ridge strength relative to tr(phi^T phi)/p (>= 1e-3 used)")
+      ("readout-ridge", po::value<double>()->default_value(1e-3), "ridge of the Z -> labels readout relative to tr(Z^T Z)/d")
+      ("beta", po::value<double>()->default_value(10.0), "softmax temperature of the fitness cross-entropy")
+      ("learnable-weight", po::value<double>()->default_value(0.1), "ridge-probe-learnable: weight of the LOO R^2 term")
+      ("val-batch", po::value<i64>()->default_value(512), "V minibatch drawn per island and generation");
+  return d;
+}
+
+po::options_description search_options() {
+  po::options_description d("Search");
+  d.add_options()
+      ("algorithm", po::value<std::string>()->default_value("ga"), "ga | de")
+      ("islands", po::value<i64>()->default_value(4), "logical islands (independent of the rank count)")
+      ("population", po::value<i64>()->default_value(32), "individuals per island")
+      ("dim", po::value<i64>()->default_value(64), "d: width of the cut layer (columns of Z)")
+      ("generations", po::value<i64>()->default_value(100), "generations to run (may grow on --resume)")
+      ("init", po::value<std::string>()->default_value("random-features"), "gaussian | random-features | labels")
+      ("replacement", po::value<std::string>()->default_value("steady"), "ga: steady | generational")
+      ("tournament", po::value<i64>()->default_value(2), "ga: tournament size")
+      ("elitism", po::value<i64>()->default_value(1), "ga generational: parents kept unchanged")
+      ("crossover", po::value<double>()->default_value(0.1), "ga: probability an offspring is a row-wise crossover")
+      ("crossover-align", po::value<bool>()->default_value(true), "ga: Procrustes-align the second parent before crossover")
+      ("operators", po::value<std::string>()->default_value("pull,column,gaussian,knn"), "ga: mutation operators mixed by success (pull, column, gaussian, knn)")
+      ("mutation-rate", po::value<double>()->default_value(0.02), "ga gaussian: fraction of rows mutated")
+      ("sigma", po::value<double>()->default_value(0.3), "ga gaussian: step relative to the column std")
+      ("self-adapt", po::value<bool>()->default_value(false), "ga gaussian: 1/5 success rule on sigma")
+      ("sigma-min", po::value<double>()->default_value(0.01), "self-adaptation floor")
+      ("sigma-max", po::value<double>()->default_value(2.0), "self-adaptation cap")
+      ("pull-fraction", po::value<double>()->default_value(0.1), "ga pull: fraction of rows pulled to their class mean")
+      ("pull-alpha", po::value<double>()->default_value(0.5), "ga pull: share of the way to the class mean")
+      ("pull-noise", po::value<double>()->default_value(0.05), "ga pull: noise relative to the column std")
+      ("column-scale", po::value<double>()->default_value(0.3), "ga column: step relative to the column std")
+      ("knn-k", po::value<i64>()->default_value(10), "ga knn: input-space neighbours")
+      ("knn-fraction", po::value<double>()->default_value(0.1), "ga knn: fraction of rows smoothed")
+      ("knn-noise", po::value<double>()->default_value(0.05), "ga knn: noise relative to the column std")
+      ("adapt-memory", po::value<double>()->default_value(0.9), "ga: moving-average memory of operator success")
+      ("adapt-floor", po::value<double>()->default_value(0.05), "ga: minimum probability of each operator")
+      ("de-f", po::value<double>()->default_value(0.5), "de: differential weight F")
+      ("de-cr", po::value<double>()->default_value(0.9), "de: per-row crossover probability")
+      ("elites", po::value<i64>()->default_value(8), "representations kept in the archive (top by held-out score)");
+  return d;
+}
+
+po::options_description migration_options() {
+  po::options_description d("Migration");
+  d.add_options()
+      ("topology", po::value<std::string>()->default_value("ring"), "none | ring | full | random | graph")
+      ("migration-edges", po::value<std::string>()->default_value(""), "graph: edges '0->1, 1->2:0.5' (weight = probability of use)")
+      ("migration-interval", po::value<i64>()->default_value(25), "generations between migrations (0: never)")
+      ("migrants", po::value<i64>()->default_value(1), "best individuals sent along each edge")
+      ("migration-align", po::value<bool>()->default_value(true), "Procrustes-align immigrants to the receiver's best");
+  return d;
+}
+
+po::options_description run_options() {
+  po::options_description d("Run control");
+  d.add_options()
+      ("checkpoint-interval", po::value<i64>()->default_value(10), "generations between checkpoints (0: only at the end and on SIGTERM/SIGUSR1)")
+      ("resume", po::bool_switch(), "continue from <out>/checkpoint.h5 (config must match; rank count may differ)")
+      ("allow-change", po::value<std::string>()->default_value(""), "resume: extra comma-separated keys allowed to differ")
+      ("log-every", po::value<i64>()->default_value(1), "generations between progress lines");
+  return d;
+}
+
+po::options_description inspect_options() {
+  po::options_description d("Inspect");
+  d.add_options()
+      ("file", po::value<std::vector<std::string>>(), "archive or results file(s)")
+      ("json", po::bool_switch(), "machine-readable JSON instead of the human summary");
+  return d;
+}
+
+// Everything a config file may hold: the union over subcommands.
+po::options_description config_file_options() {
+  po::options_description d;
+  auto g = general_options();
+  for (const auto& o : g.options())
+    if (o->long_name() != "help" && o->long_name() != "config") d.add(o);
+  d.add(fitness_options()).add(search_options()).add(migration_options());
+  auto r = run_options();
+  for (const auto& o : r.options())
+    if (o->long_name() != "resume") d.add(o);
+  return d;
+}
+
+std::string value_text(const po::variable_value& v) {
+  const auto& a = v.value();
+  if (auto p = boost::any_cast<std::string>(&a)) return *p;
+  if (auto p = boost::any_cast<i64>(&a)) return std::to_string(*p);
+  if (auto p = boost::any_cast<u64>(&a)) return std::to_string(*p);
+  if (auto p = boost::any_cast<bool>(&a)) return *p ? "true" : "false";
+  if (auto p = boost::any_cast<double>(&a)) {
+    std::ostringstream os;
+    os << std::setprecision(17) << *p;
+    return os.str();
+  }
+  return "?";
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item.erase(std::remove_if(item.begin(), item.end(), ::isspace), item.end());
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+std::string describe_command(const std::string& cmd) {
+  if (cmd == "search") return "search: island-model GA over the cut-layer representations of S; writes <out>/archive.h5";
+  if (cmd == "data") return "data: load the data set, build the S/V/H splits, print their sizes and class balance";
+  if (cmd == "inspect") return "inspect: summarise an archive (provenance, splits, islands, elites, diversity)";
+  return cmd;
+}
+
+}  // namespace
+
+Options parse_options(const std::string& command, const std::vector<std::string>& args) {
+  Options o;
+  o.command = command;
+  for (const auto& a : args) o.command_line += (o.command_line.empty() ? "" : " ") + a;
+  po::options_description visible(describe_command(command) + "\n\nUsage: repsearch " + command + " [options]");
+  visible.add(general_options());
+  po::options_description cli;
+  cli.add(general_options());
+  po::positional_options_description positional;
+  if (command == "inspect") {
+    visible.add(inspect_options());
+    cli.add(inspect_options());
+    positional.add("file", -1);
+  } else {
+    if (command == "search") visible.add(fitness_options()).add(search_options()).add(migration_options()).add(run_options());
+    cli.add(fitness_options()).add(search_options()).add(migration_options()).add(run_options());
+  }
+  std::ostringstream help;
+  help << visible;
+  o.help_text = help.str();
+  try {
+    po::store(po::command_line_parser(args).options(cli).positional(positional).run(), o.vm);
+  } catch (const po::error& e) {
+    fail("command line: ", e.what(), " (see 'repsearch ", command, " --help')");
+  }
+  if (o.vm.count("help")) {
+    o.help = true;
+    return o;
+  }
+  if (o.vm.count("config")) {
+    auto file_opts = config_file_options();
+    for (const auto& path : o.vm["config"].as<std::vector<std::string>>()) {
+      std::ifstream in(path);
+      if (!in) fail("config file ", path, ": cannot be opened (expected a readable INI file)");
+      try {
+        po::store(po::parse_config_file(in, file_opts, /*allow_unregistered=*/false), o.vm);
+      } catch (const po::error& e) {
+        fail("config file ", path, ": ", e.what(), " (expected 'key = value' lines with keys from 'repsearch search --help')");
+      }
+      o.config_files.push_back(path);
+    }
+  }
+  try {
+    po::notify(o.vm);
+  } catch (const po::error& e) {
+    fail("options: ", e.what());
+  }
+  return o;
+}
+
+std::string Options::resolved() const {
+  std::ostringstream os;
+  const auto all = config_file_options();
+  for (const auto& opt : all.options()) {
+    const auto& name = opt->long_name();
+    if (vm.count(name)) os << name << " = " << value_text(vm.at(name)) << "\n";
+  }
+  return os.str();
+}
+
+std::string sha256_hex(const std::string& text) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1) fail("sha256: OpenSSL digest failed");
+  std::ostringstream os;
+  for (unsigned i = 0; i < len; ++i) os << std::hex << std::setw(2) << std::setfill('0') << static_cast<int>(md[i]);
+  return os.str();
+}
+
+std::string Options::sha256() const { return sha256_hex(resolved()); }
+
+SplitSizes Options::splits() const {
+  SplitSizes s;
+  s.search = get<i64>("search-size");
+  s.val = get<i64>("val-size");
+  s.heldout = get<i64>("heldout-size");
+  return s;
+}
+
+FitnessConfig Options::fitness() const {
+  FitnessConfig f;
+  f.name = get<std::string>("fitness");
+  f.features = get<i64>("features");
+  f.lambda = get<double>("lambda");
+  f.readout_ridge = get<double>("readout-ridge");
+  f.beta = get<double>("beta");
+  f.learnable_weight = get<double>("learnable-weight");
+  f.seed = get<u64>("seed");
+  return f;
+}
+
+SearchConfig Options::search() const {
+  SearchConfig s;
+  s.algorithm = get<std::string>("algorithm");
+  s.population = get<i64>("population");
+  s.dim = get<i64>("dim");
+  s.init = get<std::string>("init");
+  s.val_batch = get<i64>("val-batch");
+  s.seed = get<u64>("seed");
+  s.replacement = get<std::string>("replacement");
+  s.tournament = get<i64>("tournament");
+  s.elitism = get<i64>("elitism");
+  s.crossover = get<double>("crossover");
+  s.crossover_align = get<bool>("crossover-align");
+  s.operators = split_list(get<std::string>("operators"));
+  s.mutation_rate = get<double>("mutation-rate");
+  s.sigma = get<double>("sigma");
+  s.self_adapt = get<bool>("self-adapt");
+  s.sigma_min = get<double>("sigma-min");
+  s.sigma_max = get<double>("sigma-max");
+  s.pull_fraction = get<double>("pull-fraction");
+  s.pull_alpha = get<double>("pull-alpha");
+  s.pull_noise = get<double>("pull-noise");
+  s.column_scale = get<double>("column-scale");
+  s.knn_k = get<i64>("knn-k");
+  s.knn_fraction = get<double>("knn-fraction");
+  s.knn_noise = get<double>("knn-noise");
+  s.adapt_memory = get<double>("adapt-memory");
+  s.adapt_floor = get<double>("adapt-floor");
+  s.de_f = get<double>("de-f");
+  s.de_cr = get<double>("de-cr");
+  return s;
+}
+
+mpi::MigrationConfig Options::migration() const {
+  mpi::MigrationConfig m;
+  m.topology = get<std::string>("topology");
+  m.edges = get<std::string>("migration-edges");
+  m.interval = get<i64>("migration-interval");
+  m.migrants = get<i64>("migrants");
+  m.align = get<bool>("migration-align");
+  return m;
+}
+
+namespace {
+
+template <class T>
+void require(const Options& o, const std::string& key, bool ok, const std::string& allowed) {
+  if (!ok) fail("option ", key, ": must be ", allowed, ", found ", value_text(o.vm.at(key)));
+}
+void positive(const Options& o, const std::string& key) { require<i64>(o, key, o.get<i64>(key) > 0, "a positive integer"); }
+void fraction(const Options& o, const std::string& key, bool open_zero = false) {
+  double v = o.get<double>(key);
+  require<double>(o, key, open_zero ? (v > 0 && v <= 1) : (v >= 0 && v <= 1), open_zero ? "in (0, 1]" : "in [0, 1]");
+}
+void positive_real(const Options& o, const std::string& key) {
+  double v = o.get<double>(key);
+  require<double>(o, key, v > 0 && std::isfinite(v), "a positive number");
+}
+void one_of(const Options& o, const std::string& key, const std::vector<std::string>& names) {
+  auto v = o.get<std::string>(key);
+  if (std::find(names.begin(), names.end(), v) == names.end()) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    fail("option ", key, ": must be one of ", list, ", found '", v, "'");
+  }
+}
+
+}  // namespace
+
+void validate(const Options& o) {
+  one_of(o, "dataset", io::dataset_names());
+  one_of(o, "device", {"auto", "cpu", "cuda"});
+  positive(o, "search-size");
+  positive(o, "val-size");
+  positive(o, "heldout-size");
+  require<i64>(o, "threads", o.get<i64>("threads") >= 0, ">= 0 (0 = automatic)");
+  one_of(o, "fitness", fitness_names());
+  positive(o, "features");
+  positive_real(o, "lambda");
+  positive_real(o, "readout-ridge");
+  positive_real(o, "beta");
+  require<double>(o, "learnable-weight", o.get<double>("learnable-weight") >= 0, ">= 0");
+  positive(o, "val-batch");
+  one_of(o, "algorithm", algorithm_names());
+  positive(o, "islands");
+  require<i64>(o, "population", o.get<i64>("population") >= 2, ">= 2");
+  positive(o, "dim");
+  require<i64>(o, "generations", o.get<i64>("generations") >= 0, ">= 0");
+  one_of(o, "init", init_names());
+  one_of(o, "replacement", {"steady", "generational"});
+  positive(o, "tournament");
+  require<i64>(o, "elitism", o.get<i64>("elitism") >= 0 && o.get<i64>("elitism") < o.get<i64>("population"),
+               "in [0, population)");
+  fraction(o, "crossover");
+  auto ops = split_list(o.get<std::string>("operators"));
+  if (ops.empty()) fail("option operators: needs at least one of pull, column, gaussian, knn, found ''");
+  for (const auto& op : ops) {
+    auto known = operator_names();
+    if (std::find(known.begin(), known.end(), op) == known.end())
+      fail("option operators: unknown operator '", op, "'; known: pull, column, gaussian, knn");
+  }
+  fraction(o, "mutation-rate", true);
+  positive_real(o, "sigma");
+  positive_real(o, "sigma-min");
+  positive_real(o, "sigma-max");
+  if (o.get<double>("sigma-min") > o.get<double>("sigma-max"))
+    fail("option sigma-min: must not exceed sigma-max (", o.get<double>("sigma-max"), "), found ", o.get<double>("sigma-min"));
+  fraction(o, "pull-fraction", true);
+  fraction(o, "pull-alpha");
+  require<double>(o, "pull-noise", o.get<double>("pull-noise") >= 0, ">= 0");
+  positive_real(o, "column-scale");
+  positive(o, "knn-k");
+  fraction(o, "knn-fraction", true);
+  require<double>(o, "knn-noise", o.get<double>("knn-noise") >= 0, ">= 0");
+  fraction(o, "adapt-memory");
+  require<double>(o, "adapt-floor", o.get<double>("adapt-floor") >= 0 &&
+                                        o.get<double>("adapt-floor") * static_cast<double>(ops.size()) <= 1.0,
+                  "in [0, 1/number of operators]");
+  positive_real(o, "de-f");
+  fraction(o, "de-cr");
+  if (o.get<std::string>("algorithm") == "de")
+    require<i64>(o, "population", o.get<i64>("population") >= 4, ">= 4 for algorithm=de");
+  positive(o, "elites");
+  mpi::validate(o.migration(), o.get<i64>("islands"));
+  if (o.get<i64>("migrants") >= o.get<i64>("population"))
+    fail("option migrants: must be below population (", o.get<i64>("population"), "), found ", o.get<i64>("migrants"));
+  require<i64>(o, "checkpoint-interval", o.get<i64>("checkpoint-interval") >= 0, ">= 0");
+  positive(o, "log-every");
+  if (o.get<std::string>("init") == "labels" && o.get<i64>("dim") < 10)
+    fail("option dim: init=labels needs dim >= the number of classes (10), found ", o.get<i64>("dim"));
+}
+
+std::vector<std::string> resume_mutable_keys() {
+  return {"generations", "threads", "device", "out", "checkpoint-interval", "log-every", "data-dir", "allow-change"};
+}
+
+std::vector<std::string> differing_keys(const std::string& a, const std::string& b) {
+  auto parse = [](const std::string& text) {
+    std::map<std::string, std::string> kv;
+    std::vector<std::string> order;
+    std::istringstream is(text);
+    std::string line;
+    while (std::getline(is, line)) {
+      auto eq = line.find(" = ");
+      if (eq == std::string::npos) continue;
+      kv[line.substr(0, eq)] = line.substr(eq + 3);
+      order.push_back(line.substr(0, eq));
+    }
+    return std::make_pair(kv, order);
+  };
+  auto [ka, oa] = parse(a);
+  auto [kb, ob] = parse(b);
+  std::vector<std::string> out;
+  for (const auto& k : oa)
+    if (!kb.count(k) || kb[k] != ka[k]) out.push_back(k);
+  for (const auto& k : ob)
+    if (!ka.count(k)) out.push_back(k);
+  return out;
+}
+
+}  // namespace repsearch::app

@@ -1,0 +1,53 @@
+// Options of every subcommand: Boost.Program_options, INI files (`--config`, several allowed; later
+// files and then the command line win), one validate() after parsing. Config files may hold any
+// option of any subcommand, so one INI file drives search, learn and sgd.
+#pragma once
+#include <boost/program_options.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "repsearch/core/data.hpp"
+#include "repsearch/core/fitness.hpp"
+#include "repsearch/core/search.hpp"
+#include "repsearch/mpi/archipelago.hpp"
+
+namespace repsearch::app {
+
+namespace po = boost::program_options;
+
+struct Options {
+  std::string command;
+  po::variables_map vm;
+  bool help = false;
+  std::string help_text;
+  std::vector<std::string> config_files;
+  std::string command_line;
+
+  template <class T>
+  T get(const std::string& key) const { return vm.at(key).as<T>(); }
+  bool has(const std::string& key) const { return vm.count(key) > 0 && !vm.at(key).defaulted(); }
+  // Every config option with its value, one `key = value` line each, in a fixed order: the text that
+  // archives store and that config_sha256 hashes.
+  std::string resolved() const;
+  std::string sha256() const;
+
+  SplitSizes splits() const;
+  FitnessConfig fitness() const;
+  SearchConfig search() const;
+  mpi::MigrationConfig migration() const;
+};
+
+// Throws Error for unknown/malformed options (naming the file or option, what was expected, what was
+// found). `argv` starts after the subcommand.
+Options parse_options(const std::string& command, const std::vector<std::string>& args);
+// The checks of every option's range and of contradictions, in one place.
+void validate(const Options& options);
+// Keys whose values may change when resuming (e.g. generations); others must match.
+std::vector<std::string> resume_mutable_keys();
+// Keys (in resolved text order) whose values differ between two resolved configs.
+std::vector<std::string> differing_keys(const std::string& a, const std::string& b);
+std::string sha256_hex(const std::string& text);
+
+}  // namespace repsearch::app

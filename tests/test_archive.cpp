@@ -1,0 +1,579 @@
+// HDF5 archives and checkpoints (src/io/h5.cpp): round trips of every field, readability by tools
+// that are not ours (h5dump, h5py), atomic replacement, and clear refusals of bad files. Damaged files
+// are made with the HDF5 C API; everything lives in a private temporary directory.
+#include <doctest/doctest.h>
+#include <hdf5.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "repsearch/core/error.hpp"
+#include "repsearch/core/search.hpp"
+#include "repsearch/io/archive.hpp"
+
+namespace fs = std::filesystem;
+using repsearch::Error;
+using namespace repsearch::io;
+using repsearch::HistoryRow;
+using repsearch::IslandState;
+using repsearch::MigrationEvent;
+
+namespace {
+
+// A fresh directory under the system temp dir, removed with everything in it on destruction.
+struct ArchiveTempDir {
+  fs::path path;
+  ArchiveTempDir() {
+    static std::atomic<int> counter{0};
+    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
+    path = fs::temp_directory_path() / ("repsearch_test_archive_" + std::to_string(::getpid()) + "_" +
+                                        std::to_string(stamp) + "_" + std::to_string(counter++));
+    fs::create_directories(path);
+  }
+  ~ArchiveTempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
+}
+
+// Runs a shell command, returning its exit status and standard output.
+std::pair<int, std::string> run_capture(const std::string& command) {
+  std::string output;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  REQUIRE_MESSAGE(pipe != nullptr, "cannot run: ", command);
+  char buffer[4096];
+  std::size_t n;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+std::string quote(const std::string& path) { return "'" + path + "'"; }
+
+bool contains(const std::string& text, const std::string& word) { return text.find(word) != std::string::npos; }
+
+// `action` must throw repsearch::Error whose message names `path` and contains each of `words`.
+void expect_error(const std::function<void()>& action, const std::string& path, const std::vector<std::string>& words) {
+  std::string message;
+  try {
+    action();
+  } catch (const Error& e) {
+    message = e.what();
+  } catch (const std::exception& e) {
+    FAIL("expected repsearch::Error, got another exception: ", e.what());
+  }
+  INFO("message: ", message);
+  REQUIRE_MESSAGE(!message.empty(), "expected repsearch::Error for ", path, ", nothing was thrown");
+  CHECK(contains(message, path));
+  for (const std::string& word : words) CHECK_MESSAGE(contains(message, word), "missing word: ", word);
+}
+
+Provenance make_provenance() {
+  Provenance p;
+  p.repsearch_version = "0.1.0";
+  p.git_commit = "0123456789ab";
+  p.created = "2024-05-01T12:34:56Z";
+  p.command_line = "repsearch search --config run.ini --search.population=16";
+  std::ostringstream config;
+  config << "[search]\nalgorithm = ga\npopulation = 16\n# σ step — ünïcode survives\n[data]\ndataset = fashion-mnist\n";
+  for (int i = 0; i < 3000; ++i) config << "key_" << i << " = value " << i << "\n";  // > 64 KiB: beyond compact attrs
+  p.config = config.str();
+  p.config_sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+  p.seed = 0xFFFFFFFFFFFFFFF0ULL;  // exercises the unsigned type
+  p.n_islands = 2;
+  p.n_ranks = 2;
+  p.hosts = "node01,node02";
+  p.devices = "cpu,cuda:0";
+  p.fitness = "ridge-accuracy";
+  p.fitness_parameters = "lambda=0.001";
+  return p;
+}
+
+HistoryRow make_row(std::int64_t generation, double base) {
+  HistoryRow row;
+  row.generation = generation;
+  row.best = base + 0.5;
+  row.mean = base + 0.25;
+  row.std = base * 0.1;
+  row.heldout = base + 0.4;
+  row.diversity = 1.0 / (1.0 + base);
+  row.evaluations = 16 * (generation + 1);
+  row.seconds = 0.125 * static_cast<double>(generation + 1);
+  row.nonfinite = generation % 2;
+  return row;
+}
+
+Archive make_archive(std::int64_t k, std::int64_t n_s, std::int64_t d) {
+  Archive a;
+  a.provenance = make_provenance();
+  a.dataset = "fashion-mnist";
+  a.data_dir = "/data/fashion-mnist";
+  a.normalisation = "per-pixel standardisation";
+  a.search_indices = at::randperm(1000, at::kLong).slice(0, 0, n_s).contiguous();
+  a.search_labels = at::randint(0, 10, {n_s}, at::kLong);  // int64 in: written as int32
+  a.val_indices = at::randperm(1000, at::kLong).slice(0, 0, 30).contiguous();
+  a.heldout_indices = at::randperm(1000, at::kLong).slice(0, 0, 20).contiguous();
+  a.representations = at::randn({k, n_s, d}, at::kFloat);
+  a.fitness = at::rand({k}, at::kDouble);
+  a.heldout = at::rand({k}, at::kDouble);
+  a.island = at::randint(0, 2, {k}, at::kInt);
+  a.generation = at::randint(0, 100, {k}, at::kInt);
+  for (std::int64_t i = 0; i < k; ++i) a.uid.push_back((std::uint64_t{1} << 40) + 1000 + static_cast<std::uint64_t>(i));
+  a.cka = at::rand({k, k}, at::kDouble);
+  for (int island = 0; island < 2; ++island) {
+    std::vector<HistoryRow> rows;
+    for (int g = 0; g < 3; ++g) rows.push_back(make_row(g, island + 0.1 * g));
+    a.histories.push_back(rows);
+  }
+  a.migrations.push_back({5, 0, 1, (std::uint64_t{0} << 40) | 17, 0.75});
+  a.migrations.push_back({10, 1, 0, (std::uint64_t{1} << 40) | 23, 0.8125});
+  return a;
+}
+
+void check_tensor(const at::Tensor& read, const at::Tensor& written, at::ScalarType type) {
+  REQUIRE(read.defined());
+  CHECK_MESSAGE((read.scalar_type() == type), "dtype ", c10::toString(read.scalar_type()));
+  CHECK(read.device().is_cpu());
+  CHECK((read.sizes() == written.sizes()));
+  CHECK(at::equal(read, written.to(type)));
+}
+
+void check_provenance(const Provenance& r, const Provenance& w) {
+  CHECK(r.repsearch_version == w.repsearch_version);
+  CHECK(r.git_commit == w.git_commit);
+  CHECK(r.created == w.created);
+  CHECK(r.command_line == w.command_line);
+  CHECK(r.config == w.config);
+  CHECK(r.config_sha256 == w.config_sha256);
+  CHECK(r.seed == w.seed);
+  CHECK(r.n_islands == w.n_islands);
+  CHECK(r.n_ranks == w.n_ranks);
+  CHECK(r.hosts == w.hosts);
+  CHECK(r.devices == w.devices);
+  CHECK(r.fitness == w.fitness);
+  CHECK(r.fitness_parameters == w.fitness_parameters);
+}
+
+void check_history(const std::vector<HistoryRow>& r, const std::vector<HistoryRow>& w) {
+  REQUIRE(r.size() == w.size());
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    CHECK(r[i].generation == w[i].generation);
+    CHECK(r[i].best == w[i].best);
+    CHECK(r[i].mean == w[i].mean);
+    CHECK(r[i].std == w[i].std);
+    CHECK(r[i].heldout == w[i].heldout);
+    CHECK(r[i].diversity == w[i].diversity);
+    CHECK(r[i].evaluations == w[i].evaluations);
+    CHECK(r[i].seconds == w[i].seconds);
+    CHECK(r[i].nonfinite == w[i].nonfinite);
+  }
+}
+
+void check_migrations(const std::vector<MigrationEvent>& r, const std::vector<MigrationEvent>& w) {
+  REQUIRE(r.size() == w.size());
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    CHECK(r[i].generation == w[i].generation);
+    CHECK(r[i].source == w[i].source);
+    CHECK(r[i].destination == w[i].destination);
+    CHECK(r[i].uid == w[i].uid);
+    CHECK(r[i].fitness == w[i].fitness);
+  }
+}
+
+void check_archive(const Archive& r, const Archive& w) {
+  check_provenance(r.provenance, w.provenance);
+  CHECK(r.dataset == w.dataset);
+  CHECK(r.data_dir == w.data_dir);
+  CHECK(r.normalisation == w.normalisation);
+  check_tensor(r.search_indices, w.search_indices, at::kLong);
+  check_tensor(r.search_labels, w.search_labels, at::kInt);
+  check_tensor(r.val_indices, w.val_indices, at::kLong);
+  check_tensor(r.heldout_indices, w.heldout_indices, at::kLong);
+  check_tensor(r.representations, w.representations, at::kFloat);
+  check_tensor(r.fitness, w.fitness, at::kDouble);
+  check_tensor(r.heldout, w.heldout, at::kDouble);
+  check_tensor(r.island, w.island, at::kInt);
+  check_tensor(r.generation, w.generation, at::kInt);
+  CHECK(r.uid == w.uid);
+  check_tensor(r.cka, w.cka, at::kDouble);
+  REQUIRE(r.histories.size() == w.histories.size());
+  for (std::size_t i = 0; i < r.histories.size(); ++i) check_history(r.histories[i], w.histories[i]);
+  check_migrations(r.migrations, w.migrations);
+}
+
+IslandState make_island(std::int64_t index, std::int64_t generation) {
+  IslandState s;
+  s.island = index;
+  s.generation = generation;
+  s.population = at::randn({4, 20, 3}, at::kFloat);
+  s.fitness = at::rand({4}, at::kDouble);
+  for (int i = 0; i < 4; ++i) {
+    s.uid.push_back(s.new_uid());
+    s.born.push_back(static_cast<std::int32_t>(generation - i));
+  }
+  const double x = static_cast<double>(index);
+  s.op_weights = {0.1 + x, 0.2, 0.3, 0.4};
+  s.sigma = 0.3 + 0.01 * x;
+  s.evaluations = 1000 + index;
+  s.nonfinite = index;
+  s.seconds = 12.5 + x;
+  for (int g = 0; g <= 2; ++g) s.history.push_back(make_row(g, x + 0.5 * g));
+  return s;
+}
+
+Checkpoint make_checkpoint() {
+  Checkpoint c;
+  c.provenance = make_provenance();
+  c.provenance.n_islands = 3;
+  c.generation = 7;
+  for (std::int64_t i = 0; i < 3; ++i) c.islands.push_back(make_island(i, 7));
+  c.migrations.push_back({3, 2, 0, (std::uint64_t{2} << 40) | 5, 0.5});
+  return c;
+}
+
+void check_island(const IslandState& r, const IslandState& w) {
+  CHECK(r.island == w.island);
+  CHECK(r.generation == w.generation);
+  check_tensor(r.population, w.population, at::kFloat);
+  check_tensor(r.fitness, w.fitness, at::kDouble);
+  CHECK(r.uid == w.uid);
+  CHECK(r.born == w.born);
+  CHECK(r.next_serial == w.next_serial);
+  CHECK(r.op_weights == w.op_weights);
+  CHECK(r.sigma == w.sigma);
+  CHECK(r.evaluations == w.evaluations);
+  CHECK(r.nonfinite == w.nonfinite);
+  CHECK(r.seconds == w.seconds);
+  check_history(r.history, w.history);
+}
+
+// Opens an HDF5 file read-write with the C API and hands its id to `edit`.
+void edit_hdf5(const std::string& path, const std::function<void(hid_t)>& edit) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  REQUIRE(file >= 0);
+  edit(file);
+  REQUIRE(H5Fclose(file) >= 0);
+}
+
+void write_int64_attr(hid_t object, const char* name, std::int64_t value) {
+  const hid_t space = H5Screate(H5S_SCALAR);
+  const hid_t attr = H5Acreate2(object, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+  REQUIRE(attr >= 0);
+  REQUIRE(H5Awrite(attr, H5T_NATIVE_INT64, &value) >= 0);
+  H5Aclose(attr);
+  H5Sclose(space);
+}
+
+bool has_tmp_file(const fs::path& dir) {
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (contains(entry.path().filename().string(), ".tmp-")) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("archive: round trip of every field and attribute") {
+  ArchiveTempDir dir;
+  at::manual_seed(1);
+  const Archive written = make_archive(3, 50, 4);
+  const std::string path = dir.file("nested/run/archive.h5");  // parents are created
+  write_archive(path, written);
+  CHECK(fs::exists(path));
+  CHECK_FALSE(has_tmp_file(fs::path(path).parent_path()));
+  const Archive read = read_archive(path);
+  check_archive(read, written);
+
+  SUBCASE("overwriting replaces the file") {
+    at::manual_seed(2);
+    const Archive second = make_archive(2, 50, 5);
+    write_archive(path, second);
+    check_archive(read_archive(path), second);
+    CHECK_FALSE(has_tmp_file(fs::path(path).parent_path()));
+  }
+}
+
+TEST_CASE("archive: zero elites, islands and migrations round-trip") {
+  ArchiveTempDir dir;
+  at::manual_seed(3);
+  Archive written = make_archive(0, 50, 4);
+  written.histories.clear();
+  written.migrations.clear();
+  const std::string path = dir.file("empty.h5");
+  write_archive(path, written);
+  const Archive read = read_archive(path);
+  check_archive(read, written);
+  CHECK((read.representations.sizes() == at::IntArrayRef({0, 50, 4})));
+  CHECK((read.cka.sizes() == at::IntArrayRef({0, 0})));
+}
+
+TEST_CASE("archive: readable by h5dump and h5py without our code") {
+  ArchiveTempDir dir;
+  at::manual_seed(4);
+  const Archive written = make_archive(3, 50, 4);
+  const std::string path = dir.file("archive.h5");
+  write_archive(path, written);
+
+  const auto [rc_h, header] = run_capture("h5dump -H -g /elites " + quote(path) + " 2>&1");
+  INFO("h5dump -H -g /elites: ", header);
+  REQUIRE(rc_h == 0);
+  CHECK(contains(header, "/elites"));
+  CHECK(contains(header, "representations"));
+  CHECK(contains(header, "DATATYPE  H5T_IEEE_F32LE"));
+  CHECK(contains(header, "DATASPACE  SIMPLE { ( 3, 50, 4 ) / ( 3, 50, 4 ) }"));
+
+  const auto [rc_p, properties] = run_capture("h5dump -H -p -d /elites/representations " + quote(path) + " 2>&1");
+  INFO("h5dump -H -p: ", properties);
+  REQUIRE(rc_p == 0);
+  CHECK(contains(properties, "CHUNKED ( 1, 50, 4 )"));
+  CHECK(contains(properties, "SHUFFLE"));
+  CHECK(contains(properties, "DEFLATE { LEVEL 4 }"));
+
+  const auto [rc_a, format] = run_capture("h5dump -a /format " + quote(path) + " 2>&1");
+  INFO("h5dump -a /format: ", format);
+  REQUIRE(rc_a == 0);
+  CHECK(contains(format, "repsearch-archive"));
+  CHECK(contains(format, "H5T_CSET_UTF8"));
+
+  // h5py: `python3` on PATH, else Debian's interpreter (where python3-h5py installs). Absent → fail.
+  std::string python;
+  for (const std::string candidate : {"python3", "/usr/bin/python3"})
+    if (std::system((candidate + " -c 'import h5py' >/dev/null 2>&1").c_str()) == 0) {
+      python = candidate;
+      break;
+    }
+  REQUIRE_MESSAGE(!python.empty(), "h5py cannot be imported by python3 or /usr/bin/python3 (install python3-h5py)");
+  const std::string script = dir.file("check.py");
+  write_bytes(script,
+              "import sys, h5py\n"
+              "f = h5py.File(sys.argv[1], 'r')\n"
+              "r = f['elites/representations']\n"
+              "c = f.attrs['config']\n"
+              "assert isinstance(c, str), type(c)\n"
+              "assert isinstance(f.attrs['format'], str)\n"
+              "open(sys.argv[2], 'w', encoding='utf-8', newline='').write(c)\n"
+              "print('shape', *r.shape)\n"
+              "print('dtype', r.dtype)\n"
+              "print('format', f.attrs['format'])\n"
+              "print('version', int(f.attrs['format_version']))\n"
+              "print('seed', int(f.attrs['seed']))\n"
+              "print('fitness0', repr(float(f['elites/fitness'][0])))\n"
+              "print('rep123', repr(float(r[1, 2, 3])))\n"
+              "print('history', *f['islands/1/history/best'].shape)\n"
+              "print('migrations', *f['migrations/uid'].shape)\n"
+              "print('dataset', f['data'].attrs['dataset'])\n");
+  const std::string config_out = dir.file("config.txt");
+  const auto [rc_py, out] =
+      run_capture(python + " " + quote(script) + " " + quote(path) + " " + quote(config_out) + " 2>&1");
+  INFO("h5py (", python, "): ", out);
+  REQUIRE(rc_py == 0);
+  CHECK(contains(out, "shape 3 50 4\n"));
+  CHECK(contains(out, "dtype float32\n"));
+  CHECK(contains(out, "format repsearch-archive\n"));
+  CHECK(contains(out, "version 1\n"));
+  CHECK(contains(out, "seed " + std::to_string(written.provenance.seed) + "\n"));
+  CHECK(contains(out, "history 3\n"));
+  CHECK(contains(out, "migrations 2\n"));
+  CHECK(contains(out, "dataset fashion-mnist\n"));
+  CHECK(read_bytes(config_out) == written.provenance.config);
+  std::istringstream lines(out);
+  std::string key, value;
+  while (lines >> key >> value) {
+    if (key == "fitness0") CHECK(std::stod(value) == written.fitness[0].item<double>());
+    if (key == "rep123") CHECK(std::stod(value) == static_cast<double>(written.representations[1][2][3].item<float>()));
+  }
+}
+
+TEST_CASE("checkpoint: round trip, a subset of islands, header only") {
+  ArchiveTempDir dir;
+  at::manual_seed(5);
+  const Checkpoint written = make_checkpoint();
+  const std::string path = dir.file("checkpoint.h5");
+  write_checkpoint(path, written);
+  CHECK_FALSE(has_tmp_file(dir.path));
+
+  const Checkpoint all = read_checkpoint(path, {}, at::Device(at::kCPU));
+  check_provenance(all.provenance, written.provenance);
+  CHECK(all.generation == 7);
+  REQUIRE(all.islands.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) check_island(all.islands[i], written.islands[i]);
+  check_migrations(all.migrations, written.migrations);
+
+  const Checkpoint some = read_checkpoint(path, {2, 0}, at::Device(at::kCPU));
+  REQUIRE(some.islands.size() == 2);
+  CHECK(some.islands[0].island == 2);
+  CHECK(some.islands[1].island == 0);
+  check_island(some.islands[0], written.islands[2]);
+  check_island(some.islands[1], written.islands[0]);
+  check_migrations(some.migrations, written.migrations);
+
+  const Checkpoint header = read_checkpoint_header(path);
+  check_provenance(header.provenance, written.provenance);
+  CHECK(header.generation == 7);
+  CHECK(header.islands.empty());
+
+  const auto [rc, rng] = run_capture("h5dump -a /rng " + quote(path) + " 2>&1");
+  CHECK(rc == 0);
+  CHECK(contains(rng, "counter-based"));
+
+  expect_error([&] { read_checkpoint(path, {5, 1, 7}, at::Device(at::kCPU)); }, path, {"no island 5, 7", "0, 1, 2"});
+}
+
+TEST_CASE("checkpoint: refuses to write islands at different generations") {
+  ArchiveTempDir dir;
+  Checkpoint c = make_checkpoint();
+  c.islands[1].generation = 6;
+  const std::string path = dir.file("checkpoint.h5");
+  expect_error([&] { write_checkpoint(path, c); }, path, {"generation 6"});
+  CHECK_FALSE(fs::exists(path));
+  CHECK_FALSE(has_tmp_file(dir.path));
+}
+
+TEST_CASE("archive: a failed write leaves the previous file intact and no temporary file") {
+  ArchiveTempDir dir;
+  at::manual_seed(6);
+  const Archive good = make_archive(3, 50, 4);
+  const std::string path = dir.file("archive.h5");
+  write_archive(path, good);
+  const std::string before = read_bytes(path);
+
+  SUBCASE("inconsistent /elites: throws midway, after /data was written") {
+    Archive bad = good;
+    bad.cka = at::zeros({3, 4}, at::kDouble);
+    expect_error([&] { write_archive(path, bad); }, path, {"cka", "expected 3"});
+  }
+  SUBCASE("inconsistent /data: throws before the first dataset") {
+    Archive bad = good;
+    bad.search_labels = at::zeros({49}, at::kInt);
+    expect_error([&] { write_archive(path, bad); }, path, {"search_labels", "49"});
+  }
+  SUBCASE("fitness of another length") {
+    Archive bad = good;
+    bad.fitness = at::zeros({4}, at::kDouble);
+    expect_error([&] { write_archive(path, bad); }, path, {"fitness", "4 entries"});
+  }
+  CHECK(read_bytes(path) == before);
+  CHECK_FALSE(has_tmp_file(dir.path));
+  check_archive(read_archive(path), good);
+}
+
+TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") {
+  ArchiveTempDir dir;
+  at::manual_seed(7);
+  const Archive good = make_archive(3, 50, 4);
+  const std::string archive = dir.file("good.h5");
+  write_archive(archive, good);
+
+  SUBCASE("nonexistent path") {
+    const std::string path = dir.file("missing.h5");
+    expect_error([&] { read_archive(path); }, path, {"no such file"});
+    expect_error([&] { read_checkpoint_header(path); }, path, {"no such file"});
+  }
+  SUBCASE("a text file") {
+    const std::string path = dir.file("notes.h5");
+    write_bytes(path, "this is not HDF5\n");
+    expect_error([&] { read_archive(path); }, path, {"not an HDF5 file"});
+  }
+  SUBCASE("an HDF5 file without a format attribute") {
+    const std::string path = dir.file("foreign.h5");
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    REQUIRE(file >= 0);
+    const hid_t group = H5Gcreate2(file, "/elites", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    REQUIRE(group >= 0);
+    H5Gclose(group);
+    REQUIRE(H5Fclose(file) >= 0);
+    expect_error([&] { read_archive(path); }, path, {"no format attribute", "not a repsearch file"});
+    expect_error([&] { read_checkpoint(path, {}, at::Device(at::kCPU)); }, path, {"no format attribute"});
+  }
+  SUBCASE("a checkpoint passed as an archive, and the reverse") {
+    const std::string path = dir.file("checkpoint.h5");
+    write_checkpoint(path, make_checkpoint());
+    expect_error([&] { read_archive(path); }, path,
+                 {"expected a repsearch archive (format=repsearch-archive), found format='repsearch-checkpoint'"});
+    expect_error([&] { read_checkpoint_header(archive); }, archive, {"found format='repsearch-archive'"});
+  }
+  SUBCASE("another format_version") {
+    edit_hdf5(archive, [](hid_t file) {
+      REQUIRE(H5Adelete(file, "format_version") >= 0);
+      write_int64_attr(file, "format_version", 2);
+    });
+    expect_error([&] { read_archive(archive); }, archive, {"format_version 2"});
+  }
+  SUBCASE("missing /elites/representations") {
+    edit_hdf5(archive, [](hid_t file) { REQUIRE(H5Ldelete(file, "/elites/representations", H5P_DEFAULT) >= 0); });
+    expect_error([&] { read_archive(archive); }, archive, {"missing dataset /elites/representations"});
+  }
+  SUBCASE("missing /migrations group") {
+    edit_hdf5(archive, [](hid_t file) { REQUIRE(H5Ldelete(file, "/migrations", H5P_DEFAULT) >= 0); });
+    expect_error([&] { read_archive(archive); }, archive, {"missing group /migrations"});
+  }
+  SUBCASE("inconsistent shapes: fitness of length k + 1") {
+    edit_hdf5(archive, [](hid_t file) {
+      REQUIRE(H5Ldelete(file, "/elites/fitness", H5P_DEFAULT) >= 0);
+      const hsize_t dims[1] = {4};
+      const double values[4] = {1, 2, 3, 4};
+      const hid_t space = H5Screate_simple(1, dims, nullptr);
+      const hid_t ds =
+          H5Dcreate2(file, "/elites/fitness", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      REQUIRE(ds >= 0);
+      REQUIRE(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) >= 0);
+      H5Dclose(ds);
+      H5Sclose(space);
+    });
+    expect_error([&] { read_archive(archive); }, archive, {"/elites/fitness", "4 entries", "should have 3"});
+  }
+  SUBCASE("an object of the wrong kind: a group where a dataset belongs") {
+    edit_hdf5(archive, [](hid_t file) {
+      REQUIRE(H5Ldelete(file, "/elites/representations", H5P_DEFAULT) >= 0);
+      const hid_t group = H5Gcreate2(file, "/elites/representations", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      REQUIRE(group >= 0);
+      H5Gclose(group);
+    });
+    expect_error([&] { read_archive(archive); }, archive, {"[HDF5]", "/elites/representations", "expected a dataset"});
+  }
+  SUBCASE("values of the wrong class: floating-point island indices") {
+    edit_hdf5(archive, [](hid_t file) {
+      REQUIRE(H5Ldelete(file, "/elites/island", H5P_DEFAULT) >= 0);
+      const hsize_t dims[1] = {3};
+      const double values[3] = {0, 1, 0};
+      const hid_t space = H5Screate_simple(1, dims, nullptr);
+      const hid_t ds = H5Dcreate2(file, "/elites/island", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      REQUIRE(ds >= 0);
+      REQUIRE(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) >= 0);
+      H5Dclose(ds);
+      H5Sclose(space);
+    });
+    expect_error([&] { read_archive(archive); }, archive, {"/elites/island", "floating-point", "expected integer"});
+  }
+  SUBCASE("a truncated archive") {
+    const std::string path = dir.file("truncated.h5");
+    const std::string bytes = read_bytes(archive);
+    REQUIRE(bytes.size() > 1000);
+    write_bytes(path, bytes.substr(0, bytes.size() / 2));
+    expect_error([&] { read_archive(path); }, path, {"truncated"});
+  }
+}

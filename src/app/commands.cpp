@@ -167,7 +167,7 @@ int cmd_search(const Options& o) {
   const fs::path out = o.get<std::string>("out");
   const auto archive_path = (out / "archive.h5").string(), ckpt_path = (out / "checkpoint.h5").string();
   const auto resolved = o.resolved();
-  const auto sha = sha256_hex(resolved);
+  const auto sha = o.sha256();
   const auto n_islands = o.get<i64>("islands"), generations = o.get<i64>("generations");
   const bool resume = o.vm["resume"].as<bool>();
 

@@ -229,7 +229,19 @@ std::string sha256_hex(const std::string& text) {
   return os.str();
 }
 
-std::string Options::sha256() const { return sha256_hex(resolved()); }
+std::string Options::sha256() const {
+  // Run control (where, how fast, how often to report) does not change what is computed.
+  std::istringstream in(resolved());
+  std::string line, science;
+  const auto skip = run_control_keys();
+  while (std::getline(in, line))
+    if (std::find(skip.begin(), skip.end(), line.substr(0, line.find(" = "))) == skip.end()) science += line + "\n";
+  return sha256_hex(science);
+}
+
+std::vector<std::string> run_control_keys() {
+  return {"out", "threads", "device", "checkpoint-interval", "log-every", "data-dir", "allow-change"};
+}
 
 SplitSizes Options::splits() const {
   SplitSizes s;
@@ -384,7 +396,9 @@ void validate(const Options& o) {
 }
 
 std::vector<std::string> resume_mutable_keys() {
-  return {"generations", "threads", "device", "out", "checkpoint-interval", "log-every", "data-dir", "allow-change"};
+  auto keys = run_control_keys();
+  keys.push_back("generations");
+  return keys;
 }
 
 std::vector<std::string> differing_keys(const std::string& a, const std::string& b) {

@@ -31,6 +31,7 @@ struct Options {
   // Every config option with its value, one `key = value` line each, in a fixed order: the text that
   // archives store and that config_sha256 hashes.
   std::string resolved() const;
+  // SHA-256 of the resolved text without the run-control keys: equal for runs that compute the same.
   std::string sha256() const;
 
   SplitSizes splits() const;
@@ -44,6 +45,8 @@ struct Options {
 Options parse_options(const std::string& command, const std::vector<std::string>& args);
 // The checks of every option's range and of contradictions, in one place.
 void validate(const Options& options);
+// Keys that say where and how a run reports, not what it computes.
+std::vector<std::string> run_control_keys();
 // Keys whose values may change when resuming (e.g. generations); others must match.
 std::vector<std::string> resume_mutable_keys();
 // Keys (in resolved text order) whose values differ between two resolved configs.

@@ -49,9 +49,9 @@ int main(int argc, char** argv) {
       std::cout << o.help_text;
       return 0;
     }
+    if (command == "inspect") return repsearch::app::cmd_inspect(o);
     repsearch::app::validate(o);
     if (command == "data") return repsearch::app::cmd_data(o);
-    if (command == "inspect") return repsearch::app::cmd_inspect(o);
     MPI_Init(&argc, &argv);
     mpi_up = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -1,0 +1,236 @@
+// The repsearch program end to end on real Fashion-MNIST (configs/smoke.ini): bad options, the
+// search's determinism over rank counts, checkpoint/resume, signals, and the archive on disk.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <spawn.h>
+
+#include <regex>
+#include <thread>
+
+#include "repsearch/core/error.hpp"
+#include "repsearch/io/archive.hpp"
+#include "testing.hpp"
+
+extern char** environ;
+
+using namespace testing;
+using repsearch::Error;
+namespace io = repsearch::io;
+
+namespace {
+
+std::string search_cmd(const std::string& out, const std::string& extra = "", int ranks = 1) {
+  return (ranks > 1 ? mpirun(ranks) : std::string()) + binary() + " search --config " + config("smoke.ini") +
+         " --out " + out + " " + extra;
+}
+
+// Same search result: every dataset element-wise, histories without wall-clock seconds.
+void check_same_archive(const io::Archive& a, const io::Archive& b) {
+  CHECK(at::equal(a.representations, b.representations));
+  CHECK(at::equal(a.fitness, b.fitness));
+  CHECK(at::equal(a.heldout, b.heldout));
+  CHECK(at::equal(a.island, b.island));
+  CHECK(at::equal(a.generation, b.generation));
+  CHECK(a.uid == b.uid);
+  CHECK(at::equal(a.cka, b.cka));
+  CHECK(at::equal(a.search_indices, b.search_indices));
+  CHECK(a.provenance.config_sha256 == b.provenance.config_sha256);
+  REQUIRE(a.histories.size() == b.histories.size());
+  for (size_t i = 0; i < a.histories.size(); ++i) {
+    REQUIRE(a.histories[i].size() == b.histories[i].size());
+    for (size_t g = 0; g < a.histories[i].size(); ++g) {
+      const auto &x = a.histories[i][g], &y = b.histories[i][g];
+      CHECK(x.generation == y.generation);
+      CHECK(x.best == y.best);
+      CHECK(x.mean == y.mean);
+      CHECK(x.heldout == y.heldout);
+      CHECK(x.diversity == y.diversity);
+      CHECK(x.evaluations == y.evaluations);
+    }
+  }
+  REQUIRE(a.migrations.size() == b.migrations.size());
+  for (size_t i = 0; i < a.migrations.size(); ++i) {
+    CHECK(a.migrations[i].uid == b.migrations[i].uid);
+    CHECK(a.migrations[i].destination == b.migrations[i].destination);
+    CHECK(a.migrations[i].generation == b.migrations[i].generation);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("bad options and configs get a clear error and a non-zero exit") {
+  TempDir dir("repsearch_cli");
+  auto expect = [&](const std::string& cmd, const std::vector<std::string>& words) {
+    auto r = run(cmd);
+    CHECK_MESSAGE(r.status == 2, cmd, "\n", r.output);
+    for (const auto& w : words) CHECK_MESSAGE(r.output.find(w) != std::string::npos, "missing '", w, "' in: ", r.output);
+    CHECK(r.output.find("Exception raised from") == std::string::npos);  // never a LibTorch trace
+  };
+  const auto bad_key = dir.file("bad_key.ini");
+  write_text(bad_key, "population = 8\npopulaton = 9\n");
+  expect(binary() + " search --config " + bad_key, {bad_key, "populaton"});
+  const auto malformed = dir.file("malformed.ini");
+  write_text(malformed, "population 8\n");
+  expect(binary() + " search --config " + malformed, {malformed});
+  const auto bad_value = dir.file("bad_value.ini");
+  write_text(bad_value, "population = eight\n");
+  expect(binary() + " search --config " + bad_value, {bad_value, "population"});
+  expect(binary() + " search --config " + dir.file("absent.ini"), {"absent.ini", "cannot be opened"});
+  expect(binary() + " search --population 1", {"option population", ">= 2", "found 1"});
+  expect(binary() + " search --crossover 1.5", {"option crossover", "[0, 1]", "1.5"});
+  expect(binary() + " search --operators pull,teleport", {"option operators", "teleport"});
+  expect(binary() + " search --sigma-min 3 --sigma-max 1", {"sigma-min", "sigma-max"});
+  expect(binary() + " search --islands 2 --topology graph --migration-edges '0->5'", {"migration-edges", "0->5"});
+  expect(binary() + " search --no-such-option 3", {"no-such-option"});
+  expect(binary() + " data --dataset imagenet", {"option dataset", "imagenet", "fashion-mnist"});
+  expect(binary() + " data --data-dir " + dir.file("nowhere"), {"nowhere"});
+  expect(binary() + " frobnicate", {"unknown command 'frobnicate'"});
+  expect(binary() + " inspect " + dir.file("none.h5"), {"none.h5"});
+  auto help = run(binary() + " search --help");
+  CHECK(help.status == 0);
+  CHECK(help.output.find("--migration-interval") != std::string::npos);
+  CHECK(run(binary()).status == 2);
+}
+
+TEST_CASE("data prints the splits of real Fashion-MNIST") {
+  auto r = run(binary() + " data --config " + config("fashion_mnist.ini"));
+  REQUIRE_MESSAGE(r.status == 0, r.output);
+  CHECK(r.output.find("train [60000, 1, 28, 28]") != std::string::npos);
+  CHECK(r.output.find("search S   3000 examples") != std::string::npos);
+  CHECK(r.output.find("heldout H  2000 examples") != std::string::npos);
+}
+
+TEST_CASE("search is deterministic across rank counts and improves held-out fitness") {
+  TempDir dir("repsearch_det");
+  const auto one = dir.file("one"), two = dir.file("two"), three = dir.file("three"), again = dir.file("again"),
+             other = dir.file("other");
+  auto r1 = run(search_cmd(one));
+  REQUIRE_MESSAGE(r1.status == 0, r1.output);
+  CHECK(r1.output.find("[search] gen    12/12") != std::string::npos);
+  auto r2 = run(search_cmd(two, "", 2));
+  REQUIRE_MESSAGE(r2.status == 0, r2.output);
+  auto r3 = run(search_cmd(three, "", 3));
+  REQUIRE_MESSAGE(r3.status == 0, r3.output);
+  REQUIRE(run(search_cmd(again)).status == 0);
+  REQUIRE(run(search_cmd(other, "--seed 2")).status == 0);
+  auto a1 = io::read_archive(one + "/archive.h5");
+  CHECK(a1.provenance.n_ranks == 1);
+  CHECK(a1.representations.sizes() == at::IntArrayRef({4, 300, 16}));
+  SUBCASE("1, 2 and 3 ranks and a second run give the same archive") {
+    auto a2 = io::read_archive(two + "/archive.h5");
+    CHECK(a2.provenance.n_ranks == 2);
+    check_same_archive(a1, a2);
+    check_same_archive(a1, io::read_archive(three + "/archive.h5"));
+    check_same_archive(a1, io::read_archive(again + "/archive.h5"));
+  }
+  SUBCASE("another seed gives another archive") {
+    auto b = io::read_archive(other + "/archive.h5");
+    CHECK_FALSE(at::equal(a1.representations, b.representations));
+  }
+  SUBCASE("held-out fitness after 12 generations beats generation 0") {
+    double first = -1e300, last = -1e300;
+    for (const auto& h : a1.histories) {
+      first = std::max(first, h.front().heldout);
+      last = std::max(last, h.back().heldout);
+    }
+    CHECK(a1.histories.front().back().generation == 12);
+    CHECK(last > first + 0.02);
+    CHECK(a1.heldout[0].item<double>() >= last - 1e-9);  // elites are the best held-out individuals
+  }
+  SUBCASE("h5dump reads the archive without our code") {
+    auto d = run("h5dump -H " + one + "/archive.h5");
+    REQUIRE(d.status == 0);
+    for (std::string w : {"GROUP \"elites\"", "DATASET \"representations\"", "H5T_IEEE_F32LE", "DATASET \"cka\"",
+                          "GROUP \"islands\"", "GROUP \"history\"", "GROUP \"migrations\"",
+                          "DATASET \"search_indices\"", "ATTRIBUTE \"config_sha256\""})
+      CHECK_MESSAGE(d.output.find(w) != std::string::npos, w);
+  }
+  SUBCASE("inspect summarises it, also as JSON") {
+    auto t = run(binary() + " inspect " + one + "/archive.h5");
+    REQUIRE(t.status == 0);
+    CHECK(t.output.find("elites [4, 300, 16]") != std::string::npos);
+    auto j = run(binary() + " inspect --json " + one + "/archive.h5");
+    REQUIRE(j.status == 0);
+    CHECK(j.output.find("\"diversity\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("checkpoint and resume") {
+  TempDir dir("repsearch_resume");
+  const auto full = dir.file("full"), split = dir.file("split");
+  REQUIRE(run(search_cmd(full)).status == 0);
+  SUBCASE("12 generations in one go equal 4 + resume to 12, on another rank count") {
+    auto first = run(search_cmd(split, "--generations 4", 2));
+    REQUIRE_MESSAGE(first.status == 0, first.output);
+    auto head = io::read_checkpoint_header(split + "/checkpoint.h5");
+    CHECK(head.generation == 4);
+    auto second = run(search_cmd(split, "--generations 12 --resume"));
+    REQUIRE_MESSAGE(second.status == 0, second.output);
+    CHECK(second.output.find("resumed at generation 4") != std::string::npos);
+    check_same_archive(io::read_archive(full + "/archive.h5"), io::read_archive(split + "/archive.h5"));
+  }
+  SUBCASE("a changed config is refused, naming the differing keys") {
+    auto r = run(search_cmd(full, "--resume --population 10 --sigma 0.5"));
+    CHECK(r.status == 2);
+    CHECK(r.output.find("population: checkpoint '8', now '10'") != std::string::npos);
+    CHECK(r.output.find("sigma") != std::string::npos);
+    auto ok = run(search_cmd(full, "--resume --sigma 0.5 --allow-change sigma --generations 13"));
+    CHECK_MESSAGE(ok.status == 0, ok.output);
+  }
+  SUBCASE("truncated and foreign checkpoints get clear errors") {
+    const auto ck = full + "/checkpoint.h5";
+    fs::copy_file(full + "/archive.h5", ck, fs::copy_options::overwrite_existing);
+    auto foreign = run(search_cmd(full, "--resume"));
+    CHECK(foreign.status == 2);
+    CHECK(foreign.output.find("checkpoint") != std::string::npos);
+    CHECK(foreign.output.find("repsearch-archive") != std::string::npos);
+    fs::resize_file(ck, fs::file_size(ck) / 2);
+    auto cut = run(search_cmd(full, "--resume"));
+    CHECK(cut.status == 2);
+    CHECK(cut.output.find(ck) != std::string::npos);
+    auto none = run(search_cmd(dir.file("empty"), "--resume"));
+    CHECK(none.status == 2);
+    CHECK(none.output.find("no checkpoint") != std::string::npos);
+  }
+}
+
+TEST_CASE("SIGTERM mid-run leaves a checkpoint and the resumed run finishes with the same result") {
+  TempDir dir("repsearch_signal");
+  const auto out = dir.file("run"), log = dir.file("log.txt");
+  std::vector<std::string> args = {binary(), "search", "--config", config("smoke.ini"), "--out", out,
+                                   "--generations", "100000", "--checkpoint-interval", "0"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = 0;
+  REQUIRE(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) == 0);
+  posix_spawn_file_actions_destroy(&fa);
+  auto read_log = [&]() {
+    std::ifstream in(log);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  for (int i = 0; i < 600 && read_log().find("gen     3/") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  REQUIRE(kill(pid, SIGTERM) == 0);
+  int st = 0;
+  REQUIRE(waitpid(pid, &st, 0) == pid);
+  auto text = read_log();
+  REQUIRE_MESSAGE(WIFEXITED(st), text);
+  CHECK(WEXITSTATUS(st) == 75);
+  std::smatch m;
+  REQUIRE_MESSAGE(std::regex_search(text, m, std::regex("stopped by signal at generation (\\d+)")), text);
+  const int stopped = std::stoi(m[1]);
+  auto head = io::read_checkpoint_header(out + "/checkpoint.h5");
+  CHECK(head.generation == stopped);
+  const auto target = std::to_string(stopped + 3);
+  auto resumed = run(search_cmd(out, "--resume --checkpoint-interval 0 --generations " + target));
+  REQUIRE_MESSAGE(resumed.status == 0, resumed.output);
+  const auto ref = dir.file("ref");
+  REQUIRE(run(search_cmd(ref, "--checkpoint-interval 0 --generations " + target)).status == 0);
+  check_same_archive(io::read_archive(ref + "/archive.h5"), io::read_archive(out + "/archive.h5"));
+}

@@ -1,0 +1,184 @@
+// repsearch::mpi on real ranks: run under mpirun -np 1, 2 and 3 (CTest does). Every rank runs every
+// test case, so collective calls stay matched; a failing rank fails the mpirun.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+#include <mpi.h>
+
+#include <ATen/Parallel.h>
+
+#include "repsearch/core/error.hpp"
+#include "repsearch/core/linalg.hpp"
+#include "repsearch/core/rng.hpp"
+#include "repsearch/mpi/archipelago.hpp"
+
+using namespace repsearch;
+
+namespace {
+
+const auto F32 = at::TensorOptions().dtype(at::kFloat);
+
+struct World {
+  FitnessData data;
+  World() {
+    auto g = make_generator(41, Stream::splits);
+    auto rule = at::randn({6, 3}, g, F32);
+    auto make = [&](int64_t n, at::Tensor& x, at::Tensor& y) {
+      x = at::randn({n, 6}, g, F32);
+      y = at::matmul(x, rule).argmax(1);
+    };
+    make(120, data.x_search, data.y_search);
+    make(80, data.x_val, data.y_val);
+    make(80, data.x_heldout, data.y_heldout);
+    data.n_classes = 3;
+  }
+};
+
+int ranks() {
+  int s = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &s);
+  return s;
+}
+int rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("islands are spread over ranks by index") {
+  CHECK(mpi::islands_of_rank(0, 2, 5) == std::vector<int64_t>{0, 2, 4});
+  CHECK(mpi::islands_of_rank(1, 2, 5) == std::vector<int64_t>{1, 3});
+  CHECK(mpi::islands_of_rank(2, 3, 4) == std::vector<int64_t>{2});
+}
+
+TEST_CASE("topologies") {
+  mpi::MigrationConfig c;
+  CHECK(mpi::migration_edges(c, 3, 0, 5) == std::vector<std::pair<int64_t, int64_t>>{{0, 1}, {1, 2}, {2, 0}});
+  c.topology = "full";
+  CHECK(mpi::migration_edges(c, 3, 0, 5).size() == 6);
+  c.topology = "random";
+  auto a = mpi::migration_edges(c, 5, 7, 10), b = mpi::migration_edges(c, 5, 7, 10);
+  CHECK(a == b);
+  for (auto [s, d] : a) CHECK(s != d);
+  c.topology = "graph";
+  c.edges = "0->2, 2->1:1.0, 1->0:0";
+  CHECK(mpi::migration_edges(c, 3, 0, 5) == std::vector<std::pair<int64_t, int64_t>>{{0, 2}, {2, 1}});
+  c.edges = "0->7";
+  CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("migration-edges"), Error);
+  c.edges = "0-1";
+  CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("expected edges like"), Error);
+  c.topology = "star";
+  CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("unknown topology 'star'"), Error);
+}
+
+TEST_CASE("a planted superior individual travels the ring one island per interval") {
+  World w;
+  FitnessConfig fc;
+  fc.features = 256;
+  auto fit = make_fitness(fc, w.data);
+  // Small Gaussian steps only and the whole V pool: the planted label representation stays its
+  // island's best, and its descendants stay near copies of it.
+  SearchConfig sc;
+  sc.population = 6;
+  sc.dim = 4;
+  sc.val_batch = 80;
+  sc.seed = 2;
+  sc.operators = {"gaussian"};
+  sc.sigma = 0.05;
+  sc.crossover = 0.0;
+  auto ctx = make_search_context(w.data.x_search, w.data.y_search, 3, 80, sc);
+  mpi::MigrationConfig mc;
+  mc.topology = "ring";
+  mc.interval = 2;
+  const int64_t n_islands = 4;
+  mpi::Archipelago arch(MPI_COMM_WORLD, n_islands, sc, mc, fit, ctx);
+  arch.initialise();
+  // The label representation scores far above the random-feature starts: plant it on island 0.
+  auto planted = at::cat({at::one_hot(w.data.y_search, 3).to(at::kFloat), at::zeros({120, 1}, F32)}, 1) * 2.0 - 0.5;
+  std::vector<IslandState> local = arch.local();
+  for (auto& s : local)
+    if (s.island == 0) receive_migrants(s, planted.unsqueeze(0), {0.0}, {999}, /*align=*/false);
+  arch.restore(local);
+
+  // Which islands hold a near copy of the planted representation (CKA is rotation-invariant)?
+  auto holders = [&]() {
+    auto states = arch.gather_states();
+    std::vector<int64_t> out;
+    for (const auto& s : states) {
+      auto cka = linear_cka_batch(s.population, planted);
+      if (cka.max().item<double>() > 0.9) out.push_back(s.island);
+    }
+    return out;
+  };
+  auto h0 = holders();
+  if (rank() == 0) CHECK(h0 == std::vector<int64_t>{0});
+  arch.step();  // generation 1: no migration yet
+  auto h1 = holders();
+  if (rank() == 0) CHECK(h1 == std::vector<int64_t>{0});
+  arch.step();  // generation 2: 0 -> 1
+  auto h2 = holders();
+  if (rank() == 0) CHECK(h2 == std::vector<int64_t>{0, 1});
+  for (int i = 0; i < 4; ++i) arch.step();  // generations 4 and 6: 1 -> 2, 2 -> 3
+  auto h6 = holders();
+  if (rank() == 0) CHECK(h6 == std::vector<int64_t>{0, 1, 2, 3});
+  auto events = arch.gather_migrations();
+  if (rank() == 0) {
+    CHECK(events.size() == 3 * 4);  // every island received one migrant at generations 2, 4, 6
+    CHECK(events.front().generation == 2);
+  }
+  // The elites come from all ranks, best held-out first, with a unit-diagonal CKA matrix.
+  auto elites = arch.collect_elites(3);
+  if (rank() == 0) {
+    REQUIRE(elites.uid.size() == 3);
+    CHECK(elites.heldout[0] >= elites.heldout[1]);
+    CHECK(linear_cka(elites.representations[0], planted) > 0.9);
+    CHECK(at::allclose(elites.cka.diagonal(), at::ones({3}, at::TensorOptions().dtype(at::kDouble))));
+  }
+}
+
+TEST_CASE("the same islands evolve identically on any rank count") {
+  // Each rank computes its islands; the gathered states must not depend on how many ranks there are:
+  // compared against islands run one by one on this rank alone.
+  World w;
+  FitnessConfig fc;
+  fc.features = 32;
+  auto fit = make_fitness(fc, w.data);
+  SearchConfig sc;
+  sc.population = 5;
+  sc.dim = 3;
+  sc.val_batch = 30;
+  auto ctx = make_search_context(w.data.x_search, w.data.y_search, 3, 80, sc);
+  mpi::MigrationConfig none;
+  none.topology = "none";
+  mpi::Archipelago arch(MPI_COMM_WORLD, 3, sc, none, fit, ctx);
+  arch.initialise();
+  for (int i = 0; i < 3; ++i) arch.step();
+  auto states = arch.gather_states();
+  if (rank() == 0) {
+    REQUIRE(states.size() == 3);
+    auto algo = make_algorithm(sc);
+    for (int64_t i = 0; i < 3; ++i) {
+      auto s = init_island(i, sc, ctx, fit);
+      for (int g = 0; g < 3; ++g) algo->step(s, fit, ctx);
+      CHECK(at::equal(s.population, states[static_cast<size_t>(i)].population));
+      CHECK(s.uid == states[static_cast<size_t>(i)].uid);
+    }
+  }
+  CHECK(arch.any(rank() == ranks() - 1));
+  CHECK_FALSE(arch.any(false));
+}
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  at::set_num_threads(1);
+  doctest::Context ctx(argc, argv);
+  int me = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  if (me != 0) ctx.setOption("out", "/dev/null");  // one report; failures still set every rank's exit code
+  int rc = ctx.run();
+  int any = 0;
+  MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return any;
+}

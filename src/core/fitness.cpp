@@ -54,7 +54,7 @@ RandomFeatures make_random_features(std::int64_t input_dim, std::int64_t p, std:
 
 namespace detail {
 
-Readout ridge_readout(const at::Tensor& pop, const at::Tensor& labels, std::int64_t n_classes, double ridge) {
+RidgeWeights ridge_weights(const at::Tensor& pop, const at::Tensor& labels, std::int64_t n_classes, double ridge) {
   const auto P = pop.size(0), n = pop.size(1), d = pop.size(2);
   auto dbl = pop.options().dtype(at::kDouble);
   // Centred Gram without a centred copy of the population: Z^T Z - n m m^T.
@@ -73,11 +73,19 @@ Readout ridge_readout(const at::Tensor& pop, const at::Tensor& labels, std::int6
   auto ok = std::get<1>(chol).eq(0);
   // A failed factor (NaN/Inf or degenerate Z) is replaced by I so the batch stays finite; `ok` marks it.
   auto factor = at::where(ok.view({P, 1, 1}), std::get<0>(chol), at::eye(d, dbl).expand({P, d, d}));
-  auto w = at::cholesky_solve(cross, factor);                                 // [P, d, C]
-  Readout r;
-  r.bias = (ybar.unsqueeze(0) - at::bmm(mean.unsqueeze(1), w).squeeze(1)).to(pop.scalar_type());
-  r.zw = at::bmm(pop, w.to(pop.scalar_type()));                               // [P, n, C]
+  RidgeWeights r;
+  r.w = at::cholesky_solve(cross, factor);                                    // [P, d, C]
+  r.bias = (ybar.unsqueeze(0) - at::bmm(mean.unsqueeze(1), r.w).squeeze(1));
   r.ok = ok & at::isfinite(r.bias).all(1);
+  return r;
+}
+
+Readout ridge_readout(const at::Tensor& pop, const at::Tensor& labels, std::int64_t n_classes, double ridge) {
+  auto rw = ridge_weights(pop, labels, n_classes, ridge);
+  Readout r;
+  r.bias = rw.bias.to(pop.scalar_type());
+  r.zw = at::bmm(pop, rw.w.to(pop.scalar_type()));                           // [P, n, C]
+  r.ok = rw.ok;
   return r;
 }
 

@@ -87,6 +87,12 @@ namespace detail {
 struct Readout {
   at::Tensor zw, bias, ok;
 };
+// Ridge weights W [P, d, C] (float64) and bias [P, C] with an unpenalised intercept, and `ok` [P].
+struct RidgeWeights {
+  at::Tensor w, bias, ok;
+};
+RidgeWeights ridge_weights(const at::Tensor& population, const at::Tensor& labels, std::int64_t n_classes,
+                           double ridge);
 Readout ridge_readout(const at::Tensor& population, const at::Tensor& labels, std::int64_t n_classes,
                       double ridge);
 // -mean cross-entropy of softmax(beta * logits) [P, b, C] against labels [b].

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Set up repsearch and run the main job on the default data (Fashion-MNIST, configs/fashion_mnist.ini):
+# the data splits, a short island-model search under MPI, and a summary of its archive.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: launch/quickstart.sh [--ranks N] [--generations G] [SEARCH_OPTION...]
+
+Runs launch/setup.sh (installs what is missing, builds), then on Fashion-MNIST with
+configs/fashion_mnist.ini:
+  1. repsearch data      the search/validation/held-out splits and their class balance
+  2. repsearch search    a short island-model GA under mpirun (N ranks, G generations, 1 thread/rank)
+  3. repsearch inspect   a summary of the archive the search wrote (runs/fashion_mnist/archive.h5,
+                         or <out>/archive.h5 when --out is given)
+
+Options:
+  --ranks N         MPI ranks for the search (default 2)
+  --generations G   generations to search (default 20)
+  -h, --help        show this help
+Any other argument is passed on to 'repsearch search' (e.g. --islands 8 --population 16).
+
+Environment:
+  REPSEARCH_BUILD_DIR   build directory (default: build)
+EOF
+}
+
+ranks=2
+generations=20
+search_extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --ranks)
+      [[ $# -ge 2 ]] || { echo "quickstart.sh: --ranks needs a value" >&2; exit 2; }
+      ranks="$2"
+      shift 2
+      ;;
+    --ranks=*) ranks="${1#*=}"; shift ;;
+    --generations)
+      [[ $# -ge 2 ]] || { echo "quickstart.sh: --generations needs a value" >&2; exit 2; }
+      generations="$2"
+      shift 2
+      ;;
+    --generations=*) generations="${1#*=}"; shift ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    *)
+      search_extra+=("$1")
+      shift
+      ;;
+  esac
+done
+[[ "$ranks" =~ ^[1-9][0-9]*$ ]] || { echo "quickstart.sh: --ranks must be a positive integer, got '$ranks'" >&2; exit 2; }
+[[ "$generations" =~ ^[0-9]+$ ]] || { echo "quickstart.sh: --generations must be an integer, got '$generations'" >&2; exit 2; }
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+build_dir="${REPSEARCH_BUILD_DIR:-build}"
+repsearch="$build_dir/repsearch"
+config=configs/fashion_mnist.ini
+run_dir=runs/fashion_mnist   # the config's 'out', unless --out is passed on to search
+for ((i = 0; i < ${#search_extra[@]}; i++)); do
+  case "${search_extra[i]}" in
+    --out) [[ $((i + 1)) -lt ${#search_extra[@]} ]] && run_dir="${search_extra[i + 1]}" ;;
+    --out=*) run_dir="${search_extra[i]#*=}" ;;
+  esac
+done
+
+# Open MPI refuses to start as root unless told it is fine (containers, CI).
+if [[ $EUID -eq 0 ]]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+
+step_no=0
+header() {
+  step_no=$((step_no + 1))
+  echo
+  echo "==== [$step_no] $* ===="
+}
+run() {
+  echo "\$ $*"
+  "$@"
+}
+
+# ---- steps: one function each, run in the order of STEPS ----------------------------------------
+step_setup() {
+  header "set up: packages and build (launch/setup.sh)"
+  run bash launch/setup.sh
+}
+step_data() {
+  header "data: Fashion-MNIST splits and class balance"
+  run "$repsearch" data --config "$config"
+}
+step_search() {
+  header "search: island GA on $ranks rank(s), $generations generations"
+  run mpirun --oversubscribe -np "$ranks" "$repsearch" search --config "$config" \
+    --generations "$generations" --threads 1 "${search_extra[@]}"
+}
+step_inspect() {
+  header "inspect: the archive of searched representations"
+  run "$repsearch" inspect "$run_dir/archive.h5"
+}
+
+STEPS=(step_setup step_data step_search step_inspect)
+
+t0=$SECONDS
+for s in "${STEPS[@]}"; do
+  "$s"
+done
+echo
+echo "==== done in $((SECONDS - t0)) s: archive $run_dir/archive.h5 (h5dump, h5py or 'repsearch inspect' read it) ===="

@@ -23,6 +23,7 @@
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/search.hpp"
 #include "repsearch/io/archive.hpp"
+#include "h5_testing.hpp"
 
 namespace fs = std::filesystem;
 using repsearch::Error;
@@ -30,66 +31,9 @@ using namespace repsearch::io;
 using repsearch::HistoryRow;
 using repsearch::IslandState;
 using repsearch::MigrationEvent;
+using namespace h5_testing;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed with everything in it on destruction.
-struct ArchiveTempDir {
-  fs::path path;
-  ArchiveTempDir() {
-    static std::atomic<int> counter{0};
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path = fs::temp_directory_path() / ("repsearch_test_archive_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(stamp) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~ArchiveTempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out << bytes;
-}
-
-// Runs a shell command, returning its exit status and standard output.
-std::pair<int, std::string> run_capture(const std::string& command) {
-  std::string output;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  REQUIRE_MESSAGE(pipe != nullptr, "cannot run: ", command);
-  char buffer[4096];
-  std::size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
-std::string quote(const std::string& path) { return "'" + path + "'"; }
-
-bool contains(const std::string& text, const std::string& word) { return text.find(word) != std::string::npos; }
-
-// `action` must throw repsearch::Error whose message names `path` and contains each of `words`.
-void expect_error(const std::function<void()>& action, const std::string& path, const std::vector<std::string>& words) {
-  std::string message;
-  try {
-    action();
-  } catch (const Error& e) {
-    message = e.what();
-  } catch (const std::exception& e) {
-    FAIL("expected repsearch::Error, got another exception: ", e.what());
-  }
-  INFO("message: ", message);
-  REQUIRE_MESSAGE(!message.empty(), "expected repsearch::Error for ", path, ", nothing was thrown");
-  CHECK(contains(message, path));
-  for (const std::string& word : words) CHECK_MESSAGE(contains(message, word), "missing word: ", word);
-}
 
 Provenance make_provenance() {
   Provenance p;
@@ -270,34 +214,10 @@ void check_island(const IslandState& r, const IslandState& w) {
   check_history(r.history, w.history);
 }
 
-// Opens an HDF5 file read-write with the C API and hands its id to `edit`.
-void edit_hdf5(const std::string& path, const std::function<void(hid_t)>& edit) {
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-  REQUIRE(file >= 0);
-  edit(file);
-  REQUIRE(H5Fclose(file) >= 0);
-}
-
-void write_int64_attr(hid_t object, const char* name, std::int64_t value) {
-  const hid_t space = H5Screate(H5S_SCALAR);
-  const hid_t attr = H5Acreate2(object, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-  REQUIRE(attr >= 0);
-  REQUIRE(H5Awrite(attr, H5T_NATIVE_INT64, &value) >= 0);
-  H5Aclose(attr);
-  H5Sclose(space);
-}
-
-bool has_tmp_file(const fs::path& dir) {
-  for (const auto& entry : fs::directory_iterator(dir))
-    if (contains(entry.path().filename().string(), ".tmp-")) return true;
-  return false;
-}
-
 }  // namespace
 
 TEST_CASE("archive: round trip of every field and attribute") {
-  ArchiveTempDir dir;
+  H5TempDir dir{"repsearch_test_archive"};
   at::manual_seed(1);
   const Archive written = make_archive(3, 50, 4);
   const std::string path = dir.file("nested/run/archive.h5");  // parents are created
@@ -317,7 +237,7 @@ TEST_CASE("archive: round trip of every field and attribute") {
 }
 
 TEST_CASE("archive: zero elites, islands and migrations round-trip") {
-  ArchiveTempDir dir;
+  H5TempDir dir{"repsearch_test_archive"};
   at::manual_seed(3);
   Archive written = make_archive(0, 50, 4);
   written.histories.clear();
@@ -331,7 +251,7 @@ TEST_CASE("archive: zero elites, islands and migrations round-trip") {
 }
 
 TEST_CASE("archive: readable by h5dump and h5py without our code") {
-  ArchiveTempDir dir;
+  H5TempDir dir{"repsearch_test_archive"};
   at::manual_seed(4);
   const Archive written = make_archive(3, 50, 4);
   const std::string path = dir.file("archive.h5");
@@ -358,14 +278,7 @@ TEST_CASE("archive: readable by h5dump and h5py without our code") {
   CHECK(contains(format, "repsearch-archive"));
   CHECK(contains(format, "H5T_CSET_UTF8"));
 
-  // h5py: `python3` on PATH, else Debian's interpreter (where python3-h5py installs). Absent → fail.
-  std::string python;
-  for (const std::string candidate : {"python3", "/usr/bin/python3"})
-    if (std::system((candidate + " -c 'import h5py' >/dev/null 2>&1").c_str()) == 0) {
-      python = candidate;
-      break;
-    }
-  REQUIRE_MESSAGE(!python.empty(), "h5py cannot be imported by python3 or /usr/bin/python3 (install python3-h5py)");
+  const std::string python = h5py_python();  // python3 or /usr/bin/python3 with h5py; absent → fail
   const std::string script = dir.file("check.py");
   write_bytes(script,
               "import sys, h5py\n"
@@ -408,7 +321,7 @@ TEST_CASE("archive: readable by h5dump and h5py without our code") {
 }
 
 TEST_CASE("checkpoint: round trip, a subset of islands, header only") {
-  ArchiveTempDir dir;
+  H5TempDir dir{"repsearch_test_archive"};
   at::manual_seed(5);
   const Checkpoint written = make_checkpoint();
   const std::string path = dir.file("checkpoint.h5");
@@ -443,7 +356,7 @@ TEST_CASE("checkpoint: round trip, a subset of islands, header only") {
 }
 
 TEST_CASE("checkpoint: refuses to write islands at different generations") {
-  ArchiveTempDir dir;
+  H5TempDir dir{"repsearch_test_archive"};
   Checkpoint c = make_checkpoint();
   c.islands[1].generation = 6;
   const std::string path = dir.file("checkpoint.h5");
@@ -453,7 +366,7 @@ TEST_CASE("checkpoint: refuses to write islands at different generations") {
 }
 
 TEST_CASE("archive: a failed write leaves the previous file intact and no temporary file") {
-  ArchiveTempDir dir;
+  H5TempDir dir{"repsearch_test_archive"};
   at::manual_seed(6);
   const Archive good = make_archive(3, 50, 4);
   const std::string path = dir.file("archive.h5");
@@ -481,7 +394,7 @@ TEST_CASE("archive: a failed write leaves the previous file intact and no tempor
 }
 
 TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") {
-  ArchiveTempDir dir;
+  H5TempDir dir{"repsearch_test_archive"};
   at::manual_seed(7);
   const Archive good = make_archive(3, 50, 4);
   const std::string archive = dir.file("good.h5");

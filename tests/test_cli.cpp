@@ -234,3 +234,55 @@ TEST_CASE("SIGTERM mid-run leaves a checkpoint and the resumed run finishes with
   REQUIRE(run(search_cmd(ref, "--checkpoint-interval 0 --generations " + target)).status == 0);
   check_same_archive(io::read_archive(ref + "/archive.h5"), io::read_archive(out + "/archive.h5"));
 }
+
+TEST_CASE("learn and sgd on real Fashion-MNIST: modest, robust accuracy; results files; refusals") {
+  TempDir dir("repsearch_learn");
+  const auto run_dir = dir.file("run");
+  // A label-like start (init=labels, no generations): the learner must turn it into a classifier.
+  auto s = run(search_cmd(run_dir, "--init labels --generations 0"));
+  REQUIRE_MESSAGE(s.status == 0, s.output);
+  auto l = run(binary() + " learn --archive " + run_dir + "/archive.h5 --elite all --epochs 10");
+  REQUIRE_MESSAGE(l.status == 0, l.output);
+  CHECK(l.output.find("ensemble of 4 networks") != std::string::npos);
+  std::smatch m;
+  std::regex acc("test ([0-9.]+) ->");
+  int networks = 0;
+  for (auto it = std::sregex_iterator(l.output.begin(), l.output.end(), acc); it != std::sregex_iterator(); ++it) {
+    ++networks;
+    CHECK(std::stod((*it)[1]) > 0.5);  // chance is 0.1; measured ~0.70 at this size
+  }
+  CHECK(networks == 4);
+  auto g = run(binary() + " sgd --config " + config("smoke.ini") + " --out " + run_dir + " --epochs 10 --seeds 0..1");
+  REQUIRE_MESSAGE(g.status == 0, g.output);
+  REQUIRE(std::regex_search(g.output, m, std::regex("\\[sgd seed 0\\] accuracy val ([0-9.]+)  heldout ([0-9.]+)  test ([0-9.]+)")));
+  CHECK(std::stod(m[3]) > 0.6);  // measured ~0.70 (500 examples, 10 epochs)
+  CHECK(g.output.find("ensemble of 2 networks") != std::string::npos);
+  CHECK(fs::exists(run_dir + "/sgd-0.h5"));
+  CHECK(fs::exists(run_dir + "/sgd-0.pt"));
+  CHECK(fs::exists(run_dir + "/learn-summary.json"));
+  SUBCASE("inspect prints results files and the CKA table of two trajectories") {
+    std::string learned;
+    for (const auto& f : fs::directory_iterator(run_dir))
+      if (f.path().filename().string().rfind("learn-", 0) == 0 && f.path().extension() == ".h5") learned = f.path().string();
+    REQUIRE_FALSE(learned.empty());
+    auto t = run(binary() + " inspect " + learned + " " + run_dir + "/sgd-0.h5");
+    REQUIRE_MESSAGE(t.status == 0, t.output);
+    CHECK(t.output.find("results " + learned + " (learn)") != std::string::npos);
+    CHECK(t.output.find("linear CKA of cut-layer activations on 1000 probe images") != std::string::npos);
+    CHECK(t.output.find("final networks: CKA") != std::string::npos);
+    auto j = run(binary() + " inspect --json " + learned + " " + run_dir + "/sgd-0.h5");
+    REQUIRE(j.status == 0);
+    CHECK(j.output.find("\"trajectory_cka\"") != std::string::npos);
+  }
+  SUBCASE("learn refuses what is not a repsearch archive") {
+    auto r = run(binary() + " learn --archive " + run_dir + "/sgd-0.h5");
+    CHECK(r.status == 2);
+    CHECK(r.output.find("sgd-0.h5") != std::string::npos);
+    auto none = run(binary() + " learn --archive " + dir.file("nothing.h5"));
+    CHECK(none.status == 2);
+    auto bad = run(binary() + " learn --archive " + run_dir + "/archive.h5 --elite 9");
+    CHECK(bad.status == 2);
+    CHECK(bad.output.find("holds 4 elites") != std::string::npos);
+    CHECK(run(binary() + " learn").status == 2);
+  }
+}

@@ -22,6 +22,7 @@
 #include "repsearch/core/linalg.hpp"
 #include "repsearch/io/archive.hpp"
 #include "repsearch/io/dataset.hpp"
+#include "repsearch/io/results.hpp"
 #include "repsearch/mpi/archipelago.hpp"
 
 namespace repsearch::app {
@@ -33,6 +34,30 @@ namespace fs = std::filesystem;
 
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+std::string join_gathered(MPI_Comm comm, const std::string& mine) {
+  int size = 1, rank = 0;
+  MPI_Comm_size(comm, &size);
+  MPI_Comm_rank(comm, &rank);
+  constexpr int kLen = 128;
+  char buf[kLen] = {0};
+  std::snprintf(buf, kLen, "%s", mine.c_str());
+  std::vector<char> all(static_cast<std::size_t>(kLen * size));
+  MPI_Gather(buf, kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, comm);
+  std::string out;
+  for (int r = 0; r < size && rank == 0; ++r) out += (r ? "," : "") + std::string(all.data() + r * kLen);
+  return out;
+}
+
+std::string value_of(const std::string& resolved, const std::string& key) {
+  std::istringstream is(resolved);
+  std::string line;
+  while (std::getline(is, line))
+    if (line.rfind(key + " = ", 0) == 0) return line.substr(key.size() + 3);
+  return "(absent)";
+}
+
+}  // namespace
 
 // LibTorch's intra-op pool and OpenBLAS's own pool (libopenblas0-pthread ignores OpenMP settings).
 void set_threads(int threads) {
@@ -66,7 +91,7 @@ std::string fmt_duration(double s) {
   return buf;
 }
 
-std::string tensor_list(const at::Tensor& t, int precision = 4) {
+std::string tensor_list(const at::Tensor& t, int precision) {
   std::ostringstream os;
   auto c = t.to(at::kDouble).contiguous();
   os << "[" << std::setprecision(precision);
@@ -74,15 +99,6 @@ std::string tensor_list(const at::Tensor& t, int precision = 4) {
   os << "]";
   return os.str();
 }
-
-// The data every command shares: splits from the seed, inputs standardised with training statistics.
-struct Prepared {
-  io::Dataset dataset;
-  Splits splits;
-  Standardiser standardiser;
-  FitnessData fitness_data;
-  std::string normalisation;
-};
 
 Prepared prepare(const Options& o, const at::Device& device) {
   Prepared p;
@@ -102,30 +118,6 @@ Prepared prepare(const Options& o, const at::Device& device) {
   f.n_classes = p.dataset.n_classes;
   return p;
 }
-
-std::string join_gathered(MPI_Comm comm, const std::string& mine) {
-  int size = 1, rank = 0;
-  MPI_Comm_size(comm, &size);
-  MPI_Comm_rank(comm, &rank);
-  constexpr int kLen = 128;
-  char buf[kLen] = {0};
-  std::snprintf(buf, kLen, "%s", mine.c_str());
-  std::vector<char> all(static_cast<std::size_t>(kLen * size));
-  MPI_Gather(buf, kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, comm);
-  std::string out;
-  for (int r = 0; r < size && rank == 0; ++r) out += (r ? "," : "") + std::string(all.data() + r * kLen);
-  return out;
-}
-
-std::string value_of(const std::string& resolved, const std::string& key) {
-  std::istringstream is(resolved);
-  std::string line;
-  while (std::getline(is, line))
-    if (line.rfind(key + " = ", 0) == 0) return line.substr(key.size() + 3);
-  return "(absent)";
-}
-
-}  // namespace
 
 int cmd_data(const Options& o) {
   auto p = prepare(o, at::Device(at::kCPU));
@@ -308,11 +300,10 @@ int cmd_search(const Options& o) {
   return 0;
 }
 
-int cmd_inspect(const Options& o) {
-  if (!o.vm.count("file")) fail("inspect: expected an archive path, e.g. 'repsearch inspect runs/x/archive.h5'");
-  const auto files = o.get<std::vector<std::string>>("file");
-  nlohmann::json all = nlohmann::json::array();
-  for (const auto& path : files) {
+namespace {
+
+nlohmann::json inspect_archive(const std::string& path, bool print) {
+  {
     auto a = io::read_archive(path);
     const auto& pv = a.provenance;
     const auto k = static_cast<i64>(a.uid.size());
@@ -346,10 +337,7 @@ int cmd_inspect(const Options& o) {
     j["elite_shape"] = a.representations.sizes().vec();
     j["diversity"] = div;
     j["migrations"] = a.migrations.size();
-    if (o.vm["json"].as<bool>()) {
-      all.push_back(j);
-      continue;
-    }
+    if (!print) return j;
     std::cout << "archive " << path << "\n"
               << "  repsearch " << pv.repsearch_version << " (" << pv.git_commit << "), created " << pv.created << "\n"
               << "  command   " << pv.command_line << "\n"
@@ -374,8 +362,106 @@ int cmd_inspect(const Options& o) {
                   static_cast<unsigned long long>(e["uid"].get<std::uint64_t>()), e["fitness"].get<double>(),
                   e["heldout"].get<double>(), e["island"].get<int>(), e["generation"].get<int>());
     std::printf("diversity: mean pairwise 1 - CKA of the elites %.4f; %zu migrations logged\n", div, a.migrations.size());
+    return j;
   }
-  if (o.vm["json"].as<bool>()) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";
+}
+
+
+nlohmann::json inspect_results(const std::string& path, const io::Results& r, bool print) {
+  nlohmann::json j = {{"path", path}, {"kind", r.kind}, {"model", r.model}, {"train_data", r.train_data},
+                      {"created", r.created}, {"command_line", r.command_line}, {"config_sha256", r.config_sha256},
+                      {"seed", r.seed}, {"val", r.val_accuracy}, {"heldout", r.heldout_accuracy},
+                      {"test", r.test_accuracy}, {"model_path", r.model_path},
+                      {"trajectory_shape", r.activations.defined() ? r.activations.sizes().vec() : std::vector<i64>{}}};
+  if (r.kind == "learn") {
+    j["archive"] = r.archive_path;
+    j["archive_sha256"] = r.archive_sha256;
+    j["elite_rank"] = r.elite_rank;
+    j["elite_uid"] = r.elite_uid;
+    j["regression_mse"] = r.regression_mse;
+  }
+  nlohmann::json epochs = nlohmann::json::array();
+  for (std::size_t i = 0; i < r.epochs.size(); ++i) {
+    const auto& e = r.epochs[i];
+    epochs.push_back({{"phase", r.phase[i]}, {"epoch", e.epoch}, {"loss", e.loss}, {"train_accuracy", e.train_accuracy},
+                      {"val_accuracy", e.val_accuracy}, {"examples_per_s", e.examples_per_s}, {"seconds", e.seconds}});
+  }
+  j["epochs"] = epochs;
+  if (!print) return j;
+  std::cout << "results " << path << " (" << r.kind << ")\n"
+            << "  model     " << r.model << ", trained on " << r.train_data << "\n"
+            << "  command   " << r.command_line << "\n";
+  if (r.kind == "learn")
+    std::printf("  target    elite %lld (uid %llx) of %s; regression mse %.4f\n", static_cast<long long>(r.elite_rank),
+                static_cast<unsigned long long>(r.elite_uid), r.archive_path.c_str(), r.regression_mse);
+  std::printf("  accuracy  val %.4f  heldout %.4f  test %.4f\n", r.val_accuracy, r.heldout_accuracy, r.test_accuracy);
+  std::printf("  epochs    %zu rows;", r.epochs.size());
+  if (!r.epochs.empty())
+    std::printf(" first loss %.4f, last loss %.4f (%s), %.0f examples/s, %.1f s", r.epochs.front().loss,
+                r.epochs.back().loss, r.phase.back().c_str(), r.epochs.back().examples_per_s, r.epochs.back().seconds);
+  std::cout << "\n  trajectory " << (r.activations.defined() ? tensor_list(at::tensor(r.activations.sizes().vec())) : "[]")
+            << " at steps " << (r.steps.numel() ? tensor_list(r.steps) : "[]") << "\n";
+  return j;
+}
+
+// Linear CKA between the trajectories of two results files: rows are A's recorded steps, columns B's.
+nlohmann::json trajectory_cka(const std::string& pa, const io::Results& a, const std::string& pb, const io::Results& b,
+                              bool print) {
+  if (!a.activations.defined() || !b.activations.defined() || a.activations.size(0) == 0 || b.activations.size(0) == 0)
+    fail("inspect: ", a.activations.defined() ? pb : pa, " holds no trajectory to compare");
+  if (!at::equal(a.probe_indices, b.probe_indices))
+    fail("inspect: ", pa, " and ", pb, " recorded their trajectories on different probe sets (other seed or probe-size?)");
+  const auto ta = a.activations.size(0), tb = b.activations.size(0);
+  auto m = at::empty({ta, tb}, at::TensorOptions().dtype(at::kDouble));
+  for (i64 i = 0; i < ta; ++i) m[i].copy_(linear_cka_batch(b.activations, a.activations[i]));
+  std::vector<std::vector<double>> rows(static_cast<std::size_t>(ta));
+  for (i64 i = 0; i < ta; ++i)
+    for (i64 k = 0; k < tb; ++k) rows[static_cast<std::size_t>(i)].push_back(m[i][k].item<double>());
+  nlohmann::json j = {{"a", pa}, {"b", pb}, {"steps_a", std::vector<i64>(a.steps.data_ptr<i64>(), a.steps.data_ptr<i64>() + ta)},
+                      {"steps_b", std::vector<i64>(b.steps.data_ptr<i64>(), b.steps.data_ptr<i64>() + tb)},
+                      {"cka", rows}};
+  if (!print) return j;
+  std::cout << "linear CKA of cut-layer activations on " << a.probe_indices.numel()
+            << " probe images: rows A = " << pa << " (" << a.kind << "), columns B = " << pb << " (" << b.kind
+            << "); step = optimisation steps\n";
+  std::printf("%8s", "A\\B");
+  for (i64 k = 0; k < tb; ++k) std::printf(" %6lld", static_cast<long long>(b.steps[k].item<i64>()));
+  std::printf("\n");
+  for (i64 i = 0; i < ta; ++i) {
+    std::printf("%8lld", static_cast<long long>(a.steps[i].item<i64>()));
+    for (i64 k = 0; k < tb; ++k) std::printf(" %6.3f", rows[static_cast<std::size_t>(i)][static_cast<std::size_t>(k)]);
+    std::printf("\n");
+  }
+  const auto t = std::min(ta, tb);
+  std::printf("final networks: CKA %.4f; same point in training (i-th recorded step of each): ", rows.back().back());
+  for (i64 i = 0; i < t; ++i) std::printf("%s%.3f", i ? " " : "", rows[static_cast<std::size_t>(i)][static_cast<std::size_t>(i)]);
+  std::printf("\n");
+  return j;
+}
+
+}  // namespace
+
+int cmd_inspect(const Options& o) {
+  if (!o.vm.count("file"))
+    fail("inspect: expected an archive or results path, e.g. 'repsearch inspect runs/x/archive.h5'");
+  const auto files = o.get<std::vector<std::string>>("file");
+  const bool json = o.vm["json"].as<bool>();
+  nlohmann::json all = nlohmann::json::array();
+  std::vector<std::pair<std::string, io::Results>> results;
+  for (const auto& path : files) {
+    const auto format = io::read_format(path);
+    if (format == io::kResultsFormat) {
+      results.emplace_back(path, io::read_results(path));
+      all.push_back(inspect_results(path, results.back().second, !json));
+    } else {
+      all.push_back(inspect_archive(path, !json));  // refuses anything else with the reader's message
+    }
+  }
+  if (results.size() == 2) {
+    auto cka = trajectory_cka(results[0].first, results[0].second, results[1].first, results[1].second, !json);
+    if (json) all.push_back({{"trajectory_cka", cka}});
+  }
+  if (json) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";
   return 0;
 }
 

@@ -1,9 +1,32 @@
 #pragma once
+#include <ATen/ATen.h>
+
 #include "config.hpp"
+#include "repsearch/core/data.hpp"
+#include "repsearch/core/fitness.hpp"
+#include "repsearch/io/dataset.hpp"
 
 namespace repsearch::app {
 
 int cmd_data(const Options& options);
+int cmd_learn(const Options& options);
+int cmd_sgd(const Options& options);
+
+// The data every command shares: splits from the seed, inputs standardised with training statistics.
+struct Prepared {
+  io::Dataset dataset;
+  Splits splits;
+  Standardiser standardiser;
+  FitnessData fitness_data;  // S, V, H flattened to [n, D] on the device
+  std::string normalisation;
+};
+Prepared prepare(const Options& options, const at::Device& device);
+
+void set_threads(int threads);  // LibTorch's pool and OpenBLAS's
+int node_cores();
+at::Device choose_device(const std::string& want, int local_rank);
+std::string now_iso();
+std::string tensor_list(const at::Tensor& t, int precision = 4);
 int cmd_search(const Options& options);  // needs MPI initialised
 int cmd_inspect(const Options& options);
 

@@ -105,6 +105,38 @@ po::options_description run_options() {
   return d;
 }
 
+po::options_description learner_options() {
+  po::options_description d("Learner (learn and sgd)");
+  d.add_options()
+      ("arch", po::value<std::string>()->default_value("auto"), "mlp | cnn | auto (cnn for 3-channel images)")
+      ("hidden", po::value<std::string>()->default_value("256"), "mlp: comma-separated widths before the cut layer")
+      ("channels", po::value<std::string>()->default_value("32,64,128"), "cnn: channels of the conv3x3-ReLU-maxpool blocks")
+      ("optimizer", po::value<std::string>()->default_value("adam"), "adam | sgd (with momentum)")
+      ("lr", po::value<double>()->default_value(1e-3), "learning rate")
+      ("momentum", po::value<double>()->default_value(0.9), "sgd momentum")
+      ("weight-decay", po::value<double>()->default_value(0.0), "L2 weight decay")
+      ("epochs", po::value<i64>()->default_value(30), "training epochs (regression for learn, end to end for sgd)")
+      ("batch", po::value<i64>()->default_value(128), "minibatch size")
+      ("schedule", po::value<std::string>()->default_value("cosine"), "constant | cosine learning-rate schedule")
+      ("head", po::value<std::string>()->default_value("ridge"), "learn: ridge (closed form) | ce (train the head alone)")
+      ("head-ridge", po::value<double>()->default_value(1e-3), "learn: ridge strength of the head relative to tr(H^T H)/d")
+      ("head-epochs", po::value<i64>()->default_value(20), "learn, head=ce: epochs of head training")
+      ("head-data", po::value<std::string>()->default_value("search+val"), "learn: search | search+val (the search saw V's labels)")
+      ("probe-size", po::value<i64>()->default_value(1000), "test images whose cut-layer activations form the trajectory")
+      ("trajectory-points", po::value<i64>()->default_value(16), "log-spaced training steps at which the trajectory is recorded")
+      ("data", po::value<std::string>()->default_value("search+val"), "sgd: search+val (fair budget) | full (whole training set)")
+      ("seeds", po::value<std::string>()->default_value("0"), "sgd: network seeds, e.g. '0', '0,3' or '0..4' (several: an ensemble)");
+  return d;
+}
+
+po::options_description learn_only_options() {
+  po::options_description d("Learn");
+  d.add_options()
+      ("archive", po::value<std::string>(), "search archive (archive.h5); its config supplies every other option")
+      ("elite", po::value<std::string>()->default_value("0"), "elite rank (0 = best), uid (0x...), or all (one network each + ensemble)");
+  return d;
+}
+
 po::options_description inspect_options() {
   po::options_description d("Inspect");
   d.add_options()
@@ -119,7 +151,7 @@ po::options_description config_file_options() {
   auto g = general_options();
   for (const auto& o : g.options())
     if (o->long_name() != "help" && o->long_name() != "config") d.add(o);
-  d.add(fitness_options()).add(search_options()).add(migration_options());
+  d.add(fitness_options()).add(search_options()).add(migration_options()).add(learner_options());
   auto r = run_options();
   for (const auto& o : r.options())
     if (o->long_name() != "resume") d.add(o);
@@ -154,7 +186,11 @@ std::vector<std::string> split_list(const std::string& s) {
 std::string describe_command(const std::string& cmd) {
   if (cmd == "search") return "search: island-model GA over the cut-layer representations of S; writes <out>/archive.h5";
   if (cmd == "data") return "data: load the data set, build the S/V/H splits, print their sizes and class balance";
-  if (cmd == "inspect") return "inspect: summarise an archive (provenance, splits, islands, elites, diversity)";
+  if (cmd == "inspect")
+    return "inspect: summarise an archive or results file; two results files also give the CKA table of their trajectories";
+  if (cmd == "learn")
+    return "learn: train networks by regressing the cut layer onto an archive's elites, fit the head, evaluate";
+  if (cmd == "sgd") return "sgd: the same network trained end to end with cross-entropy (the baseline)";
   return cmd;
 }
 
@@ -175,7 +211,10 @@ Options parse_options(const std::string& command, const std::vector<std::string>
     positional.add("file", -1);
   } else {
     if (command == "search") visible.add(fitness_options()).add(search_options()).add(migration_options()).add(run_options());
-    cli.add(fitness_options()).add(search_options()).add(migration_options()).add(run_options());
+    if (command == "learn") visible.add(learn_only_options()).add(learner_options());
+    if (command == "sgd") visible.add(learner_options());
+    if (command == "learn") cli.add(learn_only_options());
+    cli.add(fitness_options()).add(search_options()).add(migration_options()).add(run_options()).add(learner_options());
   }
   std::ostringstream help;
   help << visible;
@@ -208,6 +247,16 @@ Options parse_options(const std::string& command, const std::vector<std::string>
     fail("options: ", e.what());
   }
   return o;
+}
+
+void add_config_text(Options& o, const std::string& text, const std::string& origin) {
+  std::istringstream in(text);
+  try {
+    po::store(po::parse_config_file(in, config_file_options(), /*allow_unregistered=*/false), o.vm);
+    po::notify(o.vm);
+  } catch (const po::error& e) {
+    fail(origin, ": ", e.what());
+  }
 }
 
 std::string Options::resolved() const {
@@ -391,13 +440,84 @@ void validate(const Options& o) {
     fail("option migrants: must be below population (", o.get<i64>("population"), "), found ", o.get<i64>("migrants"));
   require<i64>(o, "checkpoint-interval", o.get<i64>("checkpoint-interval") >= 0, ">= 0");
   positive(o, "log-every");
+  one_of(o, "arch", {"auto", "mlp", "cnn"});
+  for (const char* key : {"hidden", "channels"}) {
+    auto list = split_list(o.get<std::string>(key));
+    if (list.empty()) fail("option ", key, ": expected comma-separated positive integers, found ''");
+    for (const auto& v : list)
+      if (v.find_first_not_of("0123456789") != std::string::npos || std::stoll(v) < 1)
+        fail("option ", key, ": expected comma-separated positive integers, found '", o.get<std::string>(key), "'");
+  }
+  one_of(o, "optimizer", {"adam", "sgd"});
+  positive_real(o, "lr");
+  fraction(o, "momentum");
+  require<double>(o, "weight-decay", o.get<double>("weight-decay") >= 0, ">= 0");
+  require<i64>(o, "epochs", o.get<i64>("epochs") >= 0, ">= 0");
+  positive(o, "batch");
+  one_of(o, "schedule", {"constant", "cosine"});
+  one_of(o, "head", {"ridge", "ce"});
+  positive_real(o, "head-ridge");
+  require<i64>(o, "head-epochs", o.get<i64>("head-epochs") >= 0, ">= 0");
+  one_of(o, "head-data", {"search", "search+val"});
+  positive(o, "probe-size");
+  require<i64>(o, "trajectory-points", o.get<i64>("trajectory-points") >= 2, ">= 2");
+  one_of(o, "data", {"search+val", "full"});
+  parse_seeds(o.get<std::string>("seeds"));
   if (o.get<std::string>("init") == "labels" && o.get<i64>("dim") < 10)
     fail("option dim: init=labels needs dim >= the number of classes (10), found ", o.get<i64>("dim"));
+}
+
+std::vector<std::uint64_t> parse_seeds(const std::string& text) {
+  std::vector<std::uint64_t> out;
+  auto bad = [&]() { fail("option seeds: expected 'N', 'A,B,C' or 'A..B' (non-negative integers), found '", text, "'"); };
+  auto number = [&](const std::string& s) -> std::uint64_t {
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) bad();
+    return std::stoull(s);
+  };
+  auto dots = text.find("..");
+  if (dots != std::string::npos) {
+    auto a = number(text.substr(0, dots)), b = number(text.substr(dots + 2));
+    if (b < a || b - a > 1000) bad();
+    for (auto s = a; s <= b; ++s) out.push_back(s);
+  } else {
+    for (const auto& s : split_list(text)) out.push_back(number(s));
+  }
+  if (out.empty()) bad();
+  return out;
+}
+
+ModelConfig Options::model(const std::vector<std::int64_t>& input_shape, std::int64_t classes) const {
+  ModelConfig m;
+  m.arch = get<std::string>("arch");
+  m.hidden.clear();
+  for (const auto& v : split_list(get<std::string>("hidden"))) m.hidden.push_back(std::stoll(v));
+  m.channels.clear();
+  for (const auto& v : split_list(get<std::string>("channels"))) m.channels.push_back(std::stoll(v));
+  m.cut = get<i64>("dim");
+  m.classes = classes;
+  m.input_shape = input_shape;
+  return m;
+}
+
+TrainConfig Options::train() const {
+  TrainConfig t;
+  t.optimizer = get<std::string>("optimizer");
+  t.lr = get<double>("lr");
+  t.momentum = get<double>("momentum");
+  t.weight_decay = get<double>("weight-decay");
+  t.epochs = get<i64>("epochs");
+  t.batch = get<i64>("batch");
+  t.schedule = get<std::string>("schedule");
+  t.seed = get<u64>("seed");
+  t.trajectory_points = get<i64>("trajectory-points");
+  return t;
 }
 
 std::vector<std::string> resume_mutable_keys() {
   auto keys = run_control_keys();
   keys.push_back("generations");
+  const auto learner = learner_options();  // they shape learn/sgd, not the search
+  for (const auto& o : learner.options()) keys.push_back(o->long_name());
   return keys;
 }
 

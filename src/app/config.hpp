@@ -10,6 +10,7 @@
 
 #include "repsearch/core/data.hpp"
 #include "repsearch/core/fitness.hpp"
+#include "repsearch/core/models.hpp"
 #include "repsearch/core/search.hpp"
 #include "repsearch/mpi/archipelago.hpp"
 
@@ -38,7 +39,14 @@ struct Options {
   FitnessConfig fitness() const;
   SearchConfig search() const;
   mpi::MigrationConfig migration() const;
+  ModelConfig model(const std::vector<std::int64_t>& input_shape, std::int64_t classes) const;  // cut = dim
+  TrainConfig train() const;
 };
+
+// Stores more config text (e.g. an archive's resolved config) below what is already set.
+void add_config_text(Options& options, const std::string& text, const std::string& origin);
+// "0", "0,3,5" or "0..4".
+std::vector<std::uint64_t> parse_seeds(const std::string& text);
 
 // Throws Error for unknown/malformed options (naming the file or option, what was expected, what was
 // found). `argv` starts after the subcommand.

@@ -21,7 +21,11 @@ const char* kUsage =
     "  data      load the data set and print the search/validation/held-out splits\n"
     "  search    island-model GA over cut-layer representations (run under mpirun/srun for\n"
     "            several ranks); writes <out>/archive.h5 and <out>/checkpoint.h5\n"
-    "  inspect   summarise an archive (--json for scripts)\n"
+    "  learn     train networks by regressing their cut layer onto an archive's elites\n"
+    "            (--archive runs/x/archive.h5 --elite 0|0x<uid>|all)\n"
+    "  sgd       the same network trained end to end (the baseline; --seeds 0..4, --data full)\n"
+    "  inspect   summarise archives and results files; two results files: CKA of their\n"
+    "            trajectories (--json for scripts)\n"
     "\n"
     "Options come from INI files (--config configs/fashion_mnist.ini) and the command line, which wins.\n";
 
@@ -42,15 +46,18 @@ int main(int argc, char** argv) {
   bool mpi_up = false;
   int rank = 0;
   try {
-    if (command != "data" && command != "search" && command != "inspect")
-      repsearch::fail("unknown command '", command, "'; expected one of data, search, inspect (see 'repsearch --help')");
+    if (command != "data" && command != "search" && command != "inspect" && command != "learn" && command != "sgd")
+      repsearch::fail("unknown command '", command,
+                      "'; expected one of data, search, learn, sgd, inspect (see 'repsearch --help')");
     Options o = repsearch::app::parse_options(command, args);
     if (o.help) {
       std::cout << o.help_text;
       return 0;
     }
     if (command == "inspect") return repsearch::app::cmd_inspect(o);
+    if (command == "learn") return repsearch::app::cmd_learn(o);  // validates once the archive's config is in
     repsearch::app::validate(o);
+    if (command == "sgd") return repsearch::app::cmd_sgd(o);
     if (command == "data") return repsearch::app::cmd_data(o);
     MPI_Init(&argc, &argv);
     mpi_up = true;

@@ -43,6 +43,9 @@ struct Archive {
   std::vector<MigrationEvent> migrations;
 };
 
+// The root `format` attribute of a repsearch HDF5 file ("" when absent); Error when not HDF5.
+std::string read_format(const std::string& path);
+
 void write_archive(const std::string& path, const Archive& archive);
 // Refuses (repsearch::Error naming the path and what is missing/wrong) a file that is not HDF5, not a
 // repsearch archive, of another format_version, or lacks a required group/dataset.

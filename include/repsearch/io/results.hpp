@@ -9,6 +9,7 @@
 namespace repsearch::io {
 
 inline constexpr const char* kResultsFormat = "repsearch-results";
+inline constexpr std::int64_t kResultsFormatVersion = 1;
 
 struct EpochRow {
   std::int64_t epoch = 0;        // 1-based; phase "regress" | "head" | "sgd"
@@ -42,6 +43,7 @@ struct Results {
   at::Tensor steps;              // [T] int64 optimisation steps at which activations were recorded
   at::Tensor probe_indices;      // [n_probe] int64 indices into the test set
   at::Tensor activations;        // [T, n_probe, d] float32 cut-layer activations
+                                 // (may be left undefined when T = 0: written as [0, n_probe, 0])
   // /predictions
   at::Tensor test_probabilities; // [n_test, C] float32 softmax outputs (for ensembles)
 };

@@ -1,0 +1,259 @@
+// repsearch learn / sgd: the learning half of the method and its yardstick.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.hpp"
+#include "repsearch/core/error.hpp"
+#include "repsearch/core/models.hpp"
+#include "repsearch/core/rng.hpp"
+#include "repsearch/io/archive.hpp"
+#include "repsearch/io/results.hpp"
+
+namespace repsearch::app {
+
+namespace {
+
+using i64 = std::int64_t;
+namespace fs = std::filesystem;
+
+// Standardised images [n, C, H, W] of training rows `idx` (or of the test set), on the device.
+at::Tensor images(const Prepared& p, const at::Tensor& idx, bool test, const at::Device& device) {
+  const auto& src = test ? p.dataset.test_images : p.dataset.train_images;
+  return p.standardiser.apply(idx.defined() ? src.index_select(0, idx) : src).to(device).contiguous();
+}
+at::Tensor labels(const Prepared& p, const at::Tensor& idx, bool test, const at::Device& device) {
+  const auto& src = test ? p.dataset.test_labels : p.dataset.train_labels;
+  return (idx.defined() ? src.index_select(0, idx) : src).to(device);
+}
+
+// The probe set of the trajectories: test images chosen by the seed (sorted), the same for learn and sgd.
+at::Tensor probe_indices(const Options& o, i64 n_test) {
+  auto gen = make_generator(o.get<std::uint64_t>("seed"), Stream::learner, {0xB0BE});
+  auto k = std::min(o.get<i64>("probe-size"), n_test);
+  return std::get<0>(at::randperm(n_test, gen, at::TensorOptions().dtype(at::kLong)).slice(0, 0, k).sort());
+}
+
+std::vector<i64> input_shape(const Prepared& p) {
+  auto s = p.dataset.train_images.sizes();
+  return {s[1], s[2], s[3]};
+}
+
+void add_rows(io::Results& r, const std::vector<TrainEpoch>& epochs, const std::string& phase) {
+  for (const auto& e : epochs) {
+    r.phase.push_back(phase);
+    r.epochs.push_back({e.epoch, e.loss, e.train_accuracy, e.val_accuracy, e.examples_per_s, e.seconds});
+  }
+}
+
+void fill_common(io::Results& r, const Options& o, const std::string& kind, const Network& net, const TrainResult& tr,
+                 const at::Tensor& probe) {
+  r.kind = kind;
+  r.repsearch_version = REPSEARCH_VERSION;
+  r.git_commit = REPSEARCH_GIT_COMMIT;
+  r.created = now_iso();
+  r.command_line = "repsearch " + kind + " " + o.command_line;
+  r.config = o.resolved();
+  r.config_sha256 = o.sha256();
+  r.model = net.describe();
+  r.steps = at::tensor(tr.trajectory.steps, at::TensorOptions().dtype(at::kLong));
+  r.probe_indices = probe;
+  r.activations = tr.trajectory.activations;
+}
+
+EpochCallback printer(const std::string& tag, i64 epochs, const char* loss_name) {
+  return [=](const TrainEpoch& e) {
+    std::printf("[%s] epoch %3lld/%lld  %s %.4f", tag.c_str(), static_cast<long long>(e.epoch),
+                static_cast<long long>(epochs), loss_name, e.loss);
+    if (!std::isnan(e.train_accuracy)) std::printf("  train acc %.4f", e.train_accuracy);
+    if (!std::isnan(e.val_accuracy)) std::printf("  val acc %.4f", e.val_accuracy);
+    std::printf("  %.0f ex/s\n", e.examples_per_s);
+    std::fflush(stdout);
+  };
+}
+
+std::string hex(std::uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+void write_summary(const fs::path& path, const nlohmann::json& j) {
+  const auto tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) fail("cannot write ", tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+int cmd_learn(const Options& cli) {
+  if (!cli.vm.count("archive")) fail("learn: --archive PATH is required (the archive.h5 of a search)");
+  const auto archive_path = cli.get<std::string>("archive");
+  auto archive = io::read_archive(archive_path);
+  Options o = cli;
+  add_config_text(o, archive.provenance.config, "archive " + archive_path + ": config");
+  validate(o);
+  set_threads(o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads")) : node_cores());
+  const auto device = choose_device(o.get<std::string>("device"), 0);
+  auto p = prepare(o, device);
+  if (!at::equal(p.splits.search, archive.search_indices) || !at::equal(p.splits.val, archive.val_indices))
+    fail("learn: the splits rebuilt from the archive's config differ from those stored in ", archive_path,
+         " (another data set version?)");
+  const i64 k = archive.representations.size(0);
+  std::vector<i64> chosen;
+  const auto which = o.get<std::string>("elite");
+  if (which == "all") {
+    for (i64 e = 0; e < k; ++e) chosen.push_back(e);
+  } else if (which.rfind("0x", 0) == 0) {
+    auto uid = std::stoull(which.substr(2), nullptr, 16);
+    for (i64 e = 0; e < k; ++e)
+      if (archive.uid[static_cast<std::size_t>(e)] == uid) chosen.push_back(e);
+    if (chosen.empty()) fail("option elite: no elite with uid ", which, " in ", archive_path);
+  } else {
+    if (which.empty() || which.find_first_not_of("0123456789") != std::string::npos)
+      fail("option elite: expected a rank (0 = best), a uid (0x...) or 'all', found '", which, "'");
+    auto e = std::stoll(which);
+    if (e >= k) fail("option elite: rank ", e, " but ", archive_path, " holds ", k, " elites");
+    chosen.push_back(e);
+  }
+  const fs::path out = o.get<std::string>("out");
+  fs::create_directories(out);
+  auto x_s = images(p, p.splits.search, false, device);
+  auto head_idx = o.get<std::string>("head-data") == "search" ? p.splits.search : at::cat({p.splits.search, p.splits.val});
+  auto x_head = images(p, head_idx, false, device);
+  auto y_head = labels(p, head_idx, false, device);
+  auto x_val = images(p, p.splits.val, false, device), y_val = labels(p, p.splits.val, false, device);
+  auto x_h = images(p, p.splits.heldout, false, device), y_h = labels(p, p.splits.heldout, false, device);
+  auto x_test = images(p, {}, true, device), y_test = labels(p, {}, true, device);
+  auto probe = probe_indices(o, x_test.size(0));
+  auto probe_x = x_test.index_select(0, probe.to(device));
+  auto tc = o.train();
+  const double beta = o.get<double>("beta");
+
+  nlohmann::json summary = {{"archive", archive_path}, {"networks", nlohmann::json::array()}};
+  std::vector<at::Tensor> member_probs;
+  for (auto e : chosen) {
+    const auto uid = archive.uid[static_cast<std::size_t>(e)];
+    const std::string tag = "learn elite " + std::to_string(e) + " uid " + hex(uid);
+    auto z = archive.representations[e].to(device);
+    Network net(o.model(input_shape(p), p.dataset.n_classes), derive_seed(o.get<std::uint64_t>("seed"), Stream::learner, {uid}),
+                device);
+    std::printf("[%s] %s: regress the cut layer (d=%lld) onto the elite for %lld examples, %lld epochs, %s lr %g\n",
+                tag.c_str(), net.describe().c_str(), static_cast<long long>(z.size(1)), static_cast<long long>(z.size(0)),
+                static_cast<long long>(tc.epochs), tc.optimizer.c_str(), tc.lr);
+    TrainConfig rc = tc;
+    rc.seed = derive_seed(tc.seed, Stream::learner, {uid});
+    auto tr = regress_encoder(net, x_s, z, rc, probe_x, printer(tag, tc.epochs, "mse"));
+    io::Results r;
+    add_rows(r, tr.epochs, "regress");
+    double mse;
+    {
+      at::NoGradGuard ng;
+      mse = at::mse_loss(net.encode(x_s), z).item<double>();
+    }
+    if (o.get<std::string>("head") == "ridge") {
+      fit_head_ridge(net, x_head, y_head, o.get<double>("head-ridge"));
+    } else {
+      TrainConfig hc = rc;
+      hc.epochs = o.get<i64>("head-epochs");
+      add_rows(r, train_head(net, x_head, y_head, hc, printer(tag + " head", hc.epochs, "ce")).epochs, "head");
+    }
+    fill_common(r, o, "learn", net, tr, probe);
+    r.archive_path = fs::absolute(archive_path).string();
+    r.archive_sha256 = archive.provenance.config_sha256;
+    r.seed = o.get<std::uint64_t>("seed");
+    r.elite_uid = uid;
+    r.elite_rank = e;
+    r.train_data = "regress: search; head: " + o.get<std::string>("head-data");
+    r.regression_mse = mse;
+    r.val_accuracy = accuracy(net, x_val, y_val);
+    r.heldout_accuracy = accuracy(net, x_h, y_h);
+    r.test_accuracy = accuracy(net, x_test, y_test);
+    // A ridge head predicts one-hot codes: its softmax uses the fitness temperature beta.
+    r.test_probabilities = probabilities(net, x_test, o.get<std::string>("head") == "ridge" ? beta : 1.0).to(at::kFloat);
+    member_probs.push_back(r.test_probabilities);
+    const auto base = out / ("learn-" + hex(uid));
+    r.model_path = base.string() + ".pt";
+    net.save(r.model_path);
+    io::write_results(base.string() + ".h5", r);
+    std::printf("[%s] regression mse %.4f (target variance %.4f) | accuracy val %.4f  heldout %.4f  test %.4f -> %s.h5\n",
+                tag.c_str(), mse, z.var().item<double>(), r.val_accuracy, r.heldout_accuracy, r.test_accuracy,
+                base.string().c_str());
+    summary["networks"].push_back({{"elite_rank", e}, {"uid", hex(uid)}, {"regression_mse", mse},
+                                   {"val", r.val_accuracy}, {"heldout", r.heldout_accuracy}, {"test", r.test_accuracy},
+                                   {"results", base.string() + ".h5"}});
+  }
+  if (member_probs.size() > 1) {
+    const double ens = ensemble_accuracy(at::stack(member_probs), y_test.cpu());
+    summary["ensemble_test"] = ens;
+    std::printf("[learn] ensemble of %zu networks (mean of softmax outputs): test accuracy %.4f\n", member_probs.size(), ens);
+  }
+  write_summary(out / "learn-summary.json", summary);
+  return 0;
+}
+
+int cmd_sgd(const Options& o) {
+  set_threads(o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads")) : node_cores());
+  const auto device = choose_device(o.get<std::string>("device"), 0);
+  auto p = prepare(o, device);
+  const bool full = o.get<std::string>("data") == "full";
+  auto idx = full ? at::Tensor() : at::cat({p.splits.search, p.splits.val});
+  auto x = images(p, idx, false, device), y = labels(p, idx, false, device);
+  auto x_h = images(p, p.splits.heldout, false, device), y_h = labels(p, p.splits.heldout, false, device);
+  auto x_val = images(p, p.splits.val, false, device), y_val = labels(p, p.splits.val, false, device);
+  auto x_test = images(p, {}, true, device), y_test = labels(p, {}, true, device);
+  auto probe = probe_indices(o, x_test.size(0));
+  auto probe_x = x_test.index_select(0, probe.to(device));
+  const fs::path out = o.get<std::string>("out");
+  fs::create_directories(out);
+  auto tc = o.train();
+  nlohmann::json summary = {{"data", o.get<std::string>("data")}, {"networks", nlohmann::json::array()}};
+  std::vector<at::Tensor> member_probs;
+  for (auto s : parse_seeds(o.get<std::string>("seeds"))) {
+    const std::string tag = "sgd seed " + std::to_string(s);
+    Network net(o.model(input_shape(p), p.dataset.n_classes),
+                derive_seed(o.get<std::uint64_t>("seed"), Stream::learner, {0x5D6, s}), device);
+    std::printf("[%s] %s: end to end on %s (%lld examples), %lld epochs, %s lr %g; val = held-out split H\n",
+                tag.c_str(), net.describe().c_str(), full ? "the full training set" : "S+V",
+                static_cast<long long>(x.size(0)), static_cast<long long>(tc.epochs), tc.optimizer.c_str(), tc.lr);
+    TrainConfig sc = tc;
+    sc.seed = derive_seed(tc.seed, Stream::learner, {0x5D6, s});
+    auto tr = train_end_to_end(net, x, y, sc, probe_x, x_h, y_h, printer(tag, tc.epochs, "ce"));
+    io::Results r;
+    add_rows(r, tr.epochs, "sgd");
+    fill_common(r, o, "sgd", net, tr, probe);
+    r.seed = s;
+    r.train_data = o.get<std::string>("data");
+    r.regression_mse = NAN;
+    r.val_accuracy = accuracy(net, x_val, y_val);
+    r.heldout_accuracy = accuracy(net, x_h, y_h);
+    r.test_accuracy = accuracy(net, x_test, y_test);
+    r.test_probabilities = probabilities(net, x_test).to(at::kFloat);
+    member_probs.push_back(r.test_probabilities);
+    const auto base = out / ("sgd-" + std::string(full ? "full-" : "") + std::to_string(s));
+    r.model_path = base.string() + ".pt";
+    net.save(r.model_path);
+    io::write_results(base.string() + ".h5", r);
+    std::printf("[%s] accuracy val %.4f  heldout %.4f  test %.4f -> %s.h5\n", tag.c_str(), r.val_accuracy,
+                r.heldout_accuracy, r.test_accuracy, base.string().c_str());
+    summary["networks"].push_back({{"seed", s}, {"val", r.val_accuracy}, {"heldout", r.heldout_accuracy},
+                                   {"test", r.test_accuracy}, {"results", base.string() + ".h5"}});
+  }
+  if (member_probs.size() > 1) {
+    const double ens = ensemble_accuracy(at::stack(member_probs), y_test.cpu());
+    summary["ensemble_test"] = ens;
+    std::printf("[sgd] ensemble of %zu networks (mean of softmax outputs): test accuracy %.4f\n", member_probs.size(), ens);
+  }
+  write_summary(out / (std::string("sgd-") + (full ? "full-" : "") + "summary.json"), summary);
+  return 0;
+}
+
+}  // namespace repsearch::app

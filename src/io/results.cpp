@@ -1,0 +1,191 @@
+// Results of one trained network (include/repsearch/io/results.hpp), written and read through the
+// HDF5 layer of h5_detail.hpp (checked calls, clear errors, atomic writes). Layout, format_version 1:
+//   /              attrs format="repsearch-results", format_version, kind, provenance, seed, elite_*, model...
+//   /metrics       epoch int64, phase vlen UTF-8 strings, loss, train_accuracy, val_accuracy,
+//                  examples_per_s, seconds float64: one entry per epoch row (0 rows allowed)
+//   /accuracy      attrs val, heldout, test, regression_mse (float64, NaN where not measured)
+//   /trajectory    steps [T] int64, probe_indices [n_probe] int64,
+//                  activations [T, n_probe, d] float32 (chunks [1, n_probe, d], shuffle + gzip 4)
+//   /predictions   test_probabilities [n_test, C] float32 (gzip 4)
+// Empty datasets (T = 0, n_test = 0, ...) are stored contiguous and unfiltered: HDF5 refuses chunks
+// larger than a fixed dimension. With T = 0, undefined activations are written as [0, n_probe, 0].
+#include <hdf5.h>
+
+#include <ATen/ATen.h>
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "h5_detail.hpp"
+#include "repsearch/core/error.hpp"
+#include "repsearch/io/results.hpp"
+
+namespace repsearch::io {
+
+using namespace detail;
+
+namespace {
+
+std::string results_label(const std::string& path) { return "results " + path; }
+
+// No recorded step: trainers leave `activations` undefined (nothing to stack); store [0, n_probe, 0].
+at::Tensor activations_or_empty(const Results& r) {
+  if (r.activations.defined() || !r.steps.defined() || r.steps.dim() != 1 || r.steps.size(0) != 0 ||
+      !r.probe_indices.defined() || r.probe_indices.dim() != 1)
+    return r.activations;
+  return at::zeros({0, r.probe_indices.size(0), 0}, at::kFloat);
+}
+
+// Everything write_results checks before it creates a file.
+void validate(const std::string& label, const Results& r, const at::Tensor& activations) {
+  if (r.phase.size() != r.epochs.size())
+    fail(label, ": cannot write: ", r.phase.size(), " phases for ", r.epochs.size(),
+         " metric rows (expected one phase per row)");
+  require_rank(label, "steps", r.steps, 1, "int64 [T]");
+  require_rank(label, "probe_indices", r.probe_indices, 1, "int64 [n_probe]");
+  require_rank(label, "activations", activations, 3, "float32 [T, n_probe, d]");
+  require_length(label, "activations (axis 0)", activations.size(0), r.steps.size(0), "T, the length of steps");
+  require_length(label, "activations (axis 1)", activations.size(1), r.probe_indices.size(0),
+                 "n_probe, the length of probe_indices");
+  require_rank(label, "test_probabilities", r.test_probabilities, 2, "float32 [n_test, C]");
+}
+
+template <class T, class F>
+std::vector<T> column(const std::vector<EpochRow>& rows, F field) {
+  std::vector<T> out;
+  out.reserve(rows.size());
+  for (const EpochRow& row : rows) out.push_back(field(row));
+  return out;
+}
+
+}  // namespace
+
+void write_results(const std::string& path, const Results& r) {
+  const std::string label = results_label(path);
+  const at::Tensor activations = activations_or_empty(r);
+  validate(label, r, activations);
+  write_atomically(path, label, [&](Writer& w) {
+    {
+      Handle root = w.open_group("/");
+      const hid_t g = root.get();
+      w.attr_string(g, "/", "format", kResultsFormat);
+      w.attr<std::int64_t>(g, "/", "format_version", kResultsFormatVersion);
+      w.attr_string(g, "/", "kind", r.kind);
+      w.attr_string(g, "/", "repsearch_version", r.repsearch_version);
+      w.attr_string(g, "/", "git_commit", r.git_commit);
+      w.attr_string(g, "/", "created", r.created);
+      w.attr_string(g, "/", "command_line", r.command_line);
+      w.attr_string(g, "/", "config", r.config);
+      w.attr_string(g, "/", "config_sha256", r.config_sha256);
+      w.attr_string(g, "/", "archive_path", r.archive_path);
+      w.attr_string(g, "/", "archive_sha256", r.archive_sha256);
+      w.attr<std::uint64_t>(g, "/", "seed", r.seed);
+      w.attr<std::uint64_t>(g, "/", "elite_uid", r.elite_uid);
+      w.attr<std::int64_t>(g, "/", "elite_rank", r.elite_rank);
+      w.attr_string(g, "/", "model", r.model);
+      w.attr_string(g, "/", "train_data", r.train_data);
+      w.attr_string(g, "/", "model_path", r.model_path);
+    }
+
+    w.group("/metrics");
+    using R = const EpochRow&;
+    w.vector("/metrics/epoch", column<std::int64_t>(r.epochs, [](R e) { return e.epoch; }));
+    w.strings("/metrics/phase", r.phase);
+    w.vector("/metrics/loss", column<double>(r.epochs, [](R e) { return e.loss; }));
+    w.vector("/metrics/train_accuracy", column<double>(r.epochs, [](R e) { return e.train_accuracy; }));
+    w.vector("/metrics/val_accuracy", column<double>(r.epochs, [](R e) { return e.val_accuracy; }));
+    w.vector("/metrics/examples_per_s", column<double>(r.epochs, [](R e) { return e.examples_per_s; }));
+    w.vector("/metrics/seconds", column<double>(r.epochs, [](R e) { return e.seconds; }));
+
+    {
+      Handle accuracy = w.group("/accuracy");
+      const hid_t g = accuracy.get();
+      w.attr<double>(g, "/accuracy", "val", r.val_accuracy);
+      w.attr<double>(g, "/accuracy", "heldout", r.heldout_accuracy);
+      w.attr<double>(g, "/accuracy", "test", r.test_accuracy);
+      w.attr<double>(g, "/accuracy", "regression_mse", r.regression_mse);
+    }
+
+    w.group("/trajectory");
+    w.tensor("/trajectory/steps", r.steps, at::kLong);
+    w.tensor("/trajectory/probe_indices", r.probe_indices, at::kLong);
+    // One recorded step per chunk: [1, n_probe, d], shuffle + gzip 4.
+    w.tensor("/trajectory/activations", activations, at::kFloat, /*compress_rows=*/true);
+
+    w.group("/predictions");
+    // Blocks of whole rows of about 1 MiB, gzip 4 (no shuffle).
+    const std::int64_t classes = std::max<std::int64_t>(1, r.test_probabilities.size(1));
+    const hsize_t rows = std::max<hsize_t>(1, (hsize_t{1} << 20) / (static_cast<hsize_t>(classes) * sizeof(float)));
+    w.tensor("/predictions/test_probabilities", r.test_probabilities, at::kFloat, /*compress_rows=*/true, rows,
+             /*shuffle=*/false);
+  });
+}
+
+Results read_results(const std::string& path) {
+  const std::string label = results_label(path);
+  Handle file = open_for_read(path, label, kResultsFormat);
+  const Reader r(file.get(), label);
+  check_format(r, kResultsFormat, "results file", kResultsFormatVersion);
+  Results out;
+  {
+    Handle root = r.group("/");
+    const hid_t g = root.get();
+    out.kind = r.attr_string(g, "/", "kind");
+    out.repsearch_version = r.attr_string(g, "/", "repsearch_version");
+    out.git_commit = r.attr_string(g, "/", "git_commit");
+    out.created = r.attr_string(g, "/", "created");
+    out.command_line = r.attr_string(g, "/", "command_line");
+    out.config = r.attr_string(g, "/", "config");
+    out.config_sha256 = r.attr_string(g, "/", "config_sha256");
+    out.archive_path = r.attr_string(g, "/", "archive_path");
+    out.archive_sha256 = r.attr_string(g, "/", "archive_sha256");
+    out.seed = r.attr<std::uint64_t>(g, "/", "seed");
+    out.elite_uid = r.attr<std::uint64_t>(g, "/", "elite_uid");
+    out.elite_rank = r.attr<std::int64_t>(g, "/", "elite_rank");
+    out.model = r.attr_string(g, "/", "model");
+    out.train_data = r.attr_string(g, "/", "train_data");
+    out.model_path = r.attr_string(g, "/", "model_path");
+  }
+
+  r.group("/metrics");  // a clear "missing group" before any missing column
+  const auto epoch = r.vector<std::int64_t>("/metrics/epoch");
+  out.phase = r.strings("/metrics/phase");
+  const auto loss = r.vector<double>("/metrics/loss");
+  const auto train_accuracy = r.vector<double>("/metrics/train_accuracy");
+  const auto val_accuracy = r.vector<double>("/metrics/val_accuracy");
+  const auto examples_per_s = r.vector<double>("/metrics/examples_per_s");
+  const auto seconds = r.vector<double>("/metrics/seconds");
+  const std::size_t n = epoch.size();
+  require_columns(r, "/metrics", n,
+                  {{"epoch", n}, {"phase", out.phase.size()}, {"loss", loss.size()},
+                   {"train_accuracy", train_accuracy.size()}, {"val_accuracy", val_accuracy.size()},
+                   {"examples_per_s", examples_per_s.size()}, {"seconds", seconds.size()}});
+  out.epochs.resize(n);
+  for (std::size_t i = 0; i < n; ++i)
+    out.epochs[i] = {epoch[i], loss[i], train_accuracy[i], val_accuracy[i], examples_per_s[i], seconds[i]};
+
+  {
+    Handle accuracy = r.group("/accuracy");
+    const hid_t g = accuracy.get();
+    out.val_accuracy = r.attr<double>(g, "/accuracy", "val");
+    out.heldout_accuracy = r.attr<double>(g, "/accuracy", "heldout");
+    out.test_accuracy = r.attr<double>(g, "/accuracy", "test");
+    out.regression_mse = r.attr<double>(g, "/accuracy", "regression_mse");
+  }
+
+  r.group("/trajectory");
+  out.steps = r.tensor("/trajectory/steps", at::kLong, 1, "[T]");
+  out.probe_indices = r.tensor("/trajectory/probe_indices", at::kLong, 1, "[n_probe]");
+  out.activations = r.tensor("/trajectory/activations", at::kFloat, 3, "[T, n_probe, d]");
+  require_size(r, "/trajectory/activations", out.activations.size(0), out.steps.size(0),
+               "axis 0 is T, the length of /trajectory/steps");
+  require_size(r, "/trajectory/activations", out.activations.size(1), out.probe_indices.size(0),
+               "axis 1 is n_probe, the length of /trajectory/probe_indices");
+
+  r.group("/predictions");
+  out.test_probabilities = r.tensor("/predictions/test_probabilities", at::kFloat, 2, "[n_test, C]");
+  return out;
+}
+
+}  // namespace repsearch::io

@@ -1,0 +1,128 @@
+// Helpers shared by the HDF5 suites (test_archive.cpp, test_results.cpp): private temporary
+// directories, raw bytes, shell commands (h5dump, h5py), expected errors, damaging files with the
+// HDF5 C API.
+#pragma once
+#include <doctest/doctest.h>
+#include <hdf5.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "repsearch/core/error.hpp"
+
+namespace h5_testing {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under the system temp dir, removed with everything in it on destruction.
+struct H5TempDir {
+  fs::path path;
+  explicit H5TempDir(const std::string& tag = "repsearch_test_h5") {
+    static std::atomic<int> counter{0};
+    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
+    path = fs::temp_directory_path() /
+           (tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(stamp) + "_" + std::to_string(counter++));
+    fs::create_directories(path);
+  }
+  ~H5TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  H5TempDir(const H5TempDir&) = delete;
+  H5TempDir& operator=(const H5TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
+}
+
+// Runs a shell command, returning its exit status and standard output.
+inline std::pair<int, std::string> run_capture(const std::string& command) {
+  std::string output;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  REQUIRE_MESSAGE(pipe != nullptr, "cannot run: ", command);
+  char buffer[4096];
+  std::size_t n;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+inline std::string quote(const std::string& path) { return "'" + path + "'"; }
+
+inline bool contains(const std::string& text, const std::string& word) { return text.find(word) != std::string::npos; }
+
+// An interpreter that imports h5py: `python3` on PATH, else Debian's /usr/bin/python3 (where
+// python3-h5py installs). Absent → the test fails with how to fix it.
+inline std::string h5py_python() {
+  std::string python;
+  for (const std::string candidate : {"python3", "/usr/bin/python3"})
+    if (std::system((candidate + " -c 'import h5py' >/dev/null 2>&1").c_str()) == 0) {
+      python = candidate;
+      break;
+    }
+  REQUIRE_MESSAGE(!python.empty(), "h5py cannot be imported by python3 or /usr/bin/python3 (install python3-h5py)");
+  return python;
+}
+
+// `action` must throw repsearch::Error whose message names `path` and contains each of `words`.
+inline void expect_error(const std::function<void()>& action, const std::string& path,
+                         const std::vector<std::string>& words) {
+  std::string message;
+  try {
+    action();
+  } catch (const repsearch::Error& e) {
+    message = e.what();
+  } catch (const std::exception& e) {
+    FAIL("expected repsearch::Error, got another exception: ", e.what());
+  }
+  INFO("message: ", message);
+  REQUIRE_MESSAGE(!message.empty(), "expected repsearch::Error for ", path, ", nothing was thrown");
+  CHECK(contains(message, path));
+  for (const std::string& word : words) CHECK_MESSAGE(contains(message, word), "missing word: ", word);
+}
+
+// Opens an HDF5 file read-write with the C API and hands its id to `edit`.
+inline void edit_hdf5(const std::string& path, const std::function<void(hid_t)>& edit) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  REQUIRE(file >= 0);
+  edit(file);
+  REQUIRE(H5Fclose(file) >= 0);
+}
+
+inline void write_int64_attr(hid_t object, const char* name, std::int64_t value) {
+  const hid_t space = H5Screate(H5S_SCALAR);
+  const hid_t attr = H5Acreate2(object, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+  REQUIRE(attr >= 0);
+  REQUIRE(H5Awrite(attr, H5T_NATIVE_INT64, &value) >= 0);
+  H5Aclose(attr);
+  H5Sclose(space);
+}
+
+inline bool has_tmp_file(const fs::path& dir) {
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (contains(entry.path().filename().string(), ".tmp-")) return true;
+  return false;
+}
+
+}  // namespace h5_testing

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up repsearch and run the main job on the default data (Fashion-MNIST, configs/fashion_mnist.ini):
-# the data splits, a short island-model search under MPI, and a summary of its archive.
+# the splits, the island-model search under MPI, networks learned from every elite, the SGD baseline,
+# and the comparison (accuracies, ensembles, CKA of the trajectories).
 set -euo pipefail
 
 usage() {
@@ -8,15 +9,17 @@ usage() {
 Usage: launch/quickstart.sh [--ranks N] [--generations G] [SEARCH_OPTION...]
 
 Runs launch/setup.sh (installs what is missing, builds), then on Fashion-MNIST with
-configs/fashion_mnist.ini:
+configs/fashion_mnist.ini (run directory runs/fashion_mnist, or --out):
   1. repsearch data      the search/validation/held-out splits and their class balance
-  2. repsearch search    a short island-model GA under mpirun (N ranks, G generations, 1 thread/rank)
-  3. repsearch inspect   a summary of the archive the search wrote (runs/fashion_mnist/archive.h5,
-                         or <out>/archive.h5 when --out is given)
+  2. repsearch search    the island-model GA under mpirun (N ranks, 1 thread/rank)
+  3. repsearch inspect   a summary of the archive the search wrote
+  4. repsearch learn     one network per elite, regressed onto it, and their ensemble
+  5. repsearch sgd       the same network trained end to end on S+V, seeds 0..2, and their ensemble
+  6. repsearch inspect   the best learned network against SGD seed 0: CKA of their trajectories
 
 Options:
   --ranks N         MPI ranks for the search (default 2)
-  --generations G   generations to search (default 20)
+  --generations G   generations to search (default: the config's, 100)
   -h, --help        show this help
 Any other argument is passed on to 'repsearch search' (e.g. --islands 8 --population 16).
 
@@ -26,7 +29,7 @@ EOF
 }
 
 ranks=2
-generations=20
+generations=
 search_extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -53,7 +56,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ "$ranks" =~ ^[1-9][0-9]*$ ]] || { echo "quickstart.sh: --ranks must be a positive integer, got '$ranks'" >&2; exit 2; }
-[[ "$generations" =~ ^[0-9]+$ ]] || { echo "quickstart.sh: --generations must be an integer, got '$generations'" >&2; exit 2; }
+[[ -z "$generations" || "$generations" =~ ^[0-9]+$ ]] || { echo "quickstart.sh: --generations must be an integer, got '$generations'" >&2; exit 2; }
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
@@ -96,14 +99,38 @@ step_data() {
 step_search() {
   header "search: island GA on $ranks rank(s), $generations generations"
   run mpirun --oversubscribe -np "$ranks" "$repsearch" search --config "$config" \
-    --generations "$generations" --threads 1 "${search_extra[@]}"
+    ${generations:+--generations "$generations"} --threads 1 "${search_extra[@]}"
 }
 step_inspect() {
   header "inspect: the archive of searched representations"
   run "$repsearch" inspect "$run_dir/archive.h5"
 }
+step_learn() {
+  header "learn: a network regressed onto every elite, and their ensemble"
+  run "$repsearch" learn --archive "$run_dir/archive.h5" --elite all --out "$run_dir"
+}
+step_sgd() {
+  header "sgd: the same network trained end to end on S+V (the fair baseline), seeds 0..2"
+  run "$repsearch" sgd --config "$config" --out "$run_dir" --seeds 0..2
+}
+step_compare() {
+  header "compare: learned (best elite) vs SGD seed 0, CKA of their representational trajectories"
+  local best
+  best=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["networks"][0]["results"])' "$run_dir/learn-summary.json")
+  run "$repsearch" inspect "$best" "$run_dir/sgd-0.h5"
+  echo
+  python3 - "$run_dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+learn = json.load(open(f"{d}/learn-summary.json"))
+sgd = json.load(open(f"{d}/sgd-summary.json"))
+print("test accuracy          single (best elite / seed 0)   ensemble")
+print(f"learn (searched Z)     {learn['networks'][0]['test']:.4f}                         {learn.get('ensemble_test', float('nan')):.4f}  ({len(learn['networks'])} networks)")
+print(f"sgd on S+V             {sgd['networks'][0]['test']:.4f}                         {sgd.get('ensemble_test', float('nan')):.4f}  ({len(sgd['networks'])} networks)")
+PY
+}
 
-STEPS=(step_setup step_data step_search step_inspect)
+STEPS=(step_setup step_data step_search step_inspect step_learn step_sgd step_compare)
 
 t0=$SECONDS
 for s in "${STEPS[@]}"; do

@@ -73,6 +73,7 @@ Results make_results(std::int64_t T, std::int64_t n_probe, std::int64_t d, std::
   // Non-contiguous on purpose: the writer stores the logical [T, n_probe, d] layout.
   r.activations = at::randn({n_probe, d, T}, at::kFloat).permute({2, 0, 1});
   r.test_probabilities = at::softmax(at::randn({n_test, C}, at::kFloat), 1);
+  r.test_labels = at::randint(C, {n_test}, at::kInt);
   return r;
 }
 
@@ -121,6 +122,7 @@ void check_results(const Results& r, const Results& w) {
   check_tensor(r.probe_indices, w.probe_indices, at::kLong);
   check_tensor(r.activations, w.activations, at::kFloat);
   check_tensor(r.test_probabilities, w.test_probabilities, at::kFloat);
+  check_tensor(r.test_labels, w.test_labels, at::kInt);
 }
 
 // The smallest valid archive: a repsearch HDF5 file of another format.

@@ -179,6 +179,7 @@ int cmd_learn(const Options& cli) {
     r.test_accuracy = accuracy(net, x_test, y_test);
     // A ridge head predicts one-hot codes: its softmax uses the fitness temperature beta.
     r.test_probabilities = probabilities(net, x_test, o.get<std::string>("head") == "ridge" ? beta : 1.0).to(at::kFloat);
+    r.test_labels = y_test.to(at::kInt).cpu();
     member_probs.push_back(r.test_probabilities);
     const auto base = out / ("learn-" + hex(uid));
     r.model_path = base.string() + ".pt";
@@ -196,7 +197,7 @@ int cmd_learn(const Options& cli) {
     summary["ensemble_test"] = ens;
     std::printf("[learn] ensemble of %zu networks (mean of softmax outputs): test accuracy %.4f\n", member_probs.size(), ens);
   }
-  write_summary(out / "learn-summary.json", summary);
+  if (chosen.size() > 1) write_summary(out / "learn-summary.json", summary);  // array jobs train one each
   return 0;
 }
 
@@ -237,6 +238,7 @@ int cmd_sgd(const Options& o) {
     r.heldout_accuracy = accuracy(net, x_h, y_h);
     r.test_accuracy = accuracy(net, x_test, y_test);
     r.test_probabilities = probabilities(net, x_test).to(at::kFloat);
+    r.test_labels = y_test.to(at::kInt).cpu();
     member_probs.push_back(r.test_probabilities);
     const auto base = out / ("sgd-" + std::string(full ? "full-" : "") + std::to_string(s));
     r.model_path = base.string() + ".pt";
@@ -252,7 +254,7 @@ int cmd_sgd(const Options& o) {
     summary["ensemble_test"] = ens;
     std::printf("[sgd] ensemble of %zu networks (mean of softmax outputs): test accuracy %.4f\n", member_probs.size(), ens);
   }
-  write_summary(out / (std::string("sgd-") + (full ? "full-" : "") + "summary.json"), summary);
+  if (member_probs.size() > 1) write_summary(out / (std::string("sgd-") + (full ? "full-" : "") + "summary.json"), summary);
   return 0;
 }
 

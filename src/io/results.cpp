@@ -6,7 +6,8 @@
 //   /accuracy      attrs val, heldout, test, regression_mse (float64, NaN where not measured)
 //   /trajectory    steps [T] int64, probe_indices [n_probe] int64,
 //                  activations [T, n_probe, d] float32 (chunks [1, n_probe, d], shuffle + gzip 4)
-//   /predictions   test_probabilities [n_test, C] float32 (gzip 4)
+//   /predictions   test_probabilities [n_test, C] float32 (gzip 4), test_labels [n_test] int32 (so ensembles
+//                  can be scored from results files alone)
 // Empty datasets (T = 0, n_test = 0, ...) are stored contiguous and unfiltered: HDF5 refuses chunks
 // larger than a fixed dimension. With T = 0, undefined activations are written as [0, n_probe, 0].
 #include <hdf5.h>
@@ -49,6 +50,9 @@ void validate(const std::string& label, const Results& r, const at::Tensor& acti
   require_length(label, "activations (axis 1)", activations.size(1), r.probe_indices.size(0),
                  "n_probe, the length of probe_indices");
   require_rank(label, "test_probabilities", r.test_probabilities, 2, "float32 [n_test, C]");
+  require_rank(label, "test_labels", r.test_labels, 1, "int32 [n_test]");
+  require_length(label, "test_labels", r.test_labels.size(0), r.test_probabilities.size(0),
+                 "n_test, the rows of test_probabilities");
 }
 
 template <class T, class F>
@@ -119,6 +123,7 @@ void write_results(const std::string& path, const Results& r) {
     const hsize_t rows = std::max<hsize_t>(1, (hsize_t{1} << 20) / (static_cast<hsize_t>(classes) * sizeof(float)));
     w.tensor("/predictions/test_probabilities", r.test_probabilities, at::kFloat, /*compress_rows=*/true, rows,
              /*shuffle=*/false);
+    w.tensor("/predictions/test_labels", r.test_labels, at::kInt);
   });
 }
 
@@ -185,6 +190,9 @@ Results read_results(const std::string& path) {
 
   r.group("/predictions");
   out.test_probabilities = r.tensor("/predictions/test_probabilities", at::kFloat, 2, "[n_test, C]");
+  out.test_labels = r.tensor("/predictions/test_labels", at::kInt, 1, "[n_test]");
+  require_size(r, "/predictions/test_labels", out.test_labels.size(0), out.test_probabilities.size(0),
+               "one label per row of /predictions/test_probabilities");
   return out;
 }
 

@@ -46,6 +46,7 @@ struct Results {
                                  // (may be left undefined when T = 0: written as [0, n_probe, 0])
   // /predictions
   at::Tensor test_probabilities; // [n_test, C] float32 softmax outputs (for ensembles)
+  at::Tensor test_labels;        // [n_test] int32
 };
 
 void write_results(const std::string& path, const Results& results);

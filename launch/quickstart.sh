@@ -97,7 +97,7 @@ step_data() {
   run "$repsearch" data --config "$config"
 }
 step_search() {
-  header "search: island GA on $ranks rank(s), $generations generations"
+  header "search: island GA on $ranks rank(s), ${generations:-configured} generations"
   run mpirun --oversubscribe -np "$ranks" "$repsearch" search --config "$config" \
     ${generations:+--generations "$generations"} --threads 1 "${search_extra[@]}"
 }

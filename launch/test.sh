@@ -7,7 +7,7 @@ usage() {
 Usage: launch/test.sh [--timeout SECONDS] [CTEST_OPTION...]
 
 Runs launch/setup.sh (installs what is missing, builds), then
-  ctest --test-dir <build> --output-on-failure --timeout SECONDS [CTEST_OPTION...]
+  ctest --test-dir <build> --output-on-failure --timeout SECONDS -j <cores> [CTEST_OPTION...]
 and exits non-zero if any test fails. Prints the total wall time at the end.
 
 Options:
@@ -60,7 +60,8 @@ echo "==== set up: packages and build (launch/setup.sh) ===="
 bash launch/setup.sh
 
 echo
-ctest_cmd=(ctest --test-dir "$build_dir" --output-on-failure --timeout "$timeout" "${ctest_extra[@]}")
+# Suites overlap (ctest -j): most of the time is spent starting processes and waiting on them.
+ctest_cmd=(ctest --test-dir "$build_dir" --output-on-failure --timeout "$timeout" -j "$(nproc)" "${ctest_extra[@]}")
 echo "==== tests: ${ctest_cmd[*]} ===="
 rc=0
 "${ctest_cmd[@]}" || rc=$?

@@ -59,7 +59,7 @@ void check_same_archive(const io::Archive& a, const io::Archive& b) {
 
 }  // namespace
 
-TEST_CASE("bad options and configs get a clear error and a non-zero exit") {
+TEST_CASE("options: bad options and configs get a clear error and a non-zero exit") {
   TempDir dir("repsearch_cli");
   auto expect = [&](const std::string& cmd, const std::vector<std::string>& words) {
     auto r = run(cmd);
@@ -93,7 +93,7 @@ TEST_CASE("bad options and configs get a clear error and a non-zero exit") {
   CHECK(run(binary()).status == 2);
 }
 
-TEST_CASE("data prints the splits of real Fashion-MNIST") {
+TEST_CASE("data: prints the splits of real Fashion-MNIST") {
   auto r = run(binary() + " data --config " + config("fashion_mnist.ini"));
   REQUIRE_MESSAGE(r.status == 0, r.output);
   CHECK(r.output.find("train [60000, 1, 28, 28]") != std::string::npos);
@@ -101,7 +101,7 @@ TEST_CASE("data prints the splits of real Fashion-MNIST") {
   CHECK(r.output.find("heldout H  2000 examples") != std::string::npos);
 }
 
-TEST_CASE("search is deterministic across rank counts and improves held-out fitness") {
+TEST_CASE("determinism: search is deterministic across rank counts and improves held-out fitness") {
   TempDir dir("repsearch_det");
   const auto one = dir.file("one"), two = dir.file("two"), three = dir.file("three"), again = dir.file("again"),
              other = dir.file("other");
@@ -156,7 +156,7 @@ TEST_CASE("search is deterministic across rank counts and improves held-out fitn
   }
 }
 
-TEST_CASE("checkpoint and resume") {
+TEST_CASE("resume: checkpoint and resume") {
   TempDir dir("repsearch_resume");
   const auto full = dir.file("full"), split = dir.file("split");
   REQUIRE(run(search_cmd(full)).status == 0);
@@ -195,7 +195,7 @@ TEST_CASE("checkpoint and resume") {
   }
 }
 
-TEST_CASE("SIGTERM mid-run leaves a checkpoint and the resumed run finishes with the same result") {
+TEST_CASE("signal: SIGTERM mid-run leaves a checkpoint and the resumed run finishes with the same result") {
   TempDir dir("repsearch_signal");
   const auto out = dir.file("run"), log = dir.file("log.txt");
   std::vector<std::string> args = {binary(), "search", "--config", config("smoke.ini"), "--out", out,
@@ -235,7 +235,7 @@ TEST_CASE("SIGTERM mid-run leaves a checkpoint and the resumed run finishes with
   check_same_archive(io::read_archive(ref + "/archive.h5"), io::read_archive(out + "/archive.h5"));
 }
 
-TEST_CASE("learn and sgd on real Fashion-MNIST: modest, robust accuracy; results files; refusals") {
+TEST_CASE("learn: learn and sgd on real Fashion-MNIST: modest, robust accuracy; results files; refusals") {
   TempDir dir("repsearch_learn");
   const auto run_dir = dir.file("run");
   // A label-like start (init=labels, no generations): the learner must turn it into a classifier.

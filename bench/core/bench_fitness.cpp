@@ -1,0 +1,173 @@
+// Benchmark 1 + 2 of bench/RESULTS.md: evaluations/s of the default fitness over a grid of
+// (P, n_s, d), the GFLOP/s its dominant products reach as a fraction of plain torch::mm measured in
+// the same run, and the split of a GA generation into fitness / variation / history.
+// core only (LibTorch), so it also builds against a CUDA LibTorch: --device cuda.
+//   bench_fitness [--device cpu|cuda] [--threads N] [--reps R] [--quick]
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "repsearch/core/fitness.hpp"
+#include "repsearch/core/rng.hpp"
+#include "repsearch/core/search.hpp"
+
+using namespace repsearch;
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+void sync(const at::Device& d) {
+  if (d.is_cuda()) at::zeros({1}, at::TensorOptions().device(d)).cpu();  // waits for the stream
+}
+
+template <class F>
+double median_seconds(int reps, const at::Device& dev, F&& f) {
+  f();  // warm-up
+  sync(dev);
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    double t0 = now();
+    f();
+    sync(dev);
+    t.push_back(now() - t0);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// A fitness wrapper that accumulates the time spent scoring: the rest of a step is GA overhead.
+struct Timed {
+  Fitness inner;
+  double* seconds;
+  at::Device dev;
+  at::Tensor score(const at::Tensor& p, const at::Tensor& r) const {
+    double t0 = now();
+    auto s = inner.score(p, r);
+    sync(dev);
+    *seconds += now() - t0;
+    return s;
+  }
+  at::Tensor heldout(const at::Tensor& p) const {
+    double t0 = now();
+    auto s = inner.heldout(p);
+    *seconds += now() - t0;
+    return s;
+  }
+  std::string name() const { return inner.name(); }
+  std::string parameters() const { return inner.parameters(); }
+};
+
+FitnessData synthetic(std::int64_t n_s, std::int64_t n_v, std::int64_t n_h, std::int64_t D, const at::Device& dev) {
+  auto g = make_generator(1, Stream::init);
+  auto o = at::TensorOptions().dtype(at::kFloat);
+  FitnessData f;
+  f.x_search = at::randn({n_s, D}, g, o).to(dev);
+  f.y_search = at::randint(10, {n_s}, g, o.dtype(at::kLong)).to(dev);
+  f.x_val = at::randn({n_v, D}, g, o).to(dev);
+  f.y_val = at::randint(10, {n_v}, g, o.dtype(at::kLong)).to(dev);
+  f.x_heldout = at::randn({n_h, D}, g, o).to(dev);
+  f.y_heldout = at::randint(10, {n_h}, g, o.dtype(at::kLong)).to(dev);
+  f.n_classes = 10;
+  return f;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string device = "cpu";
+  int threads = 0, reps = 5;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else {
+      std::fprintf(stderr, "usage: bench_fitness [--device cpu|cuda] [--threads N] [--reps R] [--quick]\n");
+      return 2;
+    }
+  }
+  if (threads > 0) at::set_num_threads(threads);
+  const at::Device dev(device == "cuda" ? at::kCUDA : at::kCPU);
+  const std::int64_t D = 784, C = 10, b = 512;
+  std::printf("# bench_fitness: device %s, %d intra-op threads, median of %d reps\n", device.c_str(),
+              at::get_num_threads(), reps);
+
+  // The GEMM reference: square products and the Gram shape the fitness uses, measured now.
+  auto mm_gflops = [&](std::int64_t m, std::int64_t k, std::int64_t n) {
+    auto a = at::randn({m, k}, at::TensorOptions().device(dev)), c = at::randn({k, n}, at::TensorOptions().device(dev));
+    double s = median_seconds(reps, dev, [&] { at::mm(a, c); });
+    return 2.0 * m * k * n / s / 1e9;
+  };
+  const double peak = std::max(mm_gflops(2048, 2048, 2048), mm_gflops(1024, 1024, 1024));
+  std::printf("# torch::mm peak (max of 2048^3, 1024^3): %.1f GFLOP/s\n\n", peak);
+
+  std::printf("| P | n_s | d | s/evaluation of P | evaluations/s | dominant GFLOP | GFLOP/s | %% of mm peak |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  std::vector<std::int64_t> Ps = {16, 32, 64}, ns = {1000, 3000}, ds = {32, 64, 128};
+  if (quick) Ps = {32}, ns = {3000}, ds = {64};
+  for (auto n : ns) {
+    auto data = synthetic(n, 2000, 2000, D, dev);
+    FitnessConfig fc;
+    auto fit = make_fitness(fc, data);
+    auto rows = at::arange(b, at::TensorOptions().dtype(at::kLong));
+    for (auto d : ds)
+      for (auto P : Ps) {
+        auto pop = at::randn({P, n, d}, at::TensorOptions().device(dev));
+        double s = median_seconds(reps, dev, [&] { fit.score(pop, rows); });
+        // Gram Z^T Z, readout Z W, smoother M (Z W): the products whose cost grows with P.
+        double flops = 2.0 * P * n * d * d + 2.0 * P * n * d * C + 2.0 * b * n * P * C;
+        std::printf("| %lld | %lld | %lld | %.4f | %.0f | %.2f | %.1f | %.0f%% |\n", (long long)P, (long long)n,
+                    (long long)d, s, P / s, flops / 1e9, flops / s / 1e9, 100.0 * flops / s / 1e9 / peak);
+        std::fflush(stdout);
+      }
+  }
+
+  // Benchmark 2: one island at the default sizes; where a generation's time goes.
+  {
+    const std::int64_t n = 3000, d = 64, P = 32;
+    auto data = synthetic(n, 2000, 2000, D, dev);
+    FitnessConfig fc;
+    double fit_s = 0;
+    Fitness timed{Timed{make_fitness(fc, data), &fit_s, dev}};
+    SearchConfig sc;
+    sc.population = P;
+    sc.dim = d;
+    auto ctx = make_search_context(data.x_search, data.y_search, 10, 2000, sc);
+    auto s = init_island(0, sc, ctx, timed);
+    auto algo = make_algorithm(sc);
+    algo->step(s, timed, ctx);  // warm-up
+    const int G = quick ? 3 : 10;
+    double step_s = 0, hist_s = 0, fit_in_steps = 0;
+    for (int g = 0; g < G; ++g) {
+      fit_s = 0;
+      double t0 = now();
+      algo->step(s, timed, ctx);
+      sync(dev);
+      step_s += now() - t0;
+      fit_in_steps += fit_s;
+      t0 = now();
+      record_history(s, timed, sc);
+      sync(dev);
+      hist_s += now() - t0;
+    }
+    const double total = step_s + hist_s;
+    std::printf("\n# one island, P=%lld n_s=%lld d=%lld, %d generations (steady GA: 2P evaluations each)\n",
+                (long long)P, (long long)n, (long long)d, G);
+    std::printf("| part | s/generation | share |\n|---|---|---|\n");
+    std::printf("| fitness (2P scores) | %.4f | %.0f%% |\n", fit_in_steps / G, 100 * fit_in_steps / total);
+    std::printf("| selection + variation + replacement | %.4f | %.0f%% |\n", (step_s - fit_in_steps) / G,
+                100 * (step_s - fit_in_steps) / total);
+    std::printf("| history row (held-out of the best, diversity of 8) | %.4f | %.0f%% |\n", hist_s / G, 100 * hist_s / total);
+    std::printf("| total | %.4f | 100%% |\n", total / G);
+    std::printf("evaluations/s of one island: %.0f\n", 2.0 * P * G / total);
+  }
+  return 0;
+}

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <dlfcn.h>
+#include <sys/resource.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -293,9 +294,22 @@ int cmd_search(const Options& o) {
     const auto k = static_cast<double>(elites.uid.size());
     const double div = k > 1 ? (k * k - elites.cka.sum().item<double>()) / (k * (k - 1)) : 0.0;
     std::printf("[search] archive %s: %zu elites, best held-out %.4f (island %d, generation %d), elite diversity "
-                "(mean 1-CKA) %.4f, migration %.1f s on rank 0\n",
+                "(mean 1-CKA) %.4f\n",
                 archive_path.c_str(), elites.uid.size(), elites.heldout.front(), elites.island.front(),
-                elites.generation.front(), div, arch.time_in_migration());
+                elites.generation.front(), div);
+  }
+  // Cost report: MPI share of the generation loop and peak memory, max over ranks.
+  double loop = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double mine[3] = {arch.time_in_mpi(), arch.time_in_migration(), 0.0}, worst[3] = {0, 0, 0};
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  mine[2] = static_cast<double>(ru.ru_maxrss) / 1024.0;  // MiB
+  MPI_Reduce(mine, worst, 3, MPI_DOUBLE, MPI_MAX, 0, comm);
+  if (root) {
+    const double genome_mib = static_cast<double>(sc.population * p.splits.search.numel() * sc.dim * 4) / 1048576.0;
+    std::printf("[search] %.1f s since start/resume: MPI (migration, gathers, signal agreement) %.2f s (%.1f%%), of which "
+                "migration %.2f s; peak RSS %.0f MiB per rank (max), one island's population %.1f MiB\n",
+                loop, worst[0], 100.0 * worst[0] / std::max(loop, 1e-9), worst[1], worst[2], genome_mib);
   }
   return 0;
 }

@@ -92,6 +92,13 @@ class Reader {
   std::size_t pos_ = 0;
 };
 
+struct Timer {  // adds the scope's wall time to a counter
+  double& sink;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  explicit Timer(double& s) : sink(s) {}
+  ~Timer() { sink += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+};
+
 int rank_of(std::int64_t island, int ranks) { return static_cast<int>(island % ranks); }
 
 std::vector<char> receive(MPI_Comm comm, int source, int tag) {
@@ -351,6 +358,7 @@ void Archipelago::step() {
 }
 
 void Archipelago::migrate() {
+  Timer timer(mpi_seconds_);
   auto t0 = std::chrono::steady_clock::now();
   auto edges = migration_edges(migration_, n_islands_, search_.seed, generation_);
   // Emigrants are chosen from the state before any island receives (order-independent).
@@ -434,7 +442,11 @@ Progress Archipelago::progress() const {
     w.put_tensor(s.population[s.best_index()]);
     items.push_back(std::move(w.buf));
   }
-  auto all = gather_items(comm_, std::move(items), kTagBests);
+  std::vector<std::vector<char>> all;
+  {
+    Timer timer(mpi_seconds_);
+    all = gather_items(comm_, std::move(items), kTagBests);
+  }
   Progress p;
   p.generation = generation_;
   if (rank_ != 0) return p;
@@ -550,6 +562,7 @@ Elites Archipelago::collect_elites(std::int64_t k) const {
 }
 
 bool Archipelago::any(bool flag) const {
+  Timer timer(mpi_seconds_);
   int in = flag ? 1 : 0, out = 0;
   check(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_LOR, comm_), "MPI_Allreduce");
   return out != 0;

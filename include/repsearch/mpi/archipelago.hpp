@@ -74,6 +74,8 @@ class Archipelago {
   Elites collect_elites(std::int64_t k) const;
   bool any(bool flag) const;                              // logical OR over ranks
   double time_in_migration() const { return migration_seconds_; }
+  // Wall seconds this rank spent in MPI calls (migration, gathers, signal agreement), waiting included.
+  double time_in_mpi() const { return mpi_seconds_; }
 
  private:
   void migrate();
@@ -89,6 +91,7 @@ class Archipelago {
   std::vector<MigrationEvent> events_;
   std::int64_t generation_ = 0;
   double migration_seconds_ = 0;
+  mutable double mpi_seconds_ = 0;
 };
 
 }  // namespace repsearch::mpi

@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# A private, real Slurm on this machine for the Slurm tests: one node "localhost" with 4 CPUs (declared,
+# whatever the core count) and 2 fake GPUs (gres File=/dev/null, /dev/zero), its own munged, its own
+# ports, every file under one state directory. Nothing is installed as a service and nothing outside
+# the state directory is configured; the daemons are stopped by the PIDs in their pid files.
+#
+#   tests/slurm/harness.sh start   install what is missing (Debian, as root), write the config, start
+#                                  munged + slurmctld + slurmd, wait for the node to be idle
+#   tests/slurm/harness.sh env     print the exports a client needs: eval "$(harness.sh env)"
+#   tests/slurm/harness.sh stop    cancel the jobs left, stop the daemons by PID, keep the state dir
+#   tests/slurm/harness.sh status  the daemons' PIDs and sinfo
+#
+# Environment:
+#   SLURM_HARNESS_DIR   state directory (default /tmp/repsearch-slurm-$UID); must be an absolute path
+#                       readable by the munge user (start makes it mode 0755)
+#
+# munged runs as user munge with its key, socket, pid file and log in $STATE/munge.
+#
+# Exit status: 0 done, 1 failure, 77 this machine cannot run a Slurm (not root, packages cannot be
+# installed, slurmd fails on cgroups): callers should skip, not fail.
+set -uo pipefail
+
+STATE="${SLURM_HARNESS_DIR:-/tmp/repsearch-slurm-${UID}}"
+CONF="$STATE/etc/slurm.conf"
+PACKAGES=(slurmctld slurmd slurm-client munge)
+WAIT_IDLE_S=30
+
+log() { echo "[harness] $*"; }
+err() { echo "[harness] error: $*" >&2; }
+skip() {
+  echo "[harness] SKIP: $*" >&2
+  exit 77
+}
+
+[[ "$STATE" == /* ]] || {
+  err "SLURM_HARNESS_DIR must be absolute (got '$STATE')"
+  exit 1
+}
+
+# ---- processes by pid file -------------------------------------------------------------------------
+# pid_of NAME: the PID in $STATE/run/NAME.pid when that process is alive and is ours (its command line
+# mentions the state directory), else nothing.
+pidfile() { if [[ "$1" == munged ]]; then echo "$STATE/munge/munged.pid"; else echo "$STATE/run/$1.pid"; fi; }
+
+pid_of() {
+  local f pid
+  f="$(pidfile "$1")"
+  [[ -s "$f" ]] || return 1
+  pid="$(tr -dc 0-9 <"$f")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE" || return 1
+  echo "$pid"
+}
+
+# stop_pid NAME: SIGTERM the process of NAME's pid file, wait up to 15 s, then SIGKILL.
+stop_pid() {
+  local name="$1" pid i
+  pid="$(pid_of "$name")" || return 0
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null
+  for ((i = 0; i < 150; i++)); do
+    kill -0 "$pid" 2>/dev/null || {
+      rm -f "$(pidfile "$name")"
+      return 0
+    }
+    sleep 0.1
+  done
+  log "$name (pid $pid) still alive after 15 s: SIGKILL"
+  kill -KILL "$pid" 2>/dev/null
+  sleep 0.2
+  rm -f "$(pidfile "$name")"
+}
+
+client_env() {
+  export SLURM_CONF="$CONF"
+  # A Slurm environment inherited from an enclosing job would confuse the clients.
+  unset SLURM_JOB_ID SLURM_JOBID SLURM_JOB_NAME SLURM_NODELIST SLURM_JOB_NODELIST SQUEUE_FORMAT
+}
+
+# ---- packages ---------------------------------------------------------------------------------------
+installed() {
+  local status
+  status="$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" || return 1
+  [[ "$status" == *" ok installed" ]]
+}
+
+ensure_packages() {
+  local missing=() p
+  command -v dpkg-query >/dev/null 2>&1 || skip "not a Debian system (no dpkg-query): cannot install Slurm"
+  for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  [[ $EUID -eq 0 ]] || skip "Slurm packages missing (${missing[*]}) and not root to install them"
+  log "installing ${missing[*]} (apt-get, --no-install-recommends)"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    >"$STATE/log/apt.log" 2>&1; then
+    log "apt-get install failed; running apt-get update and trying again"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$STATE/log/apt.log" 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+      >>"$STATE/log/apt.log" 2>&1 || {
+      tail -n 20 "$STATE/log/apt.log" >&2
+      skip "could not install ${missing[*]} (log: $STATE/log/apt.log)"
+    }
+  fi
+}
+
+# ---- configuration ----------------------------------------------------------------------------------
+port_free() { ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
+
+# Two free TCP ports (slurmctld, slurmd), so that this Slurm never meets another one on the host.
+pick_ports() {
+  local base tries
+  for ((tries = 0; tries < 50; tries++)); do
+    base=$((20000 + RANDOM % 20000))
+    if port_free "$base" && port_free "$((base + 1))"; then
+      CTLD_PORT=$base
+      SLURMD_PORT=$((base + 1))
+      return 0
+    fi
+  done
+  err "no free port pair found"
+  return 1
+}
+
+write_config() {
+  local mem
+  # RealMemory from slurmd -C (never more than the host has), at most 8 GiB.
+  mem="$(slurmd -C 2>/dev/null | grep -o 'RealMemory=[0-9]*' | cut -d= -f2)"
+  [[ -n "$mem" ]] || mem=1024
+  ((mem > 8192)) && mem=8192
+  pick_ports || return 1
+  cat >"$CONF" <<EOF
+# Written by tests/slurm/harness.sh: a private single-node Slurm for the repsearch tests.
+ClusterName=repsearchtest
+SlurmctldHost=localhost
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$STATE/munge/munge.socket
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=pmix
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MailProg=/bin/true
+ReturnToService=2
+GresTypes=gpu
+SlurmdParameters=config_overrides
+SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=2,bf_interval=2
+KillWait=10
+MinJobAge=600
+InactiveLimit=0
+StateSaveLocation=$STATE/state
+SlurmdSpoolDir=$STATE/spool
+SlurmctldPidFile=$STATE/run/slurmctld.pid
+SlurmdPidFile=$STATE/run/slurmd.pid
+SlurmctldLogFile=$STATE/log/slurmctld.log
+SlurmdLogFile=$STATE/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+NodeName=localhost CPUs=4 Boards=1 SocketsPerBoard=1 CoresPerSocket=4 ThreadsPerCore=1 RealMemory=$mem Gres=gpu:2 State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+EOF
+  cat >"$STATE/etc/gres.conf" <<EOF
+# Two fake GPUs: enough for --gpus-per-task scripts (each task sees CUDA_VISIBLE_DEVICES).
+NodeName=localhost Name=gpu File=/dev/null
+NodeName=localhost Name=gpu File=/dev/zero
+EOF
+  cat >"$STATE/etc/cgroup.conf" <<EOF
+CgroupPlugin=autodetect
+EOF
+}
+
+# ---- start ------------------------------------------------------------------------------------------
+start_munged() {
+  local i
+  getent passwd munge >/dev/null || {
+    err "no munge user (the munge package should have created it)"
+    return 1
+  }
+  install -d -m 0711 -o munge -g munge "$STATE/munge"
+  if [[ ! -s "$STATE/munge/munge.key" ]]; then
+    mungekey --create --keyfile="$STATE/munge/munge.key" >/dev/null 2>&1 ||
+      dd if=/dev/urandom of="$STATE/munge/munge.key" bs=1024 count=1 status=none
+    chown munge:munge "$STATE/munge/munge.key"
+    chmod 0400 "$STATE/munge/munge.key"
+  fi
+  runuser -u munge -- /usr/sbin/munged \
+    --socket="$STATE/munge/munge.socket" \
+    --key-file="$STATE/munge/munge.key" \
+    --pid-file="$STATE/munge/munged.pid" \
+    --log-file="$STATE/munge/munged.log" \
+    --seed-file="$STATE/munge/munged.seed" || {
+    err "munged failed to start:"
+    tail -n 5 "$STATE/munge/munged.log" >&2
+    return 1
+  }
+  for ((i = 0; i < 50; i++)); do
+    pid_of munged >/dev/null && [[ -S "$STATE/munge/munge.socket" ]] && break
+    sleep 0.1
+  done
+  munge -n --socket="$STATE/munge/munge.socket" | unmunge --socket="$STATE/munge/munge.socket" >/dev/null || {
+    err "munged does not answer on $STATE/munge/munge.socket"
+    return 1
+  }
+  log "munged pid $(pid_of munged)"
+}
+
+node_state() { scontrol -o show node localhost 2>/dev/null | grep -o 'State=[^ ]*' | cut -d= -f2; }
+
+start() {
+  local i pid st
+  [[ $EUID -eq 0 ]] || skip "slurmd must run as root (this is uid $EUID)"
+  if pid_of slurmctld >/dev/null && pid_of slurmd >/dev/null && pid_of munged >/dev/null; then
+    log "already running in $STATE"
+    return 0
+  fi
+  mkdir -p "$STATE"/{etc,run,log,state,spool}
+  chmod 0755 "$STATE" "$STATE/run" "$STATE/log"
+  ensure_packages
+  command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null ||
+    skip "slurmctld/slurmd/munged not found after installing ${PACKAGES[*]}"
+  write_config || return 1
+  client_env
+
+  pid_of munged >/dev/null || start_munged || return 1
+
+  slurmctld -f "$CONF" -i || {
+    err "slurmctld failed to start:"
+    tail -n 20 "$STATE/log/slurmctld.log" >&2
+    return 1
+  }
+  for ((i = 0; i < 100; i++)); do
+    scontrol ping 2>/dev/null | grep -q 'is UP' && break
+    sleep 0.1
+  done
+  pid="$(pid_of slurmctld)" || {
+    err "slurmctld exited:"
+    tail -n 20 "$STATE/log/slurmctld.log" >&2
+    return 1
+  }
+  log "slurmctld pid $pid (port $CTLD_PORT)"
+
+  slurmd -f "$CONF" -N localhost >"$STATE/log/slurmd.start" 2>&1
+  for ((i = 0; i < 10 * WAIT_IDLE_S; i++)); do
+    st="$(node_state)"
+    [[ "$st" == IDLE* ]] && break
+    if ! pid_of slurmd >/dev/null && ((i > 20)); then break; fi
+    sleep 0.1
+  done
+  if ! pid_of slurmd >/dev/null; then
+    if grep -qi 'cgroup' "$STATE/log/slurmd.log" "$STATE/log/slurmd.start" 2>/dev/null; then
+      grep -hi 'cgroup' "$STATE/log/slurmd.log" "$STATE/log/slurmd.start" | tail -n 5 >&2
+      stop_pid slurmctld
+      stop_pid munged
+      skip "slurmd cannot start on this host because of cgroups (no usable cgroup filesystem)"
+    fi
+    err "slurmd failed to start:"
+    tail -n 20 "$STATE/log/slurmd.log" "$STATE/log/slurmd.start" >&2
+    return 1
+  fi
+  [[ "$st" == IDLE* ]] || {
+    err "node localhost not idle after ${WAIT_IDLE_S} s (state '$st'):"
+    scontrol show node localhost >&2
+    return 1
+  }
+  log "slurmd pid $(pid_of slurmd) (port $SLURMD_PORT); node localhost idle; SLURM_CONF=$CONF"
+}
+
+# ---- stop -------------------------------------------------------------------------------------------
+stop() {
+  local i jobs
+  client_env
+  if pid_of slurmctld >/dev/null; then
+    jobs="$(squeue -h -o %A 2>/dev/null | tr '\n' ' ')"
+    if [[ -n "${jobs// /}" ]]; then
+      log "cancelling jobs left: $jobs"
+      # shellcheck disable=SC2086
+      scancel $jobs 2>/dev/null
+      for ((i = 0; i < 300; i++)); do
+        [[ -z "$(squeue -h -o %A 2>/dev/null)" ]] && break
+        sleep 0.1
+      done
+    fi
+  fi
+  # slurmd first (its job steps are gone by now), then the controller, then munged.
+  stop_pid slurmd
+  stop_pid slurmctld
+  stop_pid munged
+  return 0
+}
+
+status() {
+  local n
+  for n in munged slurmctld slurmd; do
+    if pid_of "$n" >/dev/null; then echo "$n: pid $(pid_of "$n")"; else echo "$n: not running"; fi
+  done
+  client_env
+  pid_of slurmctld >/dev/null && sinfo
+  return 0
+}
+
+case "${1:-}" in
+  start)
+    mkdir -p "$STATE/log"
+    start || {
+      rc=$?
+      [[ $rc -eq 77 ]] && exit 77
+      stop
+      exit 1
+    }
+    ;;
+  stop) stop ;;
+  env)
+    echo "export SLURM_CONF=$(printf '%q' "$CONF")"
+    echo "unset SLURM_JOB_ID SLURM_JOBID SLURM_JOB_NAME SLURM_NODELIST SLURM_JOB_NODELIST SQUEUE_FORMAT"
+    ;;
+  status) status ;;
+  *)
+    echo "usage: $0 start|stop|env|status   (state directory: \$SLURM_HARNESS_DIR, default /tmp/repsearch-slurm-\$UID)" >&2
+    exit 2
+    ;;
+esac

@@ -22,29 +22,14 @@
 #include <vector>
 
 #include "repsearch/core/error.hpp"
+#include "testing.hpp"
 
 namespace h5_testing {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under the system temp dir, removed with everything in it on destruction.
-struct H5TempDir {
-  fs::path path;
-  explicit H5TempDir(const std::string& tag = "repsearch_test_h5") {
-    static std::atomic<int> counter{0};
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path = fs::temp_directory_path() /
-           (tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(stamp) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~H5TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  H5TempDir(const H5TempDir&) = delete;
-  H5TempDir& operator=(const H5TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using H5TempDir = testing::TempDir;  // one temporary-directory helper for every suite
+
 
 inline std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

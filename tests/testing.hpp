@@ -29,6 +29,8 @@ struct TempDir {
     std::error_code ec;
     fs::remove_all(path, ec);
   }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 

@@ -45,6 +45,19 @@ void mark_new(IslandState& s, const at::Tensor& replaced_slots) {
   }
 }
 
+// Steady replacement: trial i takes slot i when it scores better on the same minibatch. Returns
+// which slots were replaced.
+at::Tensor replace_if_better(IslandState& s, const at::Tensor& trials, const at::Tensor& trial_fit,
+                             const at::Tensor& parent_fit) {
+  auto better = trial_fit.gt(parent_fit);
+  auto slots = better.nonzero().squeeze(1);
+  if (slots.numel() > 0)
+    s.population.index_copy_(0, slots.to(s.population.device()), trials.index_select(0, slots.to(trials.device())));
+  mark_new(s, slots);
+  s.fitness = at::where(better, trial_fit, parent_fit);
+  return better;
+}
+
 // Offspring from the operator set, one operator per offspring chosen by adaptive probabilities.
 // Returns the offspring and the operator index of each.
 std::pair<at::Tensor, at::Tensor> vary(const IslandState& s, const at::Tensor& parent_fit, const SearchConfig& c,
@@ -122,13 +135,7 @@ class GeneticAlgorithm final : public Algorithm {
     auto child_fit = fitness.score(children, rows, &s.nonfinite);
     s.evaluations += 2 * P;
     if (c_.replacement == "steady") {
-      auto better = child_fit.gt(parent_fit);
-      auto slots = better.nonzero().squeeze(1);
-      if (slots.numel() > 0) s.population.index_copy_(0, slots.to(s.population.device()),
-                                                      children.index_select(0, slots.to(children.device())));
-      mark_new(s, slots);
-      s.fitness = at::where(better, child_fit, parent_fit);
-      adapt(s, c_, op_of, better);
+      adapt(s, c_, op_of, replace_if_better(s, children, child_fit, parent_fit));
     } else {  // generational with elitism: the e best parents, then the best P - e children
       const auto e = std::min(c_.elitism, P);
       auto elite = std::get<1>(parent_fit.topk(e));
@@ -182,12 +189,7 @@ class DifferentialEvolution final : public Algorithm {
     auto trials = ops::de_rand1bin(s.population, abc.select(1, 0), abc.select(1, 1), abc.select(1, 2), c_.de_f, take);
     auto trial_fit = fitness.score(trials, rows, &s.nonfinite);
     s.evaluations += 2 * P;
-    auto better = trial_fit.gt(parent_fit);
-    auto slots = better.nonzero().squeeze(1);
-    if (slots.numel() > 0) s.population.index_copy_(0, slots.to(s.population.device()),
-                                                    trials.index_select(0, slots.to(trials.device())));
-    mark_new(s, slots);
-    s.fitness = at::where(better, trial_fit, parent_fit);
+    replace_if_better(s, trials, trial_fit, parent_fit);
     s.seconds += seconds_since(t0);
   }
 

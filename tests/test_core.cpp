@@ -276,6 +276,17 @@ TEST_CASE("one island searches") {
     CHECK(a.generation == 5);
     CHECK(a.evaluations == 8 + 5 * 16);
   }
+  SUBCASE("with the whole V pool each generation, parents are not scored twice") {
+    SearchConfig c = sc;
+    c.val_batch = 100;  // = |V|
+    auto s = init_island(0, c, ctx, fit);
+    auto algo = make_algorithm(c);
+    for (int i = 0; i < 3; ++i) algo->step(s, fit, ctx);
+    CHECK(s.evaluations == 8 + 3 * 8);
+    CHECK(at::equal(minibatch_rows(c, 100, 0, 1), at::arange(100, at::TensorOptions().dtype(at::kLong))));
+    auto rescored = fit.score(s.population, at::arange(100, at::TensorOptions().dtype(at::kLong)));
+    CHECK(at::allclose(rescored, s.fitness, 1e-9, 1e-9));  // the stored scores are the scores
+  }
   SUBCASE("generational elitism keeps the best") {
     SearchConfig c = sc;
     c.replacement = "generational";

@@ -45,6 +45,15 @@ void mark_new(IslandState& s, const at::Tensor& replaced_slots) {
   }
 }
 
+// The parents' scores on this generation's rows. A fresh minibatch needs new scores; with the whole
+// V pool every generation the stored scores are already those (immigrants carry scores on the same
+// rows), so the population is not scored twice.
+at::Tensor rescore_parents(IslandState& s, const Fitness& fitness, const at::Tensor& rows, bool whole_pool) {
+  if (whole_pool && s.fitness.defined()) return s.fitness;
+  s.evaluations += s.population.size(0);
+  return fitness.score(s.population, rows, &s.nonfinite);
+}
+
 // Steady replacement: trial i takes slot i when it scores better on the same minibatch. Returns
 // which slots were replaced.
 at::Tensor replace_if_better(IslandState& s, const at::Tensor& trials, const at::Tensor& trial_fit,
@@ -130,10 +139,10 @@ class GeneticAlgorithm final : public Algorithm {
     const auto P = s.population.size(0);
     auto gen = make_generator(c_.seed, Stream::variation, {key(s.island), key(s.generation)});
     auto rows = minibatch_rows(c_, ctx.val_pool, s.island, s.generation);
-    auto parent_fit = fitness.score(s.population, rows, &s.nonfinite);
+    auto parent_fit = rescore_parents(s, fitness, rows, c_.val_batch >= ctx.val_pool);
     auto [children, op_of] = vary(s, parent_fit, c_, ctx, gen, P);
     auto child_fit = fitness.score(children, rows, &s.nonfinite);
-    s.evaluations += 2 * P;
+    s.evaluations += P;
     if (c_.replacement == "steady") {
       adapt(s, c_, op_of, replace_if_better(s, children, child_fit, parent_fit));
     } else {  // generational with elitism: the e best parents, then the best P - e children
@@ -178,7 +187,7 @@ class DifferentialEvolution final : public Algorithm {
     if (P < 4) fail("option population: de needs at least 4 individuals, found ", P);
     auto gen = make_generator(c_.seed, Stream::variation, {key(s.island), key(s.generation)});
     auto rows = minibatch_rows(c_, ctx.val_pool, s.island, s.generation);
-    auto parent_fit = fitness.score(s.population, rows, &s.nonfinite);
+    auto parent_fit = rescore_parents(s, fitness, rows, c_.val_batch >= ctx.val_pool);
     // a, b, c distinct and != i: the first three entries of a random order of the others.
     auto keys = at::rand({P, P}, gen, kCpuFloat);
     keys.fill_diagonal_(2.0f);
@@ -188,7 +197,7 @@ class DifferentialEvolution final : public Algorithm {
     take.scatter_(1, forced, true);
     auto trials = ops::de_rand1bin(s.population, abc.select(1, 0), abc.select(1, 1), abc.select(1, 2), c_.de_f, take);
     auto trial_fit = fitness.score(trials, rows, &s.nonfinite);
-    s.evaluations += 2 * P;
+    s.evaluations += P;
     replace_if_better(s, trials, trial_fit, parent_fit);
     s.seconds += seconds_since(t0);
   }
@@ -230,9 +239,10 @@ SearchContext make_search_context(const at::Tensor& x_search, const at::Tensor& 
 }
 
 at::Tensor minibatch_rows(const SearchConfig& c, std::int64_t val_pool, std::int64_t island, std::int64_t generation) {
+  // The whole pool, always in one order: scores stay comparable across generations.
+  if (c.val_batch >= val_pool) return at::arange(val_pool, kCpuLong);
   auto gen = make_generator(c.seed, Stream::minibatch, {key(island), key(generation)});
-  const auto b = std::min(c.val_batch, val_pool);
-  return at::randperm(val_pool, gen, kCpuLong).slice(0, 0, b);
+  return at::randperm(val_pool, gen, kCpuLong).slice(0, 0, c.val_batch);
 }
 
 IslandState init_island(std::int64_t island, const SearchConfig& c, const SearchContext& ctx, const Fitness& fitness) {

@@ -224,14 +224,15 @@ start() {
   mkdir -p "$STATE"/{etc,run,log,state,spool}
   chmod 0755 "$STATE" "$STATE/run" "$STATE/log"
   ensure_packages
-  command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null ||
+  if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
     skip "slurmctld/slurmd/munged not found after installing ${PACKAGES[*]}"
+  fi
   write_config || return 1
   client_env
 
   pid_of munged >/dev/null || start_munged || return 1
 
-  slurmctld -f "$CONF" -i || {
+  slurmctld -f "$CONF" -c -i || { # -c: no jobs from an earlier start
     err "slurmctld failed to start:"
     tail -n 20 "$STATE/log/slurmctld.log" >&2
     return 1
@@ -259,7 +260,7 @@ start() {
       grep -hi 'cgroup' "$STATE/log/slurmd.log" "$STATE/log/slurmd.start" | tail -n 5 >&2
       stop_pid slurmctld
       stop_pid munged
-      skip "slurmd cannot start on this host because of cgroups (no usable cgroup filesystem)"
+      skip "slurmd cannot start on this host because of cgroups (its cgroup plugin failed: no usable cgroup filesystem; log lines above)"
     fi
     err "slurmd failed to start:"
     tail -n 20 "$STATE/log/slurmd.log" "$STATE/log/slurmd.start" >&2

@@ -13,13 +13,13 @@
 #
 # Runs as root (slurmd). Exit status: 0 pass, 1 fail, 77 skip (the reason is printed).
 # Environment: REPSEARCH_BIN (default build/repsearch), KEEP_TMP=1 keeps the temporary directory,
-# TEST_SLURM_TIMEOUT (seconds per wait, default 240).
+# TEST_SLURM_TIMEOUT (seconds per wait, default 150; at most 4 waits, so CTest needs TIMEOUT >= 700).
 set -uo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="${REPSEARCH_BIN:-$repo/build/repsearch}"
 harness="$repo/tests/slurm/harness.sh"
-timeout_s="${TEST_SLURM_TIMEOUT:-240}"
+timeout_s="${TEST_SLURM_TIMEOUT:-150}"
 gens=400 # the preemption search: long enough to be signalled mid-run (tens of seconds here)
 py=/usr/bin/python3
 t0=$SECONDS
@@ -43,13 +43,14 @@ fail() {
 tmp="$(mktemp -d /tmp/repsearch-slurm-test.XXXXXX)"
 chmod 0755 "$tmp" # the munge user must reach the harness's munge directory inside
 export SLURM_HARNESS_DIR="$tmp/slurm"
+
 ref_pid=""
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   local rc=$?
   [[ -n "$ref_pid" ]] && kill "$ref_pid" 2>/dev/null && wait "$ref_pid" 2>/dev/null
   "$harness" stop
-  if [[ $rc -eq 0 && "${KEEP_TMP:-0}" != 1 ]]; then
+  if [[ ($rc -eq 0 || $rc -eq 77) && "${KEEP_TMP:-0}" != 1 ]]; then
     rm -rf "$tmp"
   else
     echo "[test_pipeline] files kept in $tmp"
@@ -58,6 +59,21 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
+
+# A private copy of the binary, so that every job and the reference run the same one even when
+# build/ is rebuilt meanwhile (it links only system libraries). Retry while a rebuild replaces it.
+mkdir -p "$tmp/bin"
+for ((i = 0; i < 60; i++)); do
+  if [[ -x "$bin" ]] && cp "$bin" "$tmp/bin/repsearch" 2>/dev/null && "$tmp/bin/repsearch" --help >/dev/null 2>&1; then
+    break
+  fi
+  sleep 2
+done
+"$tmp/bin/repsearch" --help >/dev/null 2>&1 || {
+  echo "[test_pipeline] FAIL: could not take a working copy of $bin" >&2
+  exit 1
+}
+bin="$tmp/bin/repsearch"
 
 # ---- the Slurm ----------------------------------------------------------------------------------------
 "$harness" start

@@ -132,7 +132,7 @@ def read_summary(path):
 
 def files_ensemble(results):
     """Ensemble accuracy (mean of softmax outputs) from the results files' own test labels."""
-    preds = [r.get("predictions", {}) for r in results]
+    preds = [r.get("ensemble_input", {}) for r in results]
     if not all("test_labels" in p and "test_probabilities" in p for p in preds):
         return None, "results files without test labels"
     labels = preds[0]["test_labels"]
@@ -167,8 +167,10 @@ def load_run(path, name):
     files = sorted(set(glob.glob(os.path.join(path, "learn-*.h5")) + glob.glob(os.path.join(path, "sgd-*.h5"))))
     for f in files:
         r = rh.read_results(f, activations=False, probabilities=True)
-        probs = r.pop("predictions")["test_probabilities"]
+        pred = r.pop("predictions")
+        probs = pred["test_probabilities"]
         r["argmax"] = np.argmax(probs, axis=1) if probs.ndim == 2 and probs.shape[0] > 0 else np.zeros(0, dtype=int)
+        r["ensemble_input"] = pred  # test probabilities (+ labels in files that carry them)
         kind = r["attrs"].get("kind")
         base = os.path.basename(f)
         full = r["attrs"].get("train_data") == "full"

@@ -58,11 +58,11 @@ RidgeWeights ridge_weights(const at::Tensor& pop, const at::Tensor& labels, std:
   const auto P = pop.size(0), n = pop.size(1), d = pop.size(2);
   auto dbl = pop.options().dtype(at::kDouble);
   // Centred Gram without a centred copy of the population: Z^T Z - n m m^T.
-  auto mean = pop.mean(1).to(at::kDouble);                                  // [P, d]
+  // Z^T Y as per-class row sums (no one-hot matrix, no copy); their total gives the column means.
+  auto class_sums = at::zeros({P, n_classes, d}, pop.options()).index_add_(1, labels, pop).to(at::kDouble);
+  auto mean = class_sums.sum(1) / static_cast<double>(n);                    // [P, d]
   auto gram = at::bmm(pop.transpose(1, 2), pop).to(at::kDouble);           // [P, d, d]
   gram -= static_cast<double>(n) * mean.unsqueeze(2) * mean.unsqueeze(1);
-  // Z^T Y as per-class row sums: no one-hot matrix, no copy.
-  auto class_sums = at::zeros({P, n_classes, d}, pop.options()).index_add_(1, labels, pop).to(at::kDouble);
   auto counts = at::bincount(labels, /*weights=*/{}, n_classes).to(dbl);    // [C]
   auto ybar = counts / static_cast<double>(n);                               // [C]
   auto cross = class_sums.transpose(1, 2) - static_cast<double>(n) * mean.unsqueeze(2) * ybar.view({1, 1, -1});

@@ -239,8 +239,10 @@ int cmd_search(const Options& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const i64 g0 = arch.generation();
   i64 evals0 = -1;
-  auto report = [&]() {
-    auto pr = arch.progress();
+  double diversity = NAN;  // of the island bests: refreshed every 10 generations (it moves genomes)
+  auto report = [&](bool refresh) {
+    auto pr = arch.progress(refresh);
+    if (refresh) diversity = pr.diversity;
     if (!root) return;
     if (evals0 < 0) evals0 = pr.evaluations;
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -249,17 +251,17 @@ int cmd_search(const Options& o) {
                                           static_cast<double>(generations - pr.generation) : NAN;
     std::printf("[search] gen %5lld/%lld  best %.4f  mean %.4f  heldout %.4f  diversity %.3f  %.0f eval/s%s  ETA %s\n",
                 static_cast<long long>(pr.generation), static_cast<long long>(generations), pr.best, pr.mean,
-                pr.heldout, pr.diversity, rate, pr.nonfinite ? "  (non-finite scores seen)" : "",
+                pr.heldout, diversity, rate, pr.nonfinite ? "  (non-finite scores seen)" : "",
                 fmt_duration(eta).c_str());
     std::fflush(stdout);
   };
-  report();
+  report(true);
   const i64 log_every = o.get<i64>("log-every"), ck_every = o.get<i64>("checkpoint-interval");
   while (arch.generation() < generations) {
     arch.step();
     const i64 g = arch.generation();
     const bool stop = arch.any(g_stop_signal != 0);
-    if (g % log_every == 0 || g == generations || stop) report();
+    if (g % log_every == 0 || g == generations || stop) report(g % 10 == 0 || g == generations || stop);
     if (stop) {
       write_checkpoint();
       if (root)

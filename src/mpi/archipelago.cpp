@@ -427,7 +427,7 @@ void Archipelago::migrate() {
   migration_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-Progress Archipelago::progress() const {
+Progress Archipelago::progress(bool with_diversity) const {
   // Per island: best, mean, heldout, evaluations, nonfinite (from the newest history row).
   std::vector<std::vector<char>> items;
   for (const auto& s : islands_) {
@@ -439,7 +439,7 @@ Progress Archipelago::progress() const {
     w.put(h.heldout);
     w.put(h.evaluations);
     w.put(h.nonfinite);
-    w.put_tensor(s.population[s.best_index()]);
+    if (with_diversity) w.put_tensor(s.population[s.best_index()]);
     items.push_back(std::move(w.buf));
   }
   std::vector<std::vector<char>> all;
@@ -462,8 +462,9 @@ Progress Archipelago::progress() const {
     p.heldout = std::max(p.heldout, held);
     p.evaluations += r.get<std::int64_t>();
     p.nonfinite += r.get<std::int64_t>();
-    bests.push_back(r.get_tensor());
+    if (with_diversity) bests.push_back(r.get_tensor());
   }
+  p.diversity = with_diversity ? 0.0 : std::numeric_limits<double>::quiet_NaN();
   if (bests.size() > 1) {  // mean pairwise 1 - CKA of the island bests
     auto m = linear_cka_matrix(at::stack(bests));
     auto k = static_cast<double>(bests.size());

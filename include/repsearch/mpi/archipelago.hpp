@@ -68,7 +68,9 @@ class Archipelago {
   int ranks() const { return size_; }
 
   // Collective calls: every rank must make them, in the same order.
-  Progress progress() const;
+  // with_diversity also gathers every island's best genome (rank 0 computes their pairwise CKA):
+  // the costly part, so callers ask for it every few generations (diversity is NaN otherwise).
+  Progress progress(bool with_diversity = true) const;
   std::vector<IslandState> gather_states() const;        // rank 0: all islands sorted by index
   std::vector<MigrationEvent> gather_migrations() const;  // rank 0: sorted by generation, destination
   Elites collect_elites(std::int64_t k) const;

@@ -57,17 +57,8 @@ abspath() { # abspath PATH: absolute, without requiring it to exist
   esac
 }
 
-# ini_get FILE KEY: the last 'KEY = VALUE' of an INI file (comments after '#' dropped), or nothing.
-ini_get() {
-  awk -v key="$2" '
-    { sub(/#.*/, "") }
-    index($0, "=") {
-      k = substr($0, 1, index($0, "=") - 1); v = substr($0, index($0, "=") + 1)
-      gsub(/^[ \t]+|[ \t\r]+$/, "", k); gsub(/^[ \t]+|[ \t\r]+$/, "", v)
-      if (k == key) found = v
-    }
-    END { if (found != "") print found }' "$1"
-}
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # ini_get
 
 # slurm_seconds TIME: a Slurm time limit (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds; nothing when
 # unlimited or not understood.

@@ -52,16 +52,8 @@ abspath() {
     *) printf '%s\n' "$PWD/${1#./}" ;;
   esac
 }
-ini_get() { # ini_get FILE KEY: the last value of KEY, comments dropped
-  awk -v key="$2" '
-    { sub(/#.*/, "") }
-    index($0, "=") {
-      k = substr($0, 1, index($0, "=") - 1); v = substr($0, index($0, "=") + 1)
-      gsub(/^[ \t]+|[ \t\r]+$/, "", k); gsub(/^[ \t]+|[ \t\r]+$/, "", v)
-      if (k == key) found = v
-    }
-    END { if (found != "") print found }' "$1"
-}
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # ini_get
 # list KEY DEFAULT: the comma-separated values of KEY as words; each must be a positive integer.
 list() {
   local raw v vals res=()

@@ -1,0 +1,13 @@
+# Shell helpers shared by slurm/submit.sh and slurm/sweep.sh (sourced, not run).
+
+# ini_get FILE KEY: the last 'KEY = VALUE' of an INI file (comments after '#' dropped), or nothing.
+ini_get() {
+  awk -v key="$2" '
+    { sub(/#.*/, "") }
+    index($0, "=") {
+      k = substr($0, 1, index($0, "=") - 1); v = substr($0, index($0, "=") + 1)
+      gsub(/^[ \t]+|[ \t\r]+$/, "", k); gsub(/^[ \t]+|[ \t\r]+$/, "", v)
+      if (k == key) found = v
+    }
+    END { if (found != "") print found }' "$1"
+}

@@ -271,6 +271,14 @@ until [[ "$(scontrol -o show job "$pre_id" | field Restarts)" -ge 1 ]]; do
   sleep 0.2
 done
 log "job $pre_id requeued: $(show_jobs "$pre_id" | sed 's/^ *//')"
+# Release it only once the first run's allocation is gone: started too early, slurmctld kills the new
+# run ("Job credential revoked", seen once on a loaded machine).
+limit=$((SECONDS + timeout_s))
+until [[ "$(sinfo -h -N -n localhost -o %T 2>/dev/null)" == idle ]]; do
+  ((SECONDS > limit)) && { fail "the node did not return to idle after the requeue"; break; }
+  sleep 0.2
+done
+sleep 2
 scontrol update JobId="$pre_id" StartTime=now || fail "could not release the requeued job (StartTime=now)"
 
 if ! wait_jobs "$timeout_s" "$pre_id" || ! check_completed "$pre_id"; then

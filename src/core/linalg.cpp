@@ -5,12 +5,14 @@
 namespace repsearch {
 
 namespace {
-at::Tensor centred(const at::Tensor& x) {  // [..., n, d] -> float64, columns centred over n
-  auto xd = x.to(at::kDouble);
-  return xd - xd.mean(-2, /*keepdim=*/true);
+// The n-row products run in the input's precision (float32 GEMMs are the cost, e.g. the search's
+// per-generation diversity); their small d x d results are squared and summed in float64.
+at::Tensor centred(const at::Tensor& x) {  // [..., n, d], columns centred over n
+  auto xf = x.scalar_type() == at::kDouble ? x : x.to(at::kFloat);
+  return xf - xf.mean(-2, /*keepdim=*/true);
 }
 at::Tensor gram_norm(const at::Tensor& xc) {  // ||X^T X||_F for [..., n, d]
-  return at::matmul(xc.transpose(-2, -1), xc).pow(2).sum({-2, -1}).sqrt();
+  return at::matmul(xc.transpose(-2, -1), xc).to(at::kDouble).pow(2).sum({-2, -1}).sqrt();
 }
 }  // namespace
 
@@ -18,8 +20,8 @@ at::Tensor linear_cka_batch(const at::Tensor& x, const at::Tensor& y) {
   if (x.dim() != 3 || y.dim() != 2 || x.size(1) != y.size(0))
     fail("linear_cka_batch: expected X [B, n, d1] and Y [n, d2], found ", x.sizes(), " and ", y.sizes());
   auto xc = centred(x);
-  auto yc = centred(y);
-  auto cross = at::matmul(yc.t().unsqueeze(0), xc).pow(2).sum({-2, -1});
+  auto yc = centred(y).to(xc.scalar_type());
+  auto cross = at::matmul(yc.t().unsqueeze(0), xc).to(at::kDouble).pow(2).sum({-2, -1});
   auto den = gram_norm(xc) * gram_norm(yc);
   // A constant representation has no similarity structure: define CKA with it as 0.
   return at::where(den > 0, cross / den.clamp_min(1e-300), at::zeros_like(cross));

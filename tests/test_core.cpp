@@ -11,8 +11,10 @@
 #include "repsearch/core/operators.hpp"
 #include "repsearch/core/rng.hpp"
 #include "repsearch/core/search.hpp"
+#include "synthetic.hpp"
 
 using namespace repsearch;
+using testing::Synthetic;
 
 namespace {
 const auto F32 = at::TensorOptions().dtype(at::kFloat);
@@ -23,23 +25,6 @@ at::Tensor random_orthogonal(int64_t d, uint64_t seed) {
   auto q = at::linalg_qr(at::randn({d, d}, g, F64));
   return std::get<0>(q);
 }
-
-// Labels from a linear rule on the inputs: learnable, so a label-like Z must score well.
-struct Synthetic {
-  FitnessData data;
-  Synthetic(int64_t n_s, int64_t n_v, int64_t n_h, int64_t dim, int64_t classes, uint64_t seed) {
-    auto g = make_generator(seed, Stream::splits);
-    auto rule = at::randn({dim, classes}, g, F32);
-    auto make = [&](int64_t n, at::Tensor& x, at::Tensor& y) {
-      x = at::randn({n, dim}, g, F32);
-      y = at::matmul(x, rule).argmax(1);
-    };
-    make(n_s, data.x_search, data.y_search);
-    make(n_v, data.x_val, data.y_val);
-    make(n_h, data.x_heldout, data.y_heldout);
-    data.n_classes = classes;
-  }
-};
 
 at::Tensor onehot_pop(const at::Tensor& y, int64_t classes, int64_t d, int64_t P, uint64_t seed) {
   auto g = make_generator(seed, Stream::init, {7});

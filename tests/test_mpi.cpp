@@ -10,6 +10,7 @@
 #include "repsearch/core/linalg.hpp"
 #include "repsearch/core/rng.hpp"
 #include "repsearch/mpi/archipelago.hpp"
+#include "synthetic.hpp"
 
 using namespace repsearch;
 
@@ -17,20 +18,9 @@ namespace {
 
 const auto F32 = at::TensorOptions().dtype(at::kFloat);
 
-struct World {
-  FitnessData data;
-  World() {
-    auto g = make_generator(41, Stream::splits);
-    auto rule = at::randn({6, 3}, g, F32);
-    auto make = [&](int64_t n, at::Tensor& x, at::Tensor& y) {
-      x = at::randn({n, 6}, g, F32);
-      y = at::matmul(x, rule).argmax(1);
-    };
-    make(120, data.x_search, data.y_search);
-    make(80, data.x_val, data.y_val);
-    make(80, data.x_heldout, data.y_heldout);
-    data.n_classes = 3;
-  }
+// The same data on every rank.
+struct World : testing::Synthetic {
+  World() : Synthetic(120, 80, 80, 6, 3, 41) {}
 };
 
 int ranks() {

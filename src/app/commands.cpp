@@ -146,16 +146,11 @@ int cmd_search(const Options& o) {
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   const bool root = rank == 0;
-  const int local = mpi::local_rank(comm);
-  MPI_Comm node;
-  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-  int node_ranks = 1;
-  MPI_Comm_size(node, &node_ranks);
-  MPI_Comm_free(&node);
+  const auto node = mpi::node_place(comm);
   const int threads = o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads"))
-                                                 : std::max(1, node_cores() / node_ranks);
+                                                 : std::max(1, node_cores() / node.ranks);
   set_threads(threads);
-  const auto device = choose_device(o.get<std::string>("device"), local);
+  const auto device = choose_device(o.get<std::string>("device"), node.rank);
 
   const fs::path out = o.get<std::string>("out");
   const auto archive_path = (out / "archive.h5").string(), ckpt_path = (out / "checkpoint.h5").string();

@@ -301,13 +301,14 @@ std::vector<std::int64_t> islands_of_rank(int rank, int ranks, std::int64_t n_is
   return out;
 }
 
-int local_rank(MPI_Comm comm) {
+NodePlace node_place(MPI_Comm comm) {
   MPI_Comm node;
   check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
-  int r = 0;
-  MPI_Comm_rank(node, &r);
+  NodePlace p;
+  MPI_Comm_rank(node, &p.rank);
+  MPI_Comm_size(node, &p.ranks);
   MPI_Comm_free(&node);
-  return r;
+  return p;
 }
 
 Archipelago::Archipelago(MPI_Comm comm, std::int64_t n_islands, SearchConfig search, MigrationConfig migration,

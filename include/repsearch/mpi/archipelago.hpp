@@ -35,8 +35,12 @@ void validate(const MigrationConfig& config, std::int64_t n_islands);
 std::vector<std::pair<std::int64_t, std::int64_t>> migration_edges(const MigrationConfig& config, std::int64_t n_islands,
                                                                    std::uint64_t seed, std::int64_t generation);
 std::vector<std::int64_t> islands_of_rank(int rank, int ranks, std::int64_t n_islands);
-// Rank within the node (for choosing a GPU).
-int local_rank(MPI_Comm comm);
+// This rank's place on its node: index (for choosing a GPU) and how many ranks share the node
+// (for dividing its cores).
+struct NodePlace {
+  int rank = 0, ranks = 1;
+};
+NodePlace node_place(MPI_Comm comm);
 
 struct Progress {  // over all islands; meaningful on rank 0
   std::int64_t generation = 0;

@@ -101,13 +101,15 @@ std::string tensor_list(const at::Tensor& t, int precision) {
   return os.str();
 }
 
-Prepared prepare(const Options& o, const at::Device& device) {
+Prepared prepare(const Options& o, const at::Device& device, bool fitness_inputs) {
   Prepared p;
   p.dataset = io::load_dataset(o.get<std::string>("dataset"), o.get<std::string>("data-dir"));
   p.splits = make_splits(p.dataset.train_images.size(0), o.splits(), o.get<std::uint64_t>("seed"));
   p.standardiser = fit_standardiser(p.dataset.train_images);
   p.normalisation = "per-channel standardisation with training-set statistics: mean=" +
                     tensor_list(p.standardiser.mean, 6) + " std=" + tensor_list(p.standardiser.std, 6);
+  p.fitness_data.n_classes = p.dataset.n_classes;
+  if (!fitness_inputs) return p;
   auto take = [&](const at::Tensor& idx, at::Tensor& x, at::Tensor& y) {
     x = p.standardiser.apply(p.dataset.train_images.index_select(0, idx)).flatten(1).to(device).contiguous();
     y = p.dataset.train_labels.index_select(0, idx).to(device);
@@ -116,12 +118,11 @@ Prepared prepare(const Options& o, const at::Device& device) {
   take(p.splits.search, f.x_search, f.y_search);
   take(p.splits.val, f.x_val, f.y_val);
   take(p.splits.heldout, f.x_heldout, f.y_heldout);
-  f.n_classes = p.dataset.n_classes;
   return p;
 }
 
 int cmd_data(const Options& o) {
-  auto p = prepare(o, at::Device(at::kCPU));
+  auto p = prepare(o, at::Device(at::kCPU), /*fitness_inputs=*/false);
   const auto& d = p.dataset;
   std::cout << "dataset " << d.name << " from " << d.data_dir << "\n";
   std::cout << "  train " << d.train_images.sizes() << "  test " << d.test_images.sizes() << "  classes "

@@ -17,10 +17,11 @@ struct Prepared {
   io::Dataset dataset;
   Splits splits;
   Standardiser standardiser;
-  FitnessData fitness_data;  // S, V, H flattened to [n, D] on the device
+  FitnessData fitness_data;  // S, V, H flattened to [n, D] on the device (when asked for)
   std::string normalisation;
 };
-Prepared prepare(const Options& options, const at::Device& device);
+// fitness_inputs: also build fitness_data (the search needs it; learn, sgd and data do not).
+Prepared prepare(const Options& options, const at::Device& device, bool fitness_inputs = true);
 
 void set_threads(int threads);  // LibTorch's pool and OpenBLAS's
 int node_cores();

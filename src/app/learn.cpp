@@ -103,7 +103,7 @@ int cmd_learn(const Options& cli) {
   validate(o);
   set_threads(o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads")) : node_cores());
   const auto device = choose_device(o.get<std::string>("device"), 0);
-  auto p = prepare(o, device);
+  auto p = prepare(o, device, /*fitness_inputs=*/false);
   if (!at::equal(p.splits.search, archive.search_indices) || !at::equal(p.splits.val, archive.val_indices))
     fail("learn: the splits rebuilt from the archive's config differ from those stored in ", archive_path,
          " (another data set version?)");
@@ -204,7 +204,7 @@ int cmd_learn(const Options& cli) {
 int cmd_sgd(const Options& o) {
   set_threads(o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads")) : node_cores());
   const auto device = choose_device(o.get<std::string>("device"), 0);
-  auto p = prepare(o, device);
+  auto p = prepare(o, device, /*fitness_inputs=*/false);
   const bool full = o.get<std::string>("data") == "full";
   auto idx = full ? at::Tensor() : at::cat({p.splits.search, p.splits.val});
   auto x = images(p, idx, false, device), y = labels(p, idx, false, device);

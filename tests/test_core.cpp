@@ -105,37 +105,57 @@ TEST_CASE("GA operators") {
     CHECK(at::equal(from_a, take));
     CHECK(at::equal(from_b, take.logical_not()));
   }
-  SUBCASE("mutation touches exactly the configured fraction of rows") {
-    const int64_t rows = ops::rows_for_fraction(0.02, n);
-    CHECK(rows == 2);
-    auto mask = ops::row_mask(B, n, rows, g);
-    CHECK(at::equal(mask.sum(1), at::full({B}, rows, at::TensorOptions().dtype(at::kLong))));
-    auto child = ops::gaussian_rows(a, mask, 0.3, g);
-    auto changed = (child - a).abs().amax(2).gt(0);
-    CHECK(at::equal(changed, mask));
+  // The in-place operators change individuals `who` of a copy of `a`; the others stay bit-equal.
+  auto who = at::tensor({0, 2, 3}, at::TensorOptions().dtype(at::kLong));
+  auto spread = ops::column_std(a);
+  auto changed_rows = [&](const at::Tensor& child) { return child.ne(a).any(2); };  // [B, n]
+  auto expected_rows = [&](const at::Tensor& rows) {
+    auto m = at::zeros({B, n}, at::TensorOptions().dtype(at::kBool));
+    for (int64_t i = 0; i < who.size(0); ++i) m[who[i].item<int64_t>()].index_fill_(0, rows[i], true);
+    return m;
+  };
+  SUBCASE("random rows: the configured count, distinct and ascending") {
+    CHECK(ops::rows_for_fraction(0.02, n) == 2);
+    CHECK(ops::rows_for_fraction(0.0, n) == 1);
+    auto rows = ops::random_rows(B, n, 7, g);
+    CHECK(rows.sizes() == at::IntArrayRef({B, 7}));
+    CHECK((rows.slice(1, 1) - rows.slice(1, 0, -1)).gt(0).all().item<bool>());
   }
-  SUBCASE("class pull moves masked rows towards their class mean") {
+  SUBCASE("gaussian mutation touches exactly the chosen rows of the chosen individuals") {
+    auto rows = ops::random_rows(3, n, 2, g);
+    auto child = a.clone();
+    ops::gaussian_rows_(child, who, rows, spread, 0.3, g);
+    CHECK(at::equal(changed_rows(child), expected_rows(rows)));
+  }
+  SUBCASE("class pull moves the chosen rows onto their class mean") {
     auto labels = at::arange(n, at::TensorOptions().dtype(at::kLong)).remainder(3);
-    auto mask = ops::row_mask(B, n, 10, g);
-    auto child = ops::class_pull(a, labels, 3, mask, 1.0, 0.0, g);  // alpha 1, no noise: rows = class means
-    auto mean0 = a[0].index_select(0, labels.eq(0).nonzero().squeeze(1)).mean(0);
-    auto rows0 = mask[0].logical_and(labels.eq(0)).nonzero().squeeze(1);
-    if (rows0.numel() > 0) CHECK(at::allclose(child[0][rows0[0].item<int64_t>()], mean0, 1e-5, 1e-5));
-    CHECK(at::equal(child.ne(a).any(2), mask));
+    auto rows = ops::random_rows(3, n, 10, g);
+    auto child = a.clone();
+    ops::class_pull_(child, who, rows, spread, labels, 3, 1.0, 0.0, g);  // alpha 1, no noise: rows = class means
+    const auto r = rows[1][0].item<int64_t>();                            // individual 2's first row
+    auto mean = a[2].index_select(0, labels.eq(labels[r]).nonzero().squeeze(1)).mean(0);
+    CHECK(at::allclose(child[2][r], mean, 1e-5, 1e-5));
+    CHECK(at::equal(changed_rows(child), expected_rows(rows)));
   }
-  SUBCASE("column move changes exactly one column per individual") {
+  SUBCASE("column move changes exactly one column of each chosen individual") {
     auto phi = at::randn({n, 16}, g, F32);
-    auto child = ops::column_move(a, phi, 0.3, g);
+    auto child = a.clone();
+    ops::column_move_(child, who, spread, phi, 0.3, g);
     auto cols = (child - a).abs().amax(1).gt(0).sum(1);
-    CHECK(at::equal(cols, at::ones({B}, at::TensorOptions().dtype(at::kLong))));
+    CHECK(at::equal(cols, at::tensor({1, 0, 1, 1}, at::TensorOptions().dtype(at::kLong))));
   }
-  SUBCASE("kNN smoothing replaces masked rows by their neighbours' mean") {
+  SUBCASE("kNN smoothing replaces the chosen rows by their neighbours' mean") {
     auto nb = at::randint(n, {n, 3}, g, at::TensorOptions().dtype(at::kLong));
-    auto mask = ops::row_mask(B, n, 5, g);
-    auto child = ops::knn_smooth(a, nb, mask, 0.0, g);
-    auto r = mask[1].nonzero()[0][0].item<int64_t>();
-    CHECK(at::allclose(child[1][r], a[1].index_select(0, nb[r]).mean(0), 1e-5, 1e-5));
-    CHECK(at::equal(child.ne(a).any(2), mask));
+    auto rows = ops::random_rows(3, n, 5, g);
+    auto child = a.clone();
+    ops::knn_smooth_(child, who, rows, spread, nb, 0.0, g);
+    const auto r = rows[2][0].item<int64_t>();  // individual 3's first row
+    CHECK(at::allclose(child[3][r], a[3].index_select(0, nb[r]).mean(0), 1e-5, 1e-5));
+    CHECK(at::equal(changed_rows(child), expected_rows(rows)));
+  }
+  SUBCASE("a population that is not [P, n, d] contiguous is refused") {
+    auto t = a.transpose(1, 2);
+    CHECK_THROWS_AS(ops::gaussian_rows_(t, who, ops::random_rows(3, d, 1, g), spread, 0.3, g), Error);
   }
   SUBCASE("DE rand/1/bin on a hand example") {
     auto pop = at::arange(4 * 2 * 1, F32).view({4, 2, 1});  // individual i rows: (2i, 2i+1)

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "repsearch/core/error.hpp"
+#include "repsearch/core/linalg.hpp"
 #include "repsearch/core/rng.hpp"
 
 namespace repsearch {
@@ -59,13 +60,13 @@ RidgeWeights ridge_weights(const at::Tensor& pop, const at::Tensor& labels, std:
   auto dbl = pop.options().dtype(at::kDouble);
   // Centred Gram without a centred copy of the population: Z^T Z - n m m^T.
   // Z^T Y as per-class row sums (no one-hot matrix, no copy); their total gives the column means.
-  auto class_sums = at::zeros({P, n_classes, d}, pop.options()).index_add_(1, labels, pop).to(at::kDouble);
-  auto mean = class_sums.sum(1) / static_cast<double>(n);                    // [P, d]
+  auto sums = class_sums(pop, labels, n_classes).to(at::kDouble);            // [P, C, d]
+  auto mean = sums.sum(1) / static_cast<double>(n);                          // [P, d]
   auto gram = at::bmm(pop.transpose(1, 2), pop).to(at::kDouble);           // [P, d, d]
   gram -= static_cast<double>(n) * mean.unsqueeze(2) * mean.unsqueeze(1);
   auto counts = at::bincount(labels, /*weights=*/{}, n_classes).to(dbl);    // [C]
   auto ybar = counts / static_cast<double>(n);                               // [C]
-  auto cross = class_sums.transpose(1, 2) - static_cast<double>(n) * mean.unsqueeze(2) * ybar.view({1, 1, -1});
+  auto cross = sums.transpose(1, 2) - static_cast<double>(n) * mean.unsqueeze(2) * ybar.view({1, 1, -1});
   auto trace = gram.diagonal(0, 1, 2).sum(1);                                 // [P]
   auto mu = (ridge * trace / static_cast<double>(d)).clamp_min(1e-12);
   auto reg = gram + mu.view({P, 1, 1}) * at::eye(d, dbl).unsqueeze(0);
@@ -82,9 +83,20 @@ RidgeWeights ridge_weights(const at::Tensor& pop, const at::Tensor& labels, std:
 
 Readout ridge_readout(const at::Tensor& pop, const at::Tensor& labels, std::int64_t n_classes, double ridge) {
   auto rw = ridge_weights(pop, labels, n_classes, ridge);
+  const auto P = pop.size(0), n = pop.size(1), C = n_classes;
+  auto w = rw.w.to(pop.scalar_type());
   Readout r;
   r.bias = rw.bias.to(pop.scalar_type());
-  r.zw = at::bmm(pop, rw.w.to(pop.scalar_type()));                           // [P, n, C]
+  // Z W lands in an [n, P, C] buffer, the smoother's GEMM operand, so no permuted copy follows.
+  r.zw = at::empty({n, P, C}, pop.options()).permute({1, 0, 2});             // [P, n, C] view
+  if (pop.is_cpu()) {
+    for (std::int64_t p = 0; p < P; ++p) {  // strided output rows are plain GEMM ldc; bmm would copy
+      auto out = r.zw.select(0, p);
+      at::mm_out(out, pop.select(0, p), w.select(0, p));
+    }
+  } else {
+    r.zw.copy_(at::bmm(pop, w));
+  }
   r.ok = rw.ok;
   return r;
 }
@@ -175,7 +187,7 @@ class RidgeProbe {
   at::Tensor probe(const at::Tensor& pop, const at::Tensor& m, const at::Tensor& y) const {
     const auto P = pop.size(0), n = pop.size(1), C = n_classes_;
     auto r = detail::ridge_readout(pop, y_search_, C, cfg_.readout_ridge);
-    auto flat = r.zw.permute({1, 0, 2}).reshape({n, P * C});                  // one GEMM for all P
+    auto flat = r.zw.permute({1, 0, 2}).reshape({n, P * C});                  // one GEMM for all P (a view)
     auto logits = at::matmul(m, flat).view({m.size(0), P, C}).permute({1, 0, 2}) + r.bias.unsqueeze(1);
     auto s = detail::neg_cross_entropy(logits, y, cfg_.beta);
     return at::where(r.ok, s, at::full_like(s, std::numeric_limits<double>::quiet_NaN()));

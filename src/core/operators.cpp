@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "repsearch/core/error.hpp"
+#include "repsearch/core/linalg.hpp"
 
 namespace repsearch::ops {
 
@@ -14,22 +16,37 @@ at::Tensor normal(at::IntArrayRef sizes, at::Generator& gen, const at::TensorOpt
 at::Tensor on(const at::Tensor& mask, const at::Tensor& like) {  // [B,n] bool -> [B,n,1] on like's device
   return mask.to(like.device()).unsqueeze(2);
 }
-// The masked rows as indices [B, r] when every individual has r of them (row_mask's output), so
-// operators touch r rows instead of all n; undefined otherwise.
-at::Tensor rows_of(const at::Tensor& mask) {
-  auto counts = mask.sum(1);
-  const auto r = counts[0].item<std::int64_t>();
-  if (r == 0 || !counts.eq(r).all().item<bool>()) return {};
-  return mask.nonzero().select(1, 1).view({mask.size(0), r});
+// Row r of individual who[b] is row who[b] * n + r of pop viewed as [P * n, d].
+at::Tensor flat_rows(const at::Tensor& pop, const at::Tensor& who, const at::Tensor& rows) {
+  auto dev = pop.device();
+  return (who.to(dev).view({-1, 1}) * pop.size(1) + rows.to(dev)).view(-1);
 }
-at::Tensor expand_rows(const at::Tensor& idx, const at::Tensor& like) {  // [B,r] -> [B,r,d] on like's device
-  return idx.to(like.device()).unsqueeze(2).expand({idx.size(0), idx.size(1), like.size(2)});
+at::Tensor rows_view(at::Tensor& pop) { return pop.view({-1, pop.size(2)}); }
+// src [N, d] rows idx [M] -> [M, d]. On the CPU one memcpy per row: index_select spends ~250 ns of
+// bookkeeping on each 256-byte row, ten times the copy.
+at::Tensor gather_rows(const at::Tensor& src, const at::Tensor& idx) {
+  if (!src.is_cpu() || !src.is_contiguous() || src.dim() != 2) return src.index_select(0, idx);
+  auto ix = idx.to(at::kLong).contiguous();
+  const auto M = ix.numel(), N = src.size(0), d = src.size(1);
+  auto out = at::empty({M, d}, src.options());
+  const auto* i = ix.data_ptr<std::int64_t>();
+  const auto bytes = static_cast<std::size_t>(d) * src.element_size();
+  const auto* from = static_cast<const char*>(src.data_ptr());
+  auto* to = static_cast<char*>(out.data_ptr());
+  for (std::int64_t m = 0; m < M; ++m) {
+    if (i[m] < 0 || i[m] >= N) fail("gather_rows: row ", i[m], " is outside [0, ", N, ")");
+    std::memcpy(to + m * bytes, from + i[m] * bytes, bytes);
+  }
+  return out;
 }
-// Replace the rows idx [B,r] of a copy of `parents` by `rows` [B,r,d].
-at::Tensor with_rows(const at::Tensor& parents, const at::Tensor& idx, const at::Tensor& rows) {
-  return parents.clone().scatter_(1, expand_rows(idx, parents), rows);
+void check_batch(const at::Tensor& pop, const at::Tensor& who, const at::Tensor& rows, const char* op) {
+  if (pop.dim() != 3 || !pop.is_contiguous() || who.dim() != 1 || (rows.defined() && (rows.dim() != 2 || rows.size(0) != who.size(0))))
+    fail(op, ": expected a contiguous population [P, n, d], who [B] and rows [B, r], found ", pop.sizes(), ", ",
+         who.sizes(), " and ", rows.defined() ? rows.sizes() : at::IntArrayRef{});
 }
 }  // namespace
+
+at::Tensor pick(const at::Tensor& pop, const at::Tensor& idx) { return pop.index({idx.to(pop.device())}); }
 
 at::Tensor tournament(const at::Tensor& fitness, std::int64_t count, std::int64_t size, at::Generator& gen) {
   if (size < 1) fail("tournament: size must be >= 1, found ", size);
@@ -45,83 +62,102 @@ std::int64_t rows_for_fraction(double fraction, std::int64_t n) {
   return std::max<std::int64_t>(1, std::min<std::int64_t>(n, std::llround(fraction * static_cast<double>(n))));
 }
 
-at::Tensor row_mask(std::int64_t batch, std::int64_t n, std::int64_t rows, at::Generator& gen) {
+at::Tensor random_rows(std::int64_t batch, std::int64_t n, std::int64_t rows, at::Generator& gen) {
   auto keys = at::rand({batch, n}, gen, at::TensorOptions().dtype(at::kFloat));
-  auto picked = std::get<1>(keys.topk(rows, 1));
-  return at::zeros({batch, n}, at::TensorOptions().dtype(at::kBool)).scatter_(1, picked, true);
+  return std::get<0>(std::get<1>(keys.topk(rows, 1)).sort(1));
 }
 
 at::Tensor column_std(const at::Tensor& pop) {
-  const auto n = static_cast<double>(pop.size(1));
-  auto mean = pop.sum(1, /*keepdim=*/true) / n;
-  auto var = pop.pow(2).sum(1, /*keepdim=*/true) / n - mean.pow(2);
-  return var.clamp_min(1e-12).sqrt();
+  const auto B = pop.size(0), n = pop.size(1), d = pop.size(2);
+  if (!pop.is_cpu() || pop.scalar_type() != at::kFloat) {
+    auto mean = pop.sum(1, /*keepdim=*/true) / static_cast<double>(n);
+    auto var = pop.pow(2).sum(1, /*keepdim=*/true) / static_cast<double>(n) - mean.pow(2);
+    return var.clamp_min(1e-12).sqrt();
+  }
+  // One pass with float64 sums: ATen's sum, pow and sum read the population three times and
+  // allocate a squared copy (~10 ms of a ~45 ms variation step at the default sizes).
+  auto x = pop.contiguous();
+  auto sum = at::zeros({B, d}, at::TensorOptions().dtype(at::kDouble));
+  auto sq = at::zeros({B, d}, at::TensorOptions().dtype(at::kDouble));
+  const float* src = x.data_ptr<float>();
+  double *s1 = sum.data_ptr<double>(), *s2 = sq.data_ptr<double>();
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float* row = src + (b * n + i) * d;
+      for (std::int64_t k = 0; k < d; ++k) {
+        const double v = row[k];
+        s1[b * d + k] += v;
+        s2[b * d + k] += v * v;
+      }
+    }
+  auto mean = sum / static_cast<double>(n);
+  auto var = sq / static_cast<double>(n) - mean.pow(2);
+  return var.clamp_min(1e-12).sqrt().to(at::kFloat).unsqueeze(1);
 }
 
 at::Tensor crossover_rows(const at::Tensor& a, const at::Tensor& b, const at::Tensor& take_a) {
   return at::where(on(take_a, a), a, b);
 }
 
-at::Tensor gaussian_rows(const at::Tensor& parents, const at::Tensor& mask, double sigma, at::Generator& gen) {
-  auto idx = rows_of(mask);
-  if (!idx.defined()) return parents + normal(parents.sizes(), gen, parents.options()) * column_std(parents) * sigma * on(mask, parents);
-  auto rows = parents.gather(1, expand_rows(idx, parents));
-  auto noise = normal(rows.sizes(), gen, parents.options()) * column_std(parents) * sigma;
-  return with_rows(parents, idx, rows + noise);
+void gaussian_rows_(at::Tensor& pop, const at::Tensor& who, const at::Tensor& rows, const at::Tensor& spread,
+                    double sigma, at::Generator& gen) {
+  check_batch(pop, who, rows, "gaussian");
+  auto flat = flat_rows(pop, who, rows);
+  auto x = gather_rows(rows_view(pop), flat).view({rows.size(0), rows.size(1), pop.size(2)});
+  auto noise = normal(x.sizes(), gen, pop.options()) * spread.index_select(0, who.to(pop.device())) * sigma;
+  rows_view(pop).index_copy_(0, flat, (x + noise).view({-1, pop.size(2)}));
 }
 
-at::Tensor class_pull(const at::Tensor& parents, const at::Tensor& labels, std::int64_t n_classes,
-                      const at::Tensor& mask, double alpha, double noise, at::Generator& gen) {
-  const auto B = parents.size(0), d = parents.size(2);
-  auto lab = labels.to(parents.device());
-  auto sums = at::zeros({B, n_classes, d}, parents.options()).index_add_(1, lab, parents);
-  auto counts = at::bincount(lab, /*weights=*/{}, n_classes).clamp_min(1).to(parents.scalar_type());
-  auto class_means = sums / counts.view({1, -1, 1});  // [B, C, d]
-  auto idx = rows_of(mask);
-  if (!idx.defined()) {
-    auto means = class_means.index_select(1, lab);
-    auto moved = parents + alpha * (means - parents) + normal(parents.sizes(), gen, parents.options()) * column_std(parents) * noise;
-    return at::where(on(mask, parents), moved, parents);
-  }
-  auto rows = parents.gather(1, expand_rows(idx, parents));                       // [B, r, d]
-  auto means = class_means.gather(1, expand_rows(lab.index_select(0, idx.to(lab.device()).view(-1)).view(idx.sizes()), parents));
-  auto moved = rows + alpha * (means - rows) + normal(rows.sizes(), gen, parents.options()) * column_std(parents) * noise;
-  return with_rows(parents, idx, moved);
+void class_pull_(at::Tensor& pop, const at::Tensor& who, const at::Tensor& rows, const at::Tensor& spread,
+                 const at::Tensor& labels, std::int64_t n_classes, double alpha, double noise, at::Generator& gen) {
+  check_batch(pop, who, rows, "pull");
+  const auto B = who.size(0), r = rows.size(1), d = pop.size(2);
+  auto dev = pop.device();
+  auto lab = labels.to(dev);
+  auto w = who.to(dev);
+  auto counts = at::bincount(lab, /*weights=*/{}, n_classes).clamp_min(1).to(pop.scalar_type());
+  auto class_means = (class_sums(pick(pop, w), lab, n_classes) / counts.view({1, -1, 1})).view({B * n_classes, d});
+  auto flat = flat_rows(pop, who, rows);
+  auto x = gather_rows(rows_view(pop), flat).view({B, r, d});
+  auto row_class = at::arange(B, lab.options()).view({B, 1}) * n_classes + lab.index_select(0, rows.to(dev).view(-1)).view({B, r});
+  auto means = gather_rows(class_means, row_class.view(-1)).view({B, r, d});
+  auto moved = x + alpha * (means - x) + normal(x.sizes(), gen, pop.options()) * spread.index_select(0, w) * noise;
+  rows_view(pop).index_copy_(0, flat, moved.view({-1, d}));
 }
 
-at::Tensor column_move(const at::Tensor& parents, const at::Tensor& phi, double scale, at::Generator& gen) {
-  const auto B = parents.size(0), d = parents.size(2);
+void column_move_(at::Tensor& pop, const at::Tensor& who, const at::Tensor& spread, const at::Tensor& phi,
+                  double scale, at::Generator& gen) {
+  check_batch(pop, who, {}, "column");
+  const auto B = who.size(0), n = pop.size(1), d = pop.size(2);
   auto cpu = at::TensorOptions().dtype(at::kFloat);
   auto r = at::randn({phi.size(1), B}, gen, cpu).to(phi.device());
   auto u = at::matmul(phi, r);                                    // [n, B]
   u = (u - u.mean(0, true)) / u.std(0, /*unbiased=*/false, /*keepdim=*/true).clamp_min(1e-12);
-  auto col = at::randint(d, {B}, gen, cpu.dtype(at::kLong)).to(parents.device());
-  auto spread = column_std(parents).squeeze(1).gather(1, col.view({B, 1}));   // [B, 1] std of the chosen column
-  auto step = (u.t() * (scale * spread)).unsqueeze(2);                        // [B, n, 1]
-  return parents.clone().scatter_add_(2, col.view({B, 1, 1}).expand({B, parents.size(1), 1}), step);
+  auto col = at::randint(d, {B}, gen, cpu.dtype(at::kLong)).to(pop.device());
+  auto w = who.to(pop.device());
+  auto s = spread.squeeze(1).index_select(0, w).gather(1, col.view({B, 1}));    // [B, 1] std of the chosen column
+  auto step = u.t() * (scale * s);                                              // [B, n]
+  // Element (who[b], i, col[b]) of pop viewed flat: one strided column per individual.
+  auto at_col = (w.view({B, 1}) * (n * d) + at::arange(n, w.options()).view({1, n}) * d + col.view({B, 1})).view(-1);
+  auto flat = pop.view(-1);
+  flat.index_copy_(0, at_col, flat.index_select(0, at_col) + step.reshape(-1));
 }
 
-at::Tensor knn_smooth(const at::Tensor& parents, const at::Tensor& neighbours, const at::Tensor& mask,
-                      double noise, at::Generator& gen) {
-  const auto B = parents.size(0), n = parents.size(1), k = neighbours.size(1), d = parents.size(2);
-  auto nb = neighbours.to(parents.device());
-  auto idx = rows_of(mask);
-  if (!idx.defined()) {
-    auto smooth = parents.index_select(1, nb.reshape(-1)).view({B, n, k, d}).mean(2);
-    smooth = smooth + normal(parents.sizes(), gen, parents.options()) * column_std(parents) * noise;
-    return at::where(on(mask, parents), smooth, parents);
-  }
-  const auto r = idx.size(1);
-  auto their = nb.index_select(0, idx.to(nb.device()).view(-1)).view({B, r * k});  // neighbours of the chosen rows
-  auto smooth = parents.gather(1, expand_rows(their, parents)).view({B, r, k, d}).mean(2);
-  smooth = smooth + normal(smooth.sizes(), gen, parents.options()) * column_std(parents) * noise;
-  return with_rows(parents, idx, smooth);
+void knn_smooth_(at::Tensor& pop, const at::Tensor& who, const at::Tensor& rows, const at::Tensor& spread,
+                 const at::Tensor& neighbours, double noise, at::Generator& gen) {
+  check_batch(pop, who, rows, "knn");
+  const auto B = who.size(0), r = rows.size(1), k = neighbours.size(1), d = pop.size(2);
+  auto nb = neighbours.to(pop.device());
+  auto their = nb.index_select(0, rows.to(nb.device()).view(-1)).view({B, r * k});  // neighbours of the chosen rows
+  auto smooth = gather_rows(rows_view(pop), flat_rows(pop, who, their)).view({B, r, k, d}).mean(2);
+  smooth = smooth + normal(smooth.sizes(), gen, pop.options()) * spread.index_select(0, who.to(pop.device())) * noise;
+  rows_view(pop).index_copy_(0, flat_rows(pop, who, rows), smooth.view({-1, d}));
 }
 
 at::Tensor de_rand1bin(const at::Tensor& pop, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
                        double f, const at::Tensor& take_mutant) {
   auto dev = pop.device();
-  auto mutant = pop.index_select(0, a.to(dev)) + f * (pop.index_select(0, b.to(dev)) - pop.index_select(0, c.to(dev)));
+  auto mutant = pick(pop, a) + f * (pick(pop, b) - pick(pop, c));
   return at::where(on(take_mutant, pop), mutant, pop);
 }
 

@@ -60,8 +60,8 @@ at::Tensor replace_if_better(IslandState& s, const at::Tensor& trials, const at:
                              const at::Tensor& parent_fit) {
   auto better = trial_fit.gt(parent_fit);
   auto slots = better.nonzero().squeeze(1);
-  if (slots.numel() > 0)
-    s.population.index_copy_(0, slots.to(s.population.device()), trials.index_select(0, slots.to(trials.device())));
+  auto acc = slots.accessor<std::int64_t, 1>();
+  for (std::int64_t i = 0; i < acc.size(0); ++i) s.population[acc[i]].copy_(trials[acc[i]]);  // one copy each
   mark_new(s, slots);
   s.fitness = at::where(better, trial_fit, parent_fit);
   return better;
@@ -74,12 +74,12 @@ std::pair<at::Tensor, at::Tensor> vary(const IslandState& s, const at::Tensor& p
   const auto n = s.population.size(1);
   auto base_idx = ops::tournament(parent_fit, count, c.tournament, gen);
   auto dev = s.population.device();
-  auto children = s.population.index_select(0, base_idx.to(dev));
+  auto children = ops::pick(s.population, base_idx);  // the one copy: operators then work in place
   // Crossover: a subset of children mixes rows with a second tournament winner.
   auto cross = at::rand({count}, gen, kCpuFloat).lt(c.crossover).nonzero().squeeze(1);
   if (cross.numel() > 0) {
-    auto mates = s.population.index_select(0, ops::tournament(parent_fit, cross.numel(), c.tournament, gen).to(dev));
-    auto firsts = children.index_select(0, cross.to(dev));
+    auto mates = ops::pick(s.population, ops::tournament(parent_fit, cross.numel(), c.tournament, gen));
+    auto firsts = ops::pick(children, cross);
     if (c.crossover_align) mates = ops::align_batch(mates, firsts);
     auto take = at::rand({cross.numel(), n}, gen, kCpuFloat).lt(0.5);
     children.index_copy_(0, cross.to(dev), ops::crossover_rows(firsts, mates, take));
@@ -89,27 +89,23 @@ std::pair<at::Tensor, at::Tensor> vary(const IslandState& s, const at::Tensor& p
   auto w = at::tensor(s.op_weights, at::TensorOptions().dtype(at::kDouble));
   auto probs = c.adapt_floor + (1.0 - c.adapt_floor * m) * w / w.sum().clamp_min(1e-12);
   auto op_of = at::multinomial(probs, count, /*replacement=*/true, gen);
-  for_each_group(op_of, m, [&](std::int64_t g, const at::Tensor& idx) {
-    auto didx = idx.to(dev);
-    auto sub = children.index_select(0, didx);
+  auto spread = ops::column_std(children);  // one pass for every operator's step sizes
+  for_each_group(op_of, m, [&](std::int64_t g, const at::Tensor& who) {
     const auto& op = c.operators[g];
-    const auto B = sub.size(0);
-    at::Tensor out;
+    const auto B = who.size(0);
+    auto rows = [&](double fraction) { return ops::random_rows(B, n, ops::rows_for_fraction(fraction, n), gen); };
     if (op == "gaussian") {
-      out = ops::gaussian_rows(sub, ops::row_mask(B, n, ops::rows_for_fraction(c.mutation_rate, n), gen), s.sigma, gen);
+      ops::gaussian_rows_(children, who, rows(c.mutation_rate), spread, s.sigma, gen);
     } else if (op == "pull") {
-      out = ops::class_pull(sub, ctx.y_search, ctx.n_classes,
-                            ops::row_mask(B, n, ops::rows_for_fraction(c.pull_fraction, n), gen), c.pull_alpha,
-                            c.pull_noise, gen);
+      ops::class_pull_(children, who, rows(c.pull_fraction), spread, ctx.y_search, ctx.n_classes, c.pull_alpha,
+                       c.pull_noise, gen);
     } else if (op == "column") {
-      out = ops::column_move(sub, ctx.phi, c.column_scale, gen);
+      ops::column_move_(children, who, spread, ctx.phi, c.column_scale, gen);
     } else if (op == "knn") {
-      out = ops::knn_smooth(sub, ctx.neighbours, ops::row_mask(B, n, ops::rows_for_fraction(c.knn_fraction, n), gen),
-                            c.knn_noise, gen);
+      ops::knn_smooth_(children, who, rows(c.knn_fraction), spread, ctx.neighbours, c.knn_noise, gen);
     } else {
       fail("option operators: unknown operator '", op, "'");
     }
-    children.index_copy_(0, didx, out);
   });
   return {children, op_of};
 }
@@ -149,8 +145,7 @@ class GeneticAlgorithm final : public Algorithm {
       const auto e = std::min(c_.elitism, P);
       auto elite = std::get<1>(parent_fit.topk(e));
       auto kept = std::get<1>(child_fit.topk(P - e));
-      auto dev = s.population.device();
-      auto next = at::cat({s.population.index_select(0, elite.to(dev)), children.index_select(0, kept.to(dev))});
+      auto next = at::cat({ops::pick(s.population, elite), ops::pick(children, kept)});
       std::vector<u64> uid;
       std::vector<std::int32_t> born;
       for (std::int64_t i = 0; i < e; ++i) {

@@ -1,8 +1,14 @@
-// Small linear-algebra tools shared by search and analysis: linear CKA and orthogonal Procrustes.
+// Small linear-algebra tools shared by search and analysis: linear CKA, orthogonal Procrustes and
+// per-class row sums.
 #pragma once
 #include <ATen/ATen.h>
+#include <cstdint>
 
 namespace repsearch {
+
+// Per-class sums of the rows of each individual: X [B, n, d], labels [n] in [0, C) -> [B, C, d] in
+// X's dtype (Z^T Y without a one-hot matrix). One streaming pass on the CPU; index_add_ elsewhere.
+at::Tensor class_sums(const at::Tensor& x, const at::Tensor& labels, std::int64_t n_classes);
 
 // Linear CKA (Kornblith et al. 2019) between X [n, d1] and Y [n, d2]: features are centred, then
 // ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F). 1 for identical inputs, invariant to orthogonal maps and

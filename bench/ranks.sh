@@ -1,31 +1,46 @@
 #!/usr/bin/env bash
-# Benchmarks 3 and 4 of bench/RESULTS.md: evaluations/s on 1 vs 2 ranks (one thread each, same
-# islands and total work), MPI share of the wall time, islands per rank 1 vs 2, and peak RSS per rank
-# against the population model P * n_s * d * 4 bytes.
-#   bench/ranks.sh [GENERATIONS]     (default 20; default-size islands: P=32, n_s=3000, d=64)
+# Benchmarks 3 and 4 of bench/RESULTS.md. Evaluations/s with 1 and 2 ranks (one thread each) on the
+# same 4 islands, and the ceiling for 2 ranks on this machine: two independent 1-rank processes with
+# 2 islands each, run at the same time (no MPI between them; they share cores, caches and memory
+# bandwidth exactly as the 2 ranks do). The three runs are repeated REPS times back to back and the
+# ratios of each repetition reported, so a busy moment of the shared machine hits both sides of a
+# ratio. Then islands per rank and peak RSS per rank against the population model P * n_s * d * 4 B.
+#   bench/ranks.sh [GENERATIONS] [REPS]     (defaults 30 and 3; default-size islands: P=32, n_s=3000, d=64)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin=${REPSEARCH_BIN:-build/repsearch}
-g=${1:-20}
+g=${1:-30}
+reps=${2:-3}
 [[ $EUID -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-run() {  # label ranks islands [generations]
-  local out
-  out=$(mpirun --oversubscribe -np "$2" "$bin" search --config configs/fashion_mnist.ini --islands "$3" \
-        --generations "${4:-$g}" --threads 1 --checkpoint-interval 0 --out "$tmp/$1" 2>&1)
-  local rate mpi rss pop
-  rate=$(grep -E "gen +${4:-$g}/" <<<"$out" | grep -oE '[0-9]+ eval/s' | grep -oE '[0-9]+')
-  mpi=$(grep -oE 'MPI \(migration, gathers, signal agreement\) [0-9.]+ s \([0-9.]+%\)' <<<"$out" | grep -oE '\([0-9.]+%\)')
-  rss=$(grep -oE 'peak RSS [0-9]+ MiB' <<<"$out" | grep -oE '[0-9]+')
-  pop=$(grep -oE "one island's population [0-9.]+ MiB" <<<"$out" | grep -oE '[0-9.]+ MiB' | grep -oE '[0-9.]+')
-  echo "| $1 | $2 | $3 | $rate | $mpi | $rss | $pop |"
+search() {  # out ranks islands generations -> the run's output in $tmp/out.log
+  mpirun --oversubscribe -np "$2" "$bin" search --config configs/fashion_mnist.ini --islands "$3" \
+    --generations "$4" --threads 1 --checkpoint-interval 0 --out "$tmp/$1" >"$tmp/$1.log" 2>&1
 }
+rate() { grep -E "gen +$2/" "$tmp/$1.log" | grep -oE '[0-9]+ eval/s' | grep -oE '[0-9]+'; }
+mpi() { grep -oE 'MPI \(migration, gathers, signal agreement\) [0-9.]+ s \([0-9.]+%\), of which migration [0-9.]+ s' "$tmp/$1.log" |
+        sed -E 's/.*\) ([0-9.]+) s \(([0-9.]+%)\), of which migration ([0-9.]+) s/\2 (migration \3 s of \1 s)/'; }
+rss() { grep -oE 'peak RSS [0-9]+ MiB' "$tmp/$1.log" | grep -oE '[0-9]+'; }
+pop() { grep -oE "one island's population [0-9.]+ MiB" "$tmp/$1.log" | grep -oE '[0-9.]+ MiB' | grep -oE '[0-9.]+'; }
+
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $g generations, P=32, n_s=3000, d=64, 1 thread/rank"
+echo "| rep | 1 rank, 4 islands (eval/s) | 2 ranks, 4 islands | 2 independent processes, 2 islands each (sum) | 2 ranks / 1 rank | ceiling: independent / 1 rank | 2 ranks / ceiling | MPI share of the 2-rank run |"
+echo "|---|---|---|---|---|---|---|---|"
+for r in $(seq 1 "$reps"); do
+  search one 1 4 "$g"
+  search two 2 4 "$g"
+  search indA 1 2 "$g" & search indB 1 2 "$g"; wait
+  a=$(rate one "$g") b=$(rate two "$g") c=$(( $(rate indA "$g") + $(rate indB "$g") ))
+  awk -v r="$r" -v a="$a" -v b="$b" -v c="$c" -v m="$(mpi two)" \
+    'BEGIN { printf "| %d | %d | %d | %d | %.2fx | %.2fx | %.0f%% | %s |\n", r, a, b, c, b / a, c / a, 100 * b / c, m }'
+done
+echo
 echo "| run | ranks | islands | evaluations/s | MPI share of wall | peak RSS/rank (MiB) | one population (MiB) |"
 echo "|---|---|---|---|---|---|---|"
-run "4 islands, 1 rank" 1 4
-run "4 islands, 2 ranks" 2 4
-run "1 island, 1 rank" 1 1
-run "2 islands, 1 rank" 1 2
-run "1 island, 1 rank, 0 generations (baseline: data, features, one scoring)" 1 1 0
+for spec in "1 island, 1 rank:1:1:$g" "2 islands, 1 rank:1:2:$g" "4 islands, 1 rank:1:4:$g" "4 islands, 2 ranks:2:4:$g" \
+            "1 island, 1 rank, 0 generations (baseline: data, features, one scoring):1:1:0"; do
+  IFS=: read -r label ranks islands gens <<<"$spec"
+  search mem "$ranks" "$islands" "$gens"
+  echo "| $label | $ranks | $islands | $(rate mem "$gens") | $(mpi mem) | $(rss mem) | $(pop mem) |"
+done

@@ -236,28 +236,31 @@ int cmd_search(const Options& o) {
   const i64 g0 = arch.generation();
   i64 evals0 = -1;
   double diversity = NAN;  // of the island bests: refreshed every 10 generations (it moves genomes)
-  auto report = [&](bool refresh) {
-    auto pr = arch.progress(refresh);
-    if (refresh) diversity = pr.diversity;
-    if (!root) return;
-    if (evals0 < 0) evals0 = pr.evaluations;
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double rate = secs > 0 ? static_cast<double>(pr.evaluations - evals0) / secs : 0.0;
-    double eta = pr.generation > g0 ? secs / static_cast<double>(pr.generation - g0) *
-                                          static_cast<double>(generations - pr.generation) : NAN;
-    std::printf("[search] gen %5lld/%lld  best %.4f  mean %.4f  heldout %.4f  diversity %.3f  %.0f eval/s%s  ETA %s\n",
-                static_cast<long long>(pr.generation), static_cast<long long>(generations), pr.best, pr.mean,
-                pr.heldout, diversity, rate, pr.nonfinite ? "  (non-finite scores seen)" : "",
-                fmt_duration(eta).c_str());
-    std::fflush(stdout);
+  // Rank 0 prints each posted generation once all islands have reported it; no rank waits for that.
+  auto report = [&](bool wait) {
+    for (const auto& pr : arch.poll_progress(wait)) {
+      if (!std::isnan(pr.diversity)) diversity = pr.diversity;
+      if (evals0 < 0) evals0 = pr.evaluations;
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      double rate = secs > 0 ? static_cast<double>(pr.evaluations - evals0) / secs : 0.0;
+      double eta = pr.generation > g0 ? secs / static_cast<double>(pr.generation - g0) *
+                                            static_cast<double>(generations - pr.generation) : NAN;
+      std::printf("[search] gen %5lld/%lld  best %.4f  mean %.4f  heldout %.4f  diversity %.3f  %.0f eval/s%s  ETA %s\n",
+                  static_cast<long long>(pr.generation), static_cast<long long>(generations), pr.best, pr.mean,
+                  pr.heldout, diversity, rate, pr.nonfinite ? "  (non-finite scores seen)" : "",
+                  fmt_duration(eta).c_str());
+      std::fflush(stdout);
+    }
   };
+  arch.post_progress(true);
   report(true);
   const i64 log_every = o.get<i64>("log-every"), ck_every = o.get<i64>("checkpoint-interval");
   while (arch.generation() < generations) {
     arch.step();
     const i64 g = arch.generation();
-    const bool stop = arch.any(g_stop_signal != 0);
-    if (g % log_every == 0 || g == generations || stop) report(g % 10 == 0 || g == generations || stop);
+    const bool stop = arch.stop_agreed(g_stop_signal != 0);
+    if (g % log_every == 0 || g == generations || stop) arch.post_progress(g % 10 == 0 || g == generations || stop);
+    report(g == generations || stop);
     if (stop) {
       write_checkpoint();
       if (root)

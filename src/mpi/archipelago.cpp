@@ -124,6 +124,21 @@ struct Sends {
   }
   void wait() {
     if (!reqs.empty()) check(MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+    bufs.clear();
+    reqs.clear();
+  }
+  void reap() {  // frees the buffers of completed sends without waiting for the others
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < reqs.size(); ++i) {
+      int done = 0;
+      check(MPI_Test(&reqs[i], &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (done) continue;
+      reqs[kept] = reqs[i];
+      std::swap(bufs[kept], bufs[i]);
+      ++kept;
+    }
+    reqs.resize(kept);
+    bufs.resize(kept);
   }
 };
 
@@ -311,10 +326,17 @@ NodePlace node_place(MPI_Comm comm) {
   return p;
 }
 
+struct Archipelago::Pending {
+  Sends sends;                                   // this rank's progress messages (buffers kept until sent)
+  std::map<std::int64_t, std::vector<std::vector<char>>> reports;  // rank 0: generation -> items so far
+  std::vector<std::int64_t> posted;              // rank 0: generations announced, oldest first
+  std::vector<std::pair<MPI_Request, std::unique_ptr<int[]>>> stops;  // in flight: request, {in, out}
+};
+
 Archipelago::Archipelago(MPI_Comm comm, std::int64_t n_islands, SearchConfig search, MigrationConfig migration,
                          const Fitness& fitness, const SearchContext& context)
     : comm_(comm), n_islands_(n_islands), search_(std::move(search)), migration_(std::move(migration)),
-      fitness_(fitness), context_(context), algorithm_(make_algorithm(search_)) {
+      fitness_(fitness), context_(context), algorithm_(make_algorithm(search_)), pending_(std::make_shared<Pending>()) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   if (n_islands_ < 1) fail("option islands: must be >= 1, found ", n_islands_);
@@ -428,50 +450,109 @@ void Archipelago::migrate() {
   migration_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-Progress Archipelago::progress(bool with_diversity) const {
-  // Per island: best, mean, heldout, evaluations, nonfinite (from the newest history row).
-  std::vector<std::vector<char>> items;
+void Archipelago::post_progress(bool with_diversity) {
+  Timer timer(mpi_seconds_);
+  auto& p = *pending_;
   for (const auto& s : islands_) {
     Writer w;
     const auto& h = s.history.back();
+    w.put(generation_);
     w.put(s.island);
     w.put(h.best);
     w.put(h.mean);
     w.put(h.heldout);
     w.put(h.evaluations);
     w.put(h.nonfinite);
+    w.put<std::int8_t>(with_diversity ? 1 : 0);
     if (with_diversity) w.put_tensor(s.population[s.best_index()]);
-    items.push_back(std::move(w.buf));
+    if (rank_ == 0) p.reports[generation_].push_back(std::move(w.buf));
+    else p.sends.post(comm_, std::move(w.buf), 0, kTagBests);
   }
-  std::vector<std::vector<char>> all;
-  {
-    Timer timer(mpi_seconds_);
-    all = gather_items(comm_, std::move(items), kTagBests);
+  if (rank_ == 0) p.posted.push_back(generation_);
+}
+
+std::vector<Progress> Archipelago::poll_progress(bool wait) {
+  Timer timer(mpi_seconds_);
+  auto& p = *pending_;
+  if (wait) {
+    for (auto& st : p.stops) check(MPI_Wait(&st.first, MPI_STATUS_IGNORE), "MPI_Wait");
+    p.stops.clear();
   }
-  Progress p;
-  p.generation = generation_;
-  if (rank_ != 0) return p;
-  p.best = -std::numeric_limits<double>::infinity();
-  p.heldout = -std::numeric_limits<double>::infinity();
-  std::vector<at::Tensor> bests;
-  for (const auto& b : all) {
-    Reader r(b);
-    r.get<std::int64_t>();
-    double best = r.get<double>(), mean = r.get<double>(), held = r.get<double>();
-    p.best = std::max(p.best, best);
-    p.mean += mean / static_cast<double>(all.size());
-    p.heldout = std::max(p.heldout, held);
-    p.evaluations += r.get<std::int64_t>();
-    p.nonfinite += r.get<std::int64_t>();
-    if (with_diversity) bests.push_back(r.get_tensor());
+  if (rank_ != 0) {
+    if (wait) p.sends.wait();
+    else p.sends.reap();
+    return {};
   }
-  p.diversity = with_diversity ? 0.0 : std::numeric_limits<double>::quiet_NaN();
-  if (bests.size() > 1) {  // mean pairwise 1 - CKA of the island bests
-    auto m = linear_cka_matrix(at::stack(bests));
-    auto k = static_cast<double>(bests.size());
-    p.diversity = (k * k - m.sum().item<double>()) / (k * (k - 1));
+  auto complete = [&](std::int64_t g) {
+    return static_cast<std::int64_t>(p.reports[g].size()) == n_islands_;
+  };
+  for (;;) {  // take what has arrived; when waiting, until the newest posted generation is complete
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status status;
+    const bool need = wait && !p.posted.empty() && !complete(p.posted.back());
+    if (need) check(MPI_Mprobe(MPI_ANY_SOURCE, kTagBests, comm_, &msg, &status), "MPI_Mprobe");
+    else check(MPI_Improbe(MPI_ANY_SOURCE, kTagBests, comm_, &flag, &msg, &status), "MPI_Improbe");
+    if (!need && !flag) break;
+    int count = 0;
+    check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
+    std::vector<char> buf(static_cast<std::size_t>(count));
+    check(MPI_Mrecv(buf.data(), count, MPI_BYTE, &msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
+    Reader r(buf);
+    p.reports[r.get<std::int64_t>()].push_back(std::move(buf));
   }
-  return p;
+  std::vector<Progress> out;
+  while (!p.posted.empty() && complete(p.posted.front())) {
+    const auto g = p.posted.front();
+    p.posted.erase(p.posted.begin());
+    auto items = std::move(p.reports[g]);
+    p.reports.erase(g);
+    Progress pr;
+    pr.generation = g;
+    pr.best = pr.heldout = -std::numeric_limits<double>::infinity();
+    pr.diversity = std::numeric_limits<double>::quiet_NaN();
+    std::vector<std::pair<std::int64_t, at::Tensor>> bests;
+    for (const auto& b : items) {
+      Reader r(b);
+      r.get<std::int64_t>();
+      const auto island = r.get<std::int64_t>();
+      double best = r.get<double>(), mean = r.get<double>(), held = r.get<double>();
+      pr.best = std::max(pr.best, best);
+      pr.mean += mean / static_cast<double>(items.size());
+      pr.heldout = std::max(pr.heldout, held);
+      pr.evaluations += r.get<std::int64_t>();
+      pr.nonfinite += r.get<std::int64_t>();
+      if (r.get<std::int8_t>()) bests.emplace_back(island, r.get_tensor());
+    }
+    if (bests.size() > 1) {  // mean pairwise 1 - CKA of the island bests, in island order
+      std::sort(bests.begin(), bests.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::vector<at::Tensor> zs;
+      for (auto& b : bests) zs.push_back(b.second);
+      auto m = linear_cka_matrix(at::stack(zs));
+      auto k = static_cast<double>(zs.size());
+      pr.diversity = (k * k - m.sum().item<double>()) / (k * (k - 1));
+    } else if (bests.size() == 1) {
+      pr.diversity = 0.0;
+    }
+    out.push_back(pr);
+  }
+  return out;
+}
+
+bool Archipelago::stop_agreed(bool flag) {
+  Timer timer(mpi_seconds_);
+  auto& stops = pending_->stops;
+  auto v = std::make_unique<int[]>(2);
+  v[0] = flag ? 1 : 0;
+  v[1] = 0;
+  stops.emplace_back(MPI_REQUEST_NULL, std::move(v));
+  auto& [req, buf] = stops.back();
+  check(MPI_Iallreduce(&buf[0], &buf[1], 1, MPI_INT, MPI_LOR, comm_, &req), "MPI_Iallreduce");
+  if (static_cast<int>(stops.size()) <= kStopLag) return false;
+  check(MPI_Wait(&stops.front().first, MPI_STATUS_IGNORE), "MPI_Wait");
+  const bool out = stops.front().second[1] != 0;
+  stops.erase(stops.begin());
+  return out;
 }
 
 std::vector<IslandState> Archipelago::gather_states() const {
@@ -562,12 +643,4 @@ Elites Archipelago::collect_elites(std::int64_t k) const {
   e.cka = linear_cka_matrix(e.representations);
   return e;
 }
-
-bool Archipelago::any(bool flag) const {
-  Timer timer(mpi_seconds_);
-  int in = flag ? 1 : 0, out = 0;
-  check(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_LOR, comm_), "MPI_Allreduce");
-  return out != 0;
-}
-
 }  // namespace repsearch::mpi

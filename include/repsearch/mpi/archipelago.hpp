@@ -11,6 +11,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -71,20 +72,34 @@ class Archipelago {
   int rank() const { return rank_; }
   int ranks() const { return size_; }
 
+  // Progress and the stop decision never hold a rank back (a collective every generation made the
+  // slowest rank set every generation's pace):
+  // post_progress sends this rank's islands' newest history rows (with_diversity: their best genomes
+  // too, the costly part; rank 0 computes their pairwise CKA) to rank 0 and returns at once. Every
+  // rank calls it at the same generations.
+  void post_progress(bool with_diversity);
+  // Rank 0: the progress of each posted generation that every island has reported, oldest first
+  // (empty on other ranks). wait: block until all posted generations are complete, and complete this
+  // rank's sends and stop reductions; every rank calls it so before the run's final collectives.
+  std::vector<Progress> poll_progress(bool wait);
+  // Stop agreement: starts an OR over ranks of `flag` and returns the OR started kStopLag calls
+  // earlier (false until then), so every rank stops at the same generation without waiting for the
+  // others' current one. Every rank calls it at the same generations.
+  static constexpr int kStopLag = 3;
+  bool stop_agreed(bool flag);
+
   // Collective calls: every rank must make them, in the same order.
-  // with_diversity also gathers every island's best genome (rank 0 computes their pairwise CKA):
-  // the costly part, so callers ask for it every few generations (diversity is NaN otherwise).
-  Progress progress(bool with_diversity = true) const;
   std::vector<IslandState> gather_states() const;        // rank 0: all islands sorted by index
   std::vector<MigrationEvent> gather_migrations() const;  // rank 0: sorted by generation, destination
   Elites collect_elites(std::int64_t k) const;
-  bool any(bool flag) const;                              // logical OR over ranks
   double time_in_migration() const { return migration_seconds_; }
-  // Wall seconds this rank spent in MPI calls (migration, gathers, signal agreement), waiting included.
+  // Wall seconds this rank spent in MPI calls (migration, gathers, progress, stop agreement), waiting included.
   double time_in_mpi() const { return mpi_seconds_; }
 
  private:
   void migrate();
+  struct Pending;  // progress reports and stop reductions in flight
+  std::shared_ptr<Pending> pending_;
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1;
   std::int64_t n_islands_;

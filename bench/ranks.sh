@@ -4,7 +4,7 @@
 # 2 islands each, run at the same time (no MPI between them; they share cores, caches and memory
 # bandwidth exactly as the 2 ranks do). The three runs are repeated REPS times back to back and the
 # ratios of each repetition reported, so a busy moment of the shared machine hits both sides of a
-# ratio. Then islands per rank and peak RSS per rank against the population model P * n_s * d * 4 B.
+# ratio. No run is pinned to a core (--bind-to none: two 1-rank mpiruns would share core 0). Then islands per rank and peak RSS per rank against the population model P * n_s * d * 4 B.
 #   bench/ranks.sh [GENERATIONS] [REPS]     (defaults 30 and 3; default-size islands: P=32, n_s=3000, d=64)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,7 +15,7 @@ reps=${2:-3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 search() {  # out ranks islands generations -> the run's output in $tmp/out.log
-  mpirun --oversubscribe -np "$2" "$bin" search --config configs/fashion_mnist.ini --islands "$3" \
+  mpirun --oversubscribe --bind-to none -np "$2" "$bin" search --config configs/fashion_mnist.ini --islands "$3" \
     --generations "$4" --threads 1 --checkpoint-interval 0 --out "$tmp/$1" >"$tmp/$1.log" 2>&1
 }
 rate() { grep -E "gen +$2/" "$tmp/$1.log" | grep -oE '[0-9]+ eval/s' | grep -oE '[0-9]+'; }

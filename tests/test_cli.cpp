@@ -10,6 +10,7 @@
 
 #include "repsearch/core/error.hpp"
 #include "repsearch/io/archive.hpp"
+#include "repsearch/mpi/archipelago.hpp"
 #include "testing.hpp"
 
 extern char** environ;
@@ -168,6 +169,20 @@ TEST_CASE("resume: checkpoint and resume") {
     auto second = run(search_cmd(split, "--generations 12 --resume"));
     REQUIRE_MESSAGE(second.status == 0, second.output);
     CHECK(second.output.find("resumed at generation 4") != std::string::npos);
+    check_same_archive(io::read_archive(full + "/archive.h5"), io::read_archive(split + "/archive.h5"));
+  }
+  SUBCASE("timed checkpoints: every rank takes the one rank 0 asks for, and the result is unchanged") {
+    // 0.0001 minutes (6 ms) is due after nearly every generation; the request is agreed a few
+    // generations later, then the next one is asked for.
+    auto timed = run(search_cmd(split, "--checkpoint-interval 0 --checkpoint-minutes 0.0001", 2));
+    REQUIRE_MESSAGE(timed.status == 0, timed.output);
+    std::regex line("checkpoint at generation (\\d+)");
+    std::vector<int> at;
+    for (auto it = std::sregex_iterator(timed.output.begin(), timed.output.end(), line); it != std::sregex_iterator(); ++it)
+      at.push_back(std::stoi((*it)[1]));
+    REQUIRE_MESSAGE(!at.empty(), timed.output);
+    CHECK(at.front() > repsearch::mpi::Archipelago::kAgreeLag);
+    for (size_t i = 1; i < at.size(); ++i) CHECK(at[i] - at[i - 1] > repsearch::mpi::Archipelago::kAgreeLag);
     check_same_archive(io::read_archive(full + "/archive.h5"), io::read_archive(split + "/archive.h5"));
   }
   SUBCASE("a changed config is refused, naming the differing keys") {

@@ -160,7 +160,7 @@ TEST_CASE("the same islands evolve identically on any rank count") {
   }
 }
 
-TEST_CASE("progress reports and the stop decision agree across ranks without a barrier") {
+TEST_CASE("progress reports and run-control flags agree across ranks without a barrier") {
   World w;
   auto fit = make_fitness(FitnessConfig{}, w.data);
   SearchConfig sc;
@@ -173,15 +173,18 @@ TEST_CASE("progress reports and the stop decision agree across ranks without a b
   mpi::Archipelago arch(MPI_COMM_WORLD, 3, sc, none, fit, ctx);
   arch.initialise();
   std::vector<mpi::Progress> seen;
-  std::vector<bool> stops;
+  std::vector<std::uint32_t> flags;
   for (int g = 1; g <= 6; ++g) {
     arch.step();
-    // The last rank raises the flag at generation 2 only: every rank must see it kStopLag calls later.
-    stops.push_back(arch.stop_agreed(g == 2 && rank() == ranks() - 1));
+    // The last rank raises bit 1 at generation 2, rank 0 bit 2 at generation 3: every rank must see
+    // each kAgreeLag calls later.
+    flags.push_back(arch.agreed((g == 2 && rank() == ranks() - 1 ? 1u : 0u) | (g == 3 && rank() == 0 ? 2u : 0u)));
     if (g % 2 == 0) arch.post_progress(/*with_diversity=*/g == 6);
     for (auto& p : arch.poll_progress(/*wait=*/g == 6)) seen.push_back(p);
   }
-  for (int g = 1; g <= 6; ++g) CHECK(stops[static_cast<size_t>(g - 1)] == (g == 2 + mpi::Archipelago::kStopLag));
+  const int lag = mpi::Archipelago::kAgreeLag;
+  for (int g = 1; g <= 6; ++g)
+    CHECK(flags[static_cast<size_t>(g - 1)] == (g == 2 + lag ? 1u : 0u) + (g == 3 + lag ? 2u : 0u));
   auto states = arch.gather_states();
   if (rank() != 0) {
     CHECK(seen.empty());

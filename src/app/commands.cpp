@@ -210,7 +210,9 @@ int cmd_search(const Options& o) {
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
 
+  auto last_checkpoint = std::chrono::steady_clock::now();
   auto write_checkpoint = [&]() {
+    last_checkpoint = std::chrono::steady_clock::now();
     io::Checkpoint ck;
     ck.provenance = prov;
     ck.generation = arch.generation();
@@ -255,10 +257,20 @@ int cmd_search(const Options& o) {
   arch.post_progress(true);
   report(true);
   const i64 log_every = o.get<i64>("log-every"), ck_every = o.get<i64>("checkpoint-interval");
+  const double ck_seconds = 60.0 * o.get<double>("checkpoint-minutes");
+  enum : std::uint32_t { kStop = 1, kCheckpointDue = 2 };
+  bool ck_requested = false;  // rank 0 asks once, then waits for the agreed checkpoint
   while (arch.generation() < generations) {
     arch.step();
     const i64 g = arch.generation();
-    const bool stop = arch.stop_agreed(g_stop_signal != 0);
+    std::uint32_t want = g_stop_signal != 0 ? kStop : 0;
+    if (root && ck_seconds > 0 && !ck_requested &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint).count() >= ck_seconds) {
+      want |= kCheckpointDue;
+      ck_requested = true;
+    }
+    const auto agreed = arch.agreed(want);
+    const bool stop = agreed & kStop;
     if (g % log_every == 0 || g == generations || stop) arch.post_progress(g % 10 == 0 || g == generations || stop);
     report(g == generations || stop);
     if (stop) {
@@ -268,7 +280,11 @@ int cmd_search(const Options& o) {
                   << " written; continue with --resume" << std::endl;
       return kExitCheckpointed;
     }
-    if (ck_every > 0 && g % ck_every == 0 && g < generations) write_checkpoint();
+    if (((agreed & kCheckpointDue) || (ck_every > 0 && g % ck_every == 0)) && g < generations) {
+      write_checkpoint();
+      ck_requested = false;
+      if (root) std::cout << "[search] checkpoint at generation " << g << ": " << ckpt_path << std::endl;
+    }
   }
   auto final_state = write_checkpoint();
   auto elites = arch.collect_elites(o.get<i64>("elites"));

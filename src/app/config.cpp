@@ -98,7 +98,8 @@ po::options_description migration_options() {
 po::options_description run_options() {
   po::options_description d("Run control");
   d.add_options()
-      ("checkpoint-interval", po::value<i64>()->default_value(10), "generations between checkpoints (0: only at the end and on SIGTERM/SIGUSR1)")
+      ("checkpoint-interval", po::value<i64>()->default_value(0), "generations between checkpoints (0: none by count)")
+      ("checkpoint-minutes", po::value<double>()->default_value(10), "minutes between checkpoints by rank 0's clock, taken by every rank a few generations later (0: none by time); a checkpoint is also written at the end and on SIGTERM/SIGUSR1")
       ("resume", po::bool_switch(), "continue from <out>/checkpoint.h5 (config must match; rank count may differ)")
       ("allow-change", po::value<std::string>()->default_value(""), "resume: extra comma-separated keys allowed to differ")
       ("log-every", po::value<i64>()->default_value(1), "generations between progress lines");
@@ -289,7 +290,7 @@ std::string Options::sha256() const {
 }
 
 std::vector<std::string> run_control_keys() {
-  return {"out", "threads", "device", "checkpoint-interval", "log-every", "data-dir", "allow-change"};
+  return {"out", "threads", "device", "checkpoint-interval", "checkpoint-minutes", "log-every", "data-dir", "allow-change"};
 }
 
 SplitSizes Options::splits() const {
@@ -439,6 +440,7 @@ void validate(const Options& o) {
   if (o.get<i64>("migrants") >= o.get<i64>("population"))
     fail("option migrants: must be below population (", o.get<i64>("population"), "), found ", o.get<i64>("migrants"));
   require<i64>(o, "checkpoint-interval", o.get<i64>("checkpoint-interval") >= 0, ">= 0");
+  require<double>(o, "checkpoint-minutes", o.get<double>("checkpoint-minutes") >= 0, ">= 0");
   positive(o, "log-every");
   one_of(o, "arch", {"auto", "mlp", "cnn"});
   for (const char* key : {"hidden", "channels"}) {

@@ -330,7 +330,7 @@ struct Archipelago::Pending {
   Sends sends;                                   // this rank's progress messages (buffers kept until sent)
   std::map<std::int64_t, std::vector<std::vector<char>>> reports;  // rank 0: generation -> items so far
   std::vector<std::int64_t> posted;              // rank 0: generations announced, oldest first
-  std::vector<std::pair<MPI_Request, std::unique_ptr<int[]>>> stops;  // in flight: request, {in, out}
+  std::vector<std::pair<MPI_Request, std::unique_ptr<std::uint32_t[]>>> agreements;  // in flight: request, {in, out}
 };
 
 Archipelago::Archipelago(MPI_Comm comm, std::int64_t n_islands, SearchConfig search, MigrationConfig migration,
@@ -475,8 +475,8 @@ std::vector<Progress> Archipelago::poll_progress(bool wait) {
   Timer timer(mpi_seconds_);
   auto& p = *pending_;
   if (wait) {
-    for (auto& st : p.stops) check(MPI_Wait(&st.first, MPI_STATUS_IGNORE), "MPI_Wait");
-    p.stops.clear();
+    for (auto& a : p.agreements) check(MPI_Wait(&a.first, MPI_STATUS_IGNORE), "MPI_Wait");
+    p.agreements.clear();
   }
   if (rank_ != 0) {
     if (wait) p.sends.wait();
@@ -539,19 +539,19 @@ std::vector<Progress> Archipelago::poll_progress(bool wait) {
   return out;
 }
 
-bool Archipelago::stop_agreed(bool flag) {
+std::uint32_t Archipelago::agreed(std::uint32_t flags) {
   Timer timer(mpi_seconds_);
-  auto& stops = pending_->stops;
-  auto v = std::make_unique<int[]>(2);
-  v[0] = flag ? 1 : 0;
+  auto& pending = pending_->agreements;
+  auto v = std::make_unique<std::uint32_t[]>(2);
+  v[0] = flags;
   v[1] = 0;
-  stops.emplace_back(MPI_REQUEST_NULL, std::move(v));
-  auto& [req, buf] = stops.back();
-  check(MPI_Iallreduce(&buf[0], &buf[1], 1, MPI_INT, MPI_LOR, comm_, &req), "MPI_Iallreduce");
-  if (static_cast<int>(stops.size()) <= kStopLag) return false;
-  check(MPI_Wait(&stops.front().first, MPI_STATUS_IGNORE), "MPI_Wait");
-  const bool out = stops.front().second[1] != 0;
-  stops.erase(stops.begin());
+  pending.emplace_back(MPI_REQUEST_NULL, std::move(v));
+  auto& [req, buf] = pending.back();
+  check(MPI_Iallreduce(&buf[0], &buf[1], 1, MPI_UINT32_T, MPI_BOR, comm_, &req), "MPI_Iallreduce");
+  if (static_cast<int>(pending.size()) <= kAgreeLag) return 0;
+  check(MPI_Wait(&pending.front().first, MPI_STATUS_IGNORE), "MPI_Wait");
+  const auto out = pending.front().second[1];
+  pending.erase(pending.begin());
   return out;
 }
 

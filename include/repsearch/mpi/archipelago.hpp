@@ -80,13 +80,13 @@ class Archipelago {
   void post_progress(bool with_diversity);
   // Rank 0: the progress of each posted generation that every island has reported, oldest first
   // (empty on other ranks). wait: block until all posted generations are complete, and complete this
-  // rank's sends and stop reductions; every rank calls it so before the run's final collectives.
+  // rank's sends and agreements in flight; every rank calls it so before the run's final collectives.
   std::vector<Progress> poll_progress(bool wait);
-  // Stop agreement: starts an OR over ranks of `flag` and returns the OR started kStopLag calls
-  // earlier (false until then), so every rank stops at the same generation without waiting for the
-  // others' current one. Every rank calls it at the same generations.
-  static constexpr int kStopLag = 3;
-  bool stop_agreed(bool flag);
+  // Agreement on run-control flags (stop, checkpoint due): starts a bitwise OR over ranks of `flags`
+  // and returns the OR started kAgreeLag calls earlier (0 until then), so every rank acts at the same
+  // generation without waiting for the others' current one. Every rank calls it at the same generations.
+  static constexpr int kAgreeLag = 3;
+  std::uint32_t agreed(std::uint32_t flags);
 
   // Collective calls: every rank must make them, in the same order.
   std::vector<IslandState> gather_states() const;        // rank 0: all islands sorted by index

@@ -4,7 +4,9 @@
 # 2 islands each, run at the same time (no MPI between them; they share cores, caches and memory
 # bandwidth exactly as the 2 ranks do). The three runs are repeated REPS times back to back and the
 # ratios of each repetition reported, so a busy moment of the shared machine hits both sides of a
-# ratio. No run is pinned to a core (--bind-to none: two 1-rank mpiruns would share core 0). Then islands per rank and peak RSS per rank against the population model P * n_s * d * 4 B.
+# ratio. No run is pinned to a core (--bind-to none: two 1-rank mpiruns would share core 0).
+# Then islands per rank, and peak RSS per rank (through the generations, and at the end, after the
+# final checkpoint gathered every population to rank 0) against the population model P * n_s * d * 4 B.
 #   bench/ranks.sh [GENERATIONS] [REPS]     (defaults 30 and 3; default-size islands: P=32, n_s=3000, d=64)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,7 +23,8 @@ search() {  # out ranks islands generations -> the run's output in $tmp/out.log
 rate() { grep -E "gen +$2/" "$tmp/$1.log" | grep -oE '[0-9]+ eval/s' | grep -oE '[0-9]+'; }
 mpi() { grep -oE 'MPI \(migration, gathers, signal agreement\) [0-9.]+ s \([0-9.]+%\), of which migration [0-9.]+ s' "$tmp/$1.log" |
         sed -E 's/.*\) ([0-9.]+) s \(([0-9.]+%)\), of which migration ([0-9.]+) s/\2 (migration \3 s of \1 s)/'; }
-rss() { grep -oE 'peak RSS [0-9]+ MiB' "$tmp/$1.log" | grep -oE '[0-9]+'; }
+rss() { grep -oE 'peak RSS [0-9]+ MiB per rank \(max; [0-9]+ MiB before' "$tmp/$1.log" | grep -oE '[0-9]+' | tr '\n' ' ' |
+        awk '{ printf "%s | %s", $2, $1 }'; }
 pop() { grep -oE "one island's population [0-9.]+ MiB" "$tmp/$1.log" | grep -oE '[0-9.]+ MiB' | grep -oE '[0-9.]+'; }
 
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $g generations, P=32, n_s=3000, d=64, 1 thread/rank"
@@ -36,8 +39,8 @@ for r in $(seq 1 "$reps"); do
     'BEGIN { printf "| %d | %d | %d | %d | %.2fx | %.2fx | %.0f%% | %s |\n", r, a, b, c, b / a, c / a, 100 * b / c, m }'
 done
 echo
-echo "| run | ranks | islands | evaluations/s | MPI share of wall | peak RSS/rank (MiB) | one population (MiB) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| run | ranks | islands | evaluations/s | MPI share of wall | peak RSS/rank through the generations (MiB) | peak RSS/rank at the end (MiB) | one population (MiB) |"
+echo "|---|---|---|---|---|---|---|---|"
 for spec in "1 island, 1 rank:1:1:$g" "2 islands, 1 rank:1:2:$g" "4 islands, 1 rank:1:4:$g" "4 islands, 2 ranks:2:4:$g" \
             "1 island, 1 rank, 0 generations (baseline: data, features, one scoring):1:1:0"; do
   IFS=: read -r label ranks islands gens <<<"$spec"

@@ -128,6 +128,7 @@ int main(int argc, char** argv) {
 
   std::printf("| P | n_s | d | s/evaluation of P | evaluations/s | dominant GFLOP | GFLOP/s | mm GFLOP/s (paired) | %% of mm |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  std::vector<double> phases;  // default size: ridge readout, whole score
   std::vector<std::int64_t> Ps = {16, 32, 64}, ns = {1000, 3000}, ds = {32, 64, 128};
   if (quick) Ps = {32}, ns = {3000}, ds = {64};
   if (profile > 0) ns.clear();
@@ -150,11 +151,25 @@ int main(int argc, char** argv) {
           ratio.push_back((flops / t_fit.back()) / (mm_flops / t_mm.back()));
         }
         const double s = median(t_fit);
+        if (P == 32 && n == 3000 && d == 64) {  // where the default size's time goes
+          std::vector<double> t_ro;
+          for (int r = 0; r < reps; ++r) {
+            at::mm(ga, gb);
+            t_ro.push_back(timed([&] { repsearch::detail::ridge_readout(pop, data.y_search, C, fc.readout_ridge); }));
+          }
+          phases = {median(t_ro), s};
+        }
         std::printf("| %lld | %lld | %lld | %.4f | %.0f | %.2f | %.1f | %.1f | %.0f%% |\n", (long long)P, (long long)n,
                     (long long)d, s, P / s, flops / 1e9, flops / s / 1e9, mm_flops / median(t_mm) / 1e9,
                     100.0 * median(ratio));
         std::fflush(stdout);
       }
+  }
+
+  if (!phases.empty()) {
+    std::printf("\n# default size, paired medians: ridge readout (Gram + class sums + solve + Z W) %.1f ms, "
+                "smoother GEMM + cross-entropy + the rest %.1f ms, whole score %.1f ms\n",
+                1e3 * phases[0], 1e3 * (phases[1] - phases[0]), 1e3 * phases[1]);
   }
 
   // Benchmark 2: one island at the default sizes; where a generation's time goes.

@@ -60,9 +60,25 @@ RidgeWeights ridge_weights(const at::Tensor& pop, const at::Tensor& labels, std:
   auto dbl = pop.options().dtype(at::kDouble);
   // Centred Gram without a centred copy of the population: Z^T Z - n m m^T.
   // Z^T Y as per-class row sums (no one-hot matrix, no copy); their total gives the column means.
-  auto sums = class_sums(pop, labels, n_classes).to(at::kDouble);            // [P, C, d]
+  at::Tensor gram, sums;                                                      // [P, d, d], [P, C, d]
+  if (pop.is_cpu()) {
+    // One individual at a time: its class sums then read Z_p from the cache the Gram product just
+    // filled (a separate pass over the population costs ~3 ms more at the default sizes).
+    gram = at::empty({P, d, d}, pop.options());
+    sums = at::empty({P, n_classes, d}, pop.options());
+    for (std::int64_t p = 0; p < P; ++p) {
+      auto z = pop.select(0, p);
+      auto g = gram.select(0, p);
+      at::mm_out(g, z.t(), z);
+      sums.select(0, p).copy_(class_sums(z.unsqueeze(0), labels, n_classes).squeeze(0));
+    }
+  } else {
+    gram = at::bmm(pop.transpose(1, 2), pop);
+    sums = class_sums(pop, labels, n_classes);
+  }
+  gram = gram.to(at::kDouble);
+  sums = sums.to(at::kDouble);
   auto mean = sums.sum(1) / static_cast<double>(n);                          // [P, d]
-  auto gram = at::bmm(pop.transpose(1, 2), pop).to(at::kDouble);           // [P, d, d]
   gram -= static_cast<double>(n) * mean.unsqueeze(2) * mean.unsqueeze(1);
   auto counts = at::bincount(labels, /*weights=*/{}, n_classes).to(dbl);    // [C]
   auto ybar = counts / static_cast<double>(n);                               // [C]
@@ -90,7 +106,9 @@ Readout ridge_readout(const at::Tensor& pop, const at::Tensor& labels, std::int6
   // Z W lands in an [n, P, C] buffer, the smoother's GEMM operand, so no permuted copy follows.
   r.zw = at::empty({n, P, C}, pop.options()).permute({1, 0, 2});             // [P, n, C] view
   if (pop.is_cpu()) {
-    for (std::int64_t p = 0; p < P; ++p) {  // strided output rows are plain GEMM ldc; bmm would copy
+    // Strided output rows are plain GEMM ldc (bmm would copy). Last individual first: the Gram pass
+    // just left it in the cache.
+    for (std::int64_t p = P - 1; p >= 0; --p) {
       auto out = r.zw.select(0, p);
       at::mm_out(out, pop.select(0, p), w.select(0, p));
     }

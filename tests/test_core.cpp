@@ -68,7 +68,21 @@ TEST_CASE("linear CKA") {
     CHECK(m.sizes() == at::IntArrayRef({3, 3}));
     CHECK(at::allclose(m, m.t()));
     CHECK(at::allclose(m.diagonal(), at::ones({3}, F64)));
-    CHECK(m[0][1].item<double>() == doctest::Approx(linear_cka(batch[0], batch[1])).epsilon(1e-9));
+    // float32 products, computed with the two arguments in either role: equal to float32 precision.
+    CHECK(m[0][1].item<double>() == doctest::Approx(linear_cka(batch[0], batch[1])).epsilon(1e-6));
+  }
+  SUBCASE("float32 batches: shifted columns (means far above the spread) and chosen members") {
+    auto batch = at::randn({4, 200, 8}, g, F32);
+    auto y = at::randn({200, 5}, g, F32);
+    auto base = linear_cka_batch(batch, y);
+    // Means of 1000 spreads would wreck uncentred float32 products (digits cancel at ~1e-7 * 1000^2):
+    // the result must match float64 arithmetic on the same float32 values.
+    auto far = batch + 1000.0f, yfar = y + 1000.0f;
+    CHECK(at::allclose(linear_cka_batch(far, y), linear_cka_batch(far.to(at::kDouble), y.to(at::kDouble)), 1e-5, 1e-8));
+    CHECK(at::allclose(linear_cka_batch(batch, yfar), linear_cka_batch(batch.to(at::kDouble), yfar.to(at::kDouble)), 1e-5, 1e-8));
+    CHECK(at::allclose(linear_cka_batch(batch.to(at::kDouble), y.to(at::kDouble)), base, 1e-5, 1e-8));
+    auto which = at::tensor({3, 1}, at::TensorOptions().dtype(at::kLong));
+    CHECK(at::equal(linear_cka_batch(batch, y, which), base.index_select(0, which)));
   }
   SUBCASE("bad shapes are refused") { CHECK_THROWS_AS(linear_cka(x, at::randn({49, 6}, g, F64)), Error); }
 }

@@ -205,9 +205,8 @@ print()
 print("Ratios are relative to the first row (repsearch plain GA) of this same run; above 1x means more "
       "time (wall, time-to-target) or more throughput (rates).")
 print("evaluations: fitness evaluations made during the %d generations (generation-0 scoring excluded); "
-      "repsearch's steady GA scores 2P per island and generation (the P parents are re-scored on the "
-      "generation's V minibatch, here all of V, so that half is redundant), pagmo sga and DEAP score the P "
-      "offspring only. offspring/s = islands x P x generations / wall: new individuals per second, the "
+      "every tool scores the P offspring per island and generation (repsearch re-scores its parents only "
+      "when the V minibatch changes, never here where it is all of V). offspring/s = islands x P x generations / wall: new individuals per second, the "
       "like-for-like rate." % G)
 print("\\* DEAP's fitness is the same math with its own numpy random features and initial populations (not "
       "bit-identical to repsearch's), so its held-out values are offset; its time-to-target is to the same gain "

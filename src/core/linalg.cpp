@@ -7,9 +7,9 @@ namespace repsearch {
 namespace {
 // The n-row products run in the input's precision (float32 GEMMs are the cost, e.g. the search's
 // per-generation diversity); their small d x d results are squared and summed in float64.
-at::Tensor centred(const at::Tensor& x) {  // [..., n, d], columns centred over n
-  auto xf = x.scalar_type() == at::kDouble ? x : x.to(at::kFloat);
-  return xf - xf.mean(-2, /*keepdim=*/true);
+at::Tensor centred(const at::Tensor& x) {  // [..., n, d], columns centred over n (in float64, then rounded)
+  auto xd = x.to(at::kDouble);
+  return (xd - xd.mean(-2, /*keepdim=*/true)).to(x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
 }
 at::Tensor gram_norm(const at::Tensor& xc) {  // ||X^T X||_F for [..., n, d]
   return at::matmul(xc.transpose(-2, -1), xc).to(at::kDouble).pow(2).sum({-2, -1}).sqrt();
@@ -42,15 +42,35 @@ at::Tensor class_sums(const at::Tensor& x, const at::Tensor& labels, std::int64_
   return out;
 }
 
-at::Tensor linear_cka_batch(const at::Tensor& x, const at::Tensor& y) {
+at::Tensor linear_cka_batch(const at::Tensor& x, const at::Tensor& y, const at::Tensor& which) {
   if (x.dim() != 3 || y.dim() != 2 || x.size(1) != y.size(0))
     fail("linear_cka_batch: expected X [B, n, d1] and Y [n, d2], found ", x.sizes(), " and ", y.sizes());
-  auto xc = centred(x);
-  auto yc = centred(y).to(xc.scalar_type());
-  auto cross = at::matmul(yc.t().unsqueeze(0), xc).to(at::kDouble).pow(2).sum({-2, -1});
-  auto den = gram_norm(xc) * gram_norm(yc);
-  // A constant representation has no similarity structure: define CKA with it as 0.
-  return at::where(den > 0, cross / den.clamp_min(1e-300), at::zeros_like(cross));
+  auto yc = centred(y);
+  const auto n = static_cast<double>(x.size(1));
+  const auto yy = gram_norm(yc).item<double>();
+  auto idx = which.defined() ? which.to(at::kLong).cpu().contiguous() : at::arange(x.size(0), at::TensorOptions().dtype(at::kLong));
+  const auto* ix = idx.data_ptr<std::int64_t>();
+  auto out = at::empty({idx.numel()}, at::TensorOptions().dtype(at::kDouble));
+  auto* o = out.data_ptr<double>();
+  for (std::int64_t k = 0; k < idx.numel(); ++k) {
+    // X is not copied or centred: Yc^T X = Yc^T Xc, and Xc^T Xc = X^T X - n m m^T in float64. Where a
+    // column's mean exceeds its spread that difference would cancel digits, so X is centred then.
+    auto xb = x.select(0, ix[k]).to(yc.scalar_type());
+    auto m = xb.sum(0).to(at::kDouble) / n;
+    auto gram = at::mm(xb.t(), xb).to(at::kDouble) - n * at::outer(m, m);
+    at::Tensor cross;
+    if ((m.pow(2) > gram.diagonal() / n).any().item<bool>()) {
+      auto xc = centred(xb);
+      gram = at::mm(xc.t(), xc).to(at::kDouble);
+      cross = at::mm(yc.t(), xc).to(at::kDouble);
+    } else {
+      cross = at::mm(yc.t(), xb).to(at::kDouble);
+    }
+    const double den = gram.pow(2).sum().sqrt().item<double>() * yy;
+    // A constant representation has no similarity structure: define CKA with it as 0.
+    o[k] = den > 0 ? cross.pow(2).sum().item<double>() / den : 0.0;
+  }
+  return out;
 }
 
 double linear_cka(const at::Tensor& x, const at::Tensor& y) {

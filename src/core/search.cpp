@@ -296,7 +296,7 @@ void record_history(IslandState& s, const Fitness& fitness, const SearchConfig& 
   const auto P = s.population.size(0);
   auto gen = make_generator(c.seed, Stream::diversity, {key(s.island), key(s.generation)});
   auto sample = at::randperm(P, gen, kCpuLong).slice(0, 0, std::min<std::int64_t>(8, P));
-  auto cka = linear_cka_batch(s.population.index_select(0, sample.to(s.population.device())), best[0]);
+  auto cka = linear_cka_batch(s.population, best[0], sample);
   h.diversity = (1.0 - cka).mean().item<double>();
   h.evaluations = s.evaluations;
   h.seconds = s.seconds;

@@ -14,8 +14,9 @@ at::Tensor class_sums(const at::Tensor& x, const at::Tensor& labels, std::int64_
 // ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F). 1 for identical inputs, invariant to orthogonal maps and
 // isotropic scaling. Computed in float64.
 double linear_cka(const at::Tensor& x, const at::Tensor& y);
-// Batched: X [B, n, d1] against one Y [n, d2] -> [B] float64.
-at::Tensor linear_cka_batch(const at::Tensor& x, const at::Tensor& y);
+// Batched: X [B, n, d1] against one Y [n, d2] -> [B] float64; with `which` (int64 [K]) only those
+// members of X, in that order -> [K] (no copy of X is made).
+at::Tensor linear_cka_batch(const at::Tensor& x, const at::Tensor& y, const at::Tensor& which = {});
 // Pairwise: X [B, n, d] -> [B, B] float64 symmetric with unit diagonal.
 at::Tensor linear_cka_matrix(const at::Tensor& x);
 

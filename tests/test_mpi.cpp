@@ -130,21 +130,35 @@ TEST_CASE("a planted superior individual travels the ring one island per interva
   }
 }
 
+// Three small islands without migration: any rank count from 1 to 3 hosts them.
+struct ThreeIslands {
+  World w;
+  Fitness fit;
+  SearchConfig sc;
+  SearchContext ctx;
+  ThreeIslands(const FitnessConfig& fc, int64_t population, int64_t dim) : fit(make_fitness(fc, w.data)) {
+    sc.population = population;
+    sc.dim = dim;
+    sc.val_batch = 30;
+    ctx = make_search_context(w.data.x_search, w.data.y_search, 3, 80, sc);
+  }
+  mpi::Archipelago archipelago() const {
+    mpi::MigrationConfig none;
+    none.topology = "none";
+    return mpi::Archipelago(MPI_COMM_WORLD, 3, sc, none, fit, ctx);
+  }
+};
+
 TEST_CASE("the same islands evolve identically on any rank count") {
   // Each rank computes its islands; the gathered states must not depend on how many ranks there are:
   // compared against islands run one by one on this rank alone.
-  World w;
   FitnessConfig fc;
   fc.features = 32;
-  auto fit = make_fitness(fc, w.data);
-  SearchConfig sc;
-  sc.population = 5;
-  sc.dim = 3;
-  sc.val_batch = 30;
-  auto ctx = make_search_context(w.data.x_search, w.data.y_search, 3, 80, sc);
-  mpi::MigrationConfig none;
-  none.topology = "none";
-  mpi::Archipelago arch(MPI_COMM_WORLD, 3, sc, none, fit, ctx);
+  ThreeIslands t(fc, 5, 3);
+  const auto &fit = t.fit;
+  const auto &sc = t.sc;
+  const auto &ctx = t.ctx;
+  auto arch = t.archipelago();
   arch.initialise();
   for (int i = 0; i < 3; ++i) arch.step();
   auto states = arch.gather_states();
@@ -161,16 +175,8 @@ TEST_CASE("the same islands evolve identically on any rank count") {
 }
 
 TEST_CASE("progress reports and run-control flags agree across ranks without a barrier") {
-  World w;
-  auto fit = make_fitness(FitnessConfig{}, w.data);
-  SearchConfig sc;
-  sc.population = 6;
-  sc.dim = 4;
-  sc.val_batch = 30;
-  auto ctx = make_search_context(w.data.x_search, w.data.y_search, 3, 80, sc);
-  mpi::MigrationConfig none;
-  none.topology = "none";
-  mpi::Archipelago arch(MPI_COMM_WORLD, 3, sc, none, fit, ctx);
+  ThreeIslands t(FitnessConfig{}, 6, 4);
+  auto arch = t.archipelago();
   arch.initialise();
   std::vector<mpi::Progress> seen;
   std::vector<std::uint32_t> flags;

@@ -1,6 +1,6 @@
 // Helpers shared by the HDF5 suites (test_archive.cpp, test_results.cpp): private temporary
-// directories, raw bytes, shell commands (h5dump, h5py), expected errors, damaging files with the
-// HDF5 C API.
+// files' bytes, the h5py interpreter, expected errors, damaging files with the HDF5 C API; temporary
+// directories, files and commands come from testing.hpp.
 #pragma once
 #include <doctest/doctest.h>
 #include <hdf5.h>
@@ -28,28 +28,13 @@ namespace h5_testing {
 
 namespace fs = std::filesystem;
 
-using H5TempDir = testing::TempDir;  // one temporary-directory helper for every suite
-
+using testing::run;  // shell commands (h5dump, h5py): exit status and output
+using testing::TempDir;
+using testing::write_file;
 
 inline std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-inline void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out << bytes;
-}
-
-// Runs a shell command, returning its exit status and standard output.
-inline std::pair<int, std::string> run_capture(const std::string& command) {
-  std::string output;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  REQUIRE_MESSAGE(pipe != nullptr, "cannot run: ", command);
-  char buffer[4096];
-  std::size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
 inline std::string quote(const std::string& path) { return "'" + path + "'"; }

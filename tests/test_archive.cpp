@@ -217,7 +217,7 @@ void check_island(const IslandState& r, const IslandState& w) {
 }  // namespace
 
 TEST_CASE("archive: round trip of every field and attribute") {
-  H5TempDir dir{"repsearch_test_archive"};
+  TempDir dir{"repsearch_test_archive"};
   at::manual_seed(1);
   const Archive written = make_archive(3, 50, 4);
   const std::string path = dir.file("nested/run/archive.h5");  // parents are created
@@ -237,7 +237,7 @@ TEST_CASE("archive: round trip of every field and attribute") {
 }
 
 TEST_CASE("archive: zero elites, islands and migrations round-trip") {
-  H5TempDir dir{"repsearch_test_archive"};
+  TempDir dir{"repsearch_test_archive"};
   at::manual_seed(3);
   Archive written = make_archive(0, 50, 4);
   written.histories.clear();
@@ -251,13 +251,13 @@ TEST_CASE("archive: zero elites, islands and migrations round-trip") {
 }
 
 TEST_CASE("archive: readable by h5dump and h5py without our code") {
-  H5TempDir dir{"repsearch_test_archive"};
+  TempDir dir{"repsearch_test_archive"};
   at::manual_seed(4);
   const Archive written = make_archive(3, 50, 4);
   const std::string path = dir.file("archive.h5");
   write_archive(path, written);
 
-  const auto [rc_h, header] = run_capture("h5dump -H -g /elites " + quote(path) + " 2>&1");
+  const auto [rc_h, header] = run("h5dump -H -g /elites " + quote(path));
   INFO("h5dump -H -g /elites: ", header);
   REQUIRE(rc_h == 0);
   CHECK(contains(header, "/elites"));
@@ -265,14 +265,14 @@ TEST_CASE("archive: readable by h5dump and h5py without our code") {
   CHECK(contains(header, "DATATYPE  H5T_IEEE_F32LE"));
   CHECK(contains(header, "DATASPACE  SIMPLE { ( 3, 50, 4 ) / ( 3, 50, 4 ) }"));
 
-  const auto [rc_p, properties] = run_capture("h5dump -H -p -d /elites/representations " + quote(path) + " 2>&1");
+  const auto [rc_p, properties] = run("h5dump -H -p -d /elites/representations " + quote(path));
   INFO("h5dump -H -p: ", properties);
   REQUIRE(rc_p == 0);
   CHECK(contains(properties, "CHUNKED ( 1, 50, 4 )"));
   CHECK(contains(properties, "SHUFFLE"));
   CHECK(contains(properties, "DEFLATE { LEVEL 4 }"));
 
-  const auto [rc_a, format] = run_capture("h5dump -a /format " + quote(path) + " 2>&1");
+  const auto [rc_a, format] = run("h5dump -a /format " + quote(path));
   INFO("h5dump -a /format: ", format);
   REQUIRE(rc_a == 0);
   CHECK(contains(format, "repsearch-archive"));
@@ -280,7 +280,7 @@ TEST_CASE("archive: readable by h5dump and h5py without our code") {
 
   const std::string python = h5py_python();  // python3 or /usr/bin/python3 with h5py; absent → fail
   const std::string script = dir.file("check.py");
-  write_bytes(script,
+  write_file(script,
               "import sys, h5py\n"
               "f = h5py.File(sys.argv[1], 'r')\n"
               "r = f['elites/representations']\n"
@@ -300,7 +300,7 @@ TEST_CASE("archive: readable by h5dump and h5py without our code") {
               "print('dataset', f['data'].attrs['dataset'])\n");
   const std::string config_out = dir.file("config.txt");
   const auto [rc_py, out] =
-      run_capture(python + " " + quote(script) + " " + quote(path) + " " + quote(config_out) + " 2>&1");
+      run(python + " " + quote(script) + " " + quote(path) + " " + quote(config_out));
   INFO("h5py (", python, "): ", out);
   REQUIRE(rc_py == 0);
   CHECK(contains(out, "shape 3 50 4\n"));
@@ -321,7 +321,7 @@ TEST_CASE("archive: readable by h5dump and h5py without our code") {
 }
 
 TEST_CASE("checkpoint: round trip, a subset of islands, header only") {
-  H5TempDir dir{"repsearch_test_archive"};
+  TempDir dir{"repsearch_test_archive"};
   at::manual_seed(5);
   const Checkpoint written = make_checkpoint();
   const std::string path = dir.file("checkpoint.h5");
@@ -348,7 +348,7 @@ TEST_CASE("checkpoint: round trip, a subset of islands, header only") {
   CHECK(header.generation == 7);
   CHECK(header.islands.empty());
 
-  const auto [rc, rng] = run_capture("h5dump -a /rng " + quote(path) + " 2>&1");
+  const auto [rc, rng] = run("h5dump -a /rng " + quote(path));
   CHECK(rc == 0);
   CHECK(contains(rng, "counter-based"));
 
@@ -356,7 +356,7 @@ TEST_CASE("checkpoint: round trip, a subset of islands, header only") {
 }
 
 TEST_CASE("checkpoint: refuses to write islands at different generations") {
-  H5TempDir dir{"repsearch_test_archive"};
+  TempDir dir{"repsearch_test_archive"};
   Checkpoint c = make_checkpoint();
   c.islands[1].generation = 6;
   const std::string path = dir.file("checkpoint.h5");
@@ -366,7 +366,7 @@ TEST_CASE("checkpoint: refuses to write islands at different generations") {
 }
 
 TEST_CASE("archive: a failed write leaves the previous file intact and no temporary file") {
-  H5TempDir dir{"repsearch_test_archive"};
+  TempDir dir{"repsearch_test_archive"};
   at::manual_seed(6);
   const Archive good = make_archive(3, 50, 4);
   const std::string path = dir.file("archive.h5");
@@ -394,7 +394,7 @@ TEST_CASE("archive: a failed write leaves the previous file intact and no tempor
 }
 
 TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") {
-  H5TempDir dir{"repsearch_test_archive"};
+  TempDir dir{"repsearch_test_archive"};
   at::manual_seed(7);
   const Archive good = make_archive(3, 50, 4);
   const std::string archive = dir.file("good.h5");
@@ -407,7 +407,7 @@ TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") 
   }
   SUBCASE("a text file") {
     const std::string path = dir.file("notes.h5");
-    write_bytes(path, "this is not HDF5\n");
+    write_file(path, "this is not HDF5\n");
     expect_error([&] { read_archive(path); }, path, {"not an HDF5 file"});
   }
   SUBCASE("an HDF5 file without a format attribute") {
@@ -486,7 +486,7 @@ TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") 
     const std::string path = dir.file("truncated.h5");
     const std::string bytes = read_bytes(archive);
     REQUIRE(bytes.size() > 1000);
-    write_bytes(path, bytes.substr(0, bytes.size() / 2));
+    write_file(path, bytes.substr(0, bytes.size() / 2));
     expect_error([&] { read_archive(path); }, path, {"truncated"});
   }
 }

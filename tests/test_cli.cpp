@@ -69,13 +69,13 @@ TEST_CASE("options: bad options and configs get a clear error and a non-zero exi
     CHECK(r.output.find("Exception raised from") == std::string::npos);  // never a LibTorch trace
   };
   const auto bad_key = dir.file("bad_key.ini");
-  write_text(bad_key, "population = 8\npopulaton = 9\n");
+  write_file(bad_key, "population = 8\npopulaton = 9\n");
   expect(binary() + " search --config " + bad_key, {bad_key, "populaton"});
   const auto malformed = dir.file("malformed.ini");
-  write_text(malformed, "population 8\n");
+  write_file(malformed, "population 8\n");
   expect(binary() + " search --config " + malformed, {malformed});
   const auto bad_value = dir.file("bad_value.ini");
-  write_text(bad_value, "population = eight\n");
+  write_file(bad_value, "population = eight\n");
   expect(binary() + " search --config " + bad_value, {bad_value, "population"});
   expect(binary() + " search --config " + dir.file("absent.ini"), {"absent.ini", "cannot be opened"});
   expect(binary() + " search --population 1", {"option population", ">= 2", "found 1"});

@@ -159,7 +159,7 @@ void replace_with_doubles(hid_t file, const char* path, hsize_t n) {
 }  // namespace
 
 TEST_CASE("results: round trip of every field, NaN accuracies included") {
-  H5TempDir dir{"repsearch_test_results"};
+  TempDir dir{"repsearch_test_results"};
   at::manual_seed(11);
   Results written = make_results(4, 5, 3, 20, 10);
   written.heldout_accuracy = kNaN;
@@ -178,7 +178,7 @@ TEST_CASE("results: round trip of every field, NaN accuracies included") {
 }
 
 TEST_CASE("results: empty metrics and an empty trajectory round-trip") {
-  H5TempDir dir{"repsearch_test_results"};
+  TempDir dir{"repsearch_test_results"};
   at::manual_seed(12);
   Results written = make_results(0, 5, 3, 0, 10);
   written.kind = "sgd";
@@ -205,7 +205,7 @@ TEST_CASE("results: empty metrics and an empty trajectory round-trip") {
 }
 
 TEST_CASE("results: no recorded step and undefined activations are written as [0, n_probe, 0]") {
-  H5TempDir dir{"repsearch_test_results"};
+  TempDir dir{"repsearch_test_results"};
   at::manual_seed(17);
   Results written = make_results(0, 5, 3, 4, 10);
   written.activations = at::Tensor();  // what a trainer that recorded nothing leaves
@@ -224,14 +224,14 @@ TEST_CASE("results: no recorded step and undefined activations are written as [0
 }
 
 TEST_CASE("results: layout as documented, readable by h5dump and h5py without our code") {
-  H5TempDir dir{"repsearch_test_results"};
+  TempDir dir{"repsearch_test_results"};
   at::manual_seed(13);
   Results written = make_results(4, 5, 3, 20, 10);
   written.regression_mse = kNaN;
   const std::string path = dir.file("learn-2.h5");
   write_results(path, written);
 
-  const auto [rc_a, activations] = run_capture("h5dump -H -p -d /trajectory/activations " + quote(path) + " 2>&1");
+  const auto [rc_a, activations] = run("h5dump -H -p -d /trajectory/activations " + quote(path));
   INFO("h5dump activations: ", activations);
   REQUIRE(rc_a == 0);
   CHECK(contains(activations, "DATATYPE  H5T_IEEE_F32LE"));
@@ -241,7 +241,7 @@ TEST_CASE("results: layout as documented, readable by h5dump and h5py without ou
   CHECK(contains(activations, "DEFLATE { LEVEL 4 }"));
 
   const auto [rc_p, predictions] =
-      run_capture("h5dump -H -p -d /predictions/test_probabilities " + quote(path) + " 2>&1");
+      run("h5dump -H -p -d /predictions/test_probabilities " + quote(path));
   INFO("h5dump test_probabilities: ", predictions);
   REQUIRE(rc_p == 0);
   CHECK(contains(predictions, "DATASPACE  SIMPLE { ( 20, 10 ) / ( 20, 10 ) }"));
@@ -249,7 +249,7 @@ TEST_CASE("results: layout as documented, readable by h5dump and h5py without ou
   CHECK(contains(predictions, "DEFLATE { LEVEL 4 }"));
   CHECK_FALSE(contains(predictions, "SHUFFLE"));
 
-  const auto [rc_f, format] = run_capture("h5dump -a /format " + quote(path) + " 2>&1");
+  const auto [rc_f, format] = run("h5dump -a /format " + quote(path));
   INFO("h5dump -a /format: ", format);
   REQUIRE(rc_f == 0);
   CHECK(contains(format, "repsearch-results"));
@@ -257,7 +257,7 @@ TEST_CASE("results: layout as documented, readable by h5dump and h5py without ou
 
   const std::string python = h5py_python();
   const std::string script = dir.file("check.py");
-  write_bytes(script,
+  write_file(script,
               "import sys, math, h5py\n"
               "f = h5py.File(sys.argv[1], 'r')\n"
               "a = f['trajectory/activations']\n"
@@ -277,7 +277,7 @@ TEST_CASE("results: layout as documented, readable by h5dump and h5py without ou
               "print('steps', *f['trajectory/steps'][()])\n"
               "print('act123', repr(float(a[1, 2, 2])))\n"
               "print('probs', *f['predictions/test_probabilities'].shape)\n");
-  const auto [rc_py, out] = run_capture(python + " " + quote(script) + " " + quote(path) + " 2>&1");
+  const auto [rc_py, out] = run(python + " " + quote(script) + " " + quote(path));
   INFO("h5py (", python, "): ", out);
   REQUIRE(rc_py == 0);
   CHECK(contains(out, "shape 4 5 3\n"));
@@ -305,7 +305,7 @@ TEST_CASE("results: layout as documented, readable by h5dump and h5py without ou
 }
 
 TEST_CASE("results: overwriting is atomic; a refused write leaves the previous file intact") {
-  H5TempDir dir{"repsearch_test_results"};
+  TempDir dir{"repsearch_test_results"};
   at::manual_seed(14);
   const Results first = make_results(4, 5, 3, 20, 10);
   const std::string path = dir.file("learn-3.h5");
@@ -343,7 +343,7 @@ TEST_CASE("results: overwriting is atomic; a refused write leaves the previous f
 }
 
 TEST_CASE("results reader refuses bad files with a clear error") {
-  H5TempDir dir{"repsearch_test_results"};
+  TempDir dir{"repsearch_test_results"};
   at::manual_seed(16);
   const Results good = make_results(4, 5, 3, 20, 10);
   const std::string results = dir.file("learn-4.h5");
@@ -355,7 +355,7 @@ TEST_CASE("results reader refuses bad files with a clear error") {
   }
   SUBCASE("a text file") {
     const std::string path = dir.file("notes.h5");
-    write_bytes(path, "this is not HDF5\n");
+    write_file(path, "this is not HDF5\n");
     expect_error([&] { read_results(path); }, path, {"not an HDF5 file"});
   }
   SUBCASE("an archive passed as results, and the reverse") {
@@ -419,7 +419,7 @@ TEST_CASE("results reader refuses bad files with a clear error") {
     const std::string path = dir.file("truncated.h5");
     const std::string bytes = read_bytes(results);
     REQUIRE(bytes.size() > 1000);
-    write_bytes(path, bytes.substr(0, bytes.size() / 2));
+    write_file(path, bytes.substr(0, bytes.size() / 2));
     expect_error([&] { read_results(path); }, path, {"truncated"});
   }
 }

@@ -58,9 +58,9 @@ inline std::string mpirun(int ranks) {
   return "mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " ";
 }
 
-inline void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
+inline void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
 }
 
 }  // namespace testing

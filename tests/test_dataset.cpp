@@ -4,8 +4,6 @@
 #include <doctest/doctest.h>
 #include <zlib.h>
 
-#include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +15,7 @@
 #include "repsearch/core/data.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/io/dataset.hpp"
+#include "testing.hpp"
 
 namespace fs = std::filesystem;
 using repsearch::Error;
@@ -24,24 +23,7 @@ using Bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it on destruction.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path = fs::temp_directory_path() /
-           ("repsearch_test_io_" + std::to_string(stamp) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using testing::TempDir;
 
 void write_plain(const std::string& path, const Bytes& b) {
   std::ofstream out(path, std::ios::binary);
@@ -120,12 +102,12 @@ void write_mnist_dir(const TempDir& d, int n_train, int n_test, int h = 28, int 
   Bytes trl, tel;
   for (int i = 0; i < n_train; ++i) trl.push_back(static_cast<std::uint8_t>(i % 10));
   for (int i = 0; i < n_test; ++i) tel.push_back(static_cast<std::uint8_t>((i + 3) % 10));
-  write(d / ("train-images-idx3-ubyte" + ext),
+  write(d.file("train-images-idx3-ubyte" + ext),
         idx_bytes({std::uint32_t(n_train), std::uint32_t(h), std::uint32_t(w)}, image_data(n_train, h, w)));
-  write(d / ("train-labels-idx1-ubyte" + ext), idx_bytes({std::uint32_t(n_train)}, trl));
-  write(d / ("t10k-images-idx3-ubyte" + ext),
+  write(d.file("train-labels-idx1-ubyte" + ext), idx_bytes({std::uint32_t(n_train)}, trl));
+  write(d.file("t10k-images-idx3-ubyte" + ext),
         idx_bytes({std::uint32_t(n_test), std::uint32_t(h), std::uint32_t(w)}, image_data(n_test, h, w)));
-  write(d / ("t10k-labels-idx1-ubyte" + ext), idx_bytes({std::uint32_t(n_test)}, tel));
+  write(d.file("t10k-labels-idx1-ubyte" + ext), idx_bytes({std::uint32_t(n_test)}, tel));
 }
 
 // Real Fashion-MNIST, loaded once for all test cases that need it.
@@ -158,7 +140,7 @@ TEST_CASE("read_idx: 3-dim and 1-dim files, plain and gzip, element order preser
   const Bytes lbl = idx_bytes({6}, {9, 0, 3, 255, 7, 1});
   for (bool gz : {false, true}) {
     CAPTURE(gz);
-    const std::string ip = d / (gz ? "img.gz" : "img"), lp = d / (gz ? "lbl.gz" : "lbl");
+    const std::string ip = d.file(gz ? "img.gz" : "img"), lp = d.file(gz ? "lbl.gz" : "lbl");
     (gz ? write_gz : write_plain)(ip, img);
     (gz ? write_gz : write_plain)(lp, lbl);
 
@@ -187,10 +169,10 @@ TEST_CASE("read_idx: 3-dim and 1-dim files, plain and gzip, element order preser
 TEST_CASE("read_idx: gzip is detected by content, not by file name") {
   TempDir d;
   const Bytes b = idx_bytes({2, 2}, {1, 2, 3, 4});
-  write_gz(d / "looks-plain", b);
-  write_plain(d / "looks-gzipped.gz", b);
+  write_gz(d.file("looks-plain"), b);
+  write_plain(d.file("looks-gzipped.gz"), b);
   for (const char* name : {"looks-plain", "looks-gzipped.gz"}) {
-    at::Tensor t = repsearch::io::read_idx(d / name);
+    at::Tensor t = repsearch::io::read_idx(d.file(name));
     REQUIRE(t.sizes() == at::IntArrayRef({2, 2}));
     CHECK(t[1][0].item<int>() == 3);
   }
@@ -201,8 +183,8 @@ TEST_CASE("read_idx: 4-dim file and large dimension sizes use big-endian") {
   // 258 = 0x00000102: a little-endian reader would see a huge size.
   Bytes data(258 * 2, 0);
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::uint8_t>(i);
-  write_plain(d / "f", idx_bytes({1, 258, 1, 2}, data));
-  at::Tensor t = repsearch::io::read_idx(d / "f");
+  write_plain(d.file("f"), idx_bytes({1, 258, 1, 2}, data));
+  at::Tensor t = repsearch::io::read_idx(d.file("f"));
   CHECK(t.sizes() == at::IntArrayRef({1, 258, 1, 2}));
   CHECK(t[0][257][0][1].item<int>() == static_cast<std::uint8_t>(257 * 2 + 1));
 }
@@ -212,28 +194,28 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
   using repsearch::io::read_idx;
 
   SUBCASE("missing file") {
-    const std::string p = d / "nope-idx3-ubyte";
+    const std::string p = d.file("nope-idx3-ubyte");
     CHECK_THROWS_AS(read_idx(p), Error);
     const std::string m = error_of([&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "no such file");
   }
   SUBCASE("a directory instead of a file") {
-    const std::string p = d / "adir";
+    const std::string p = d.file("adir");
     fs::create_directories(p);
     const std::string m = error_of([&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "directory");
   }
   SUBCASE("empty file") {
-    const std::string p = d / "empty";
+    const std::string p = d.file("empty");
     write_plain(p, {});
     const std::string m = error_of([&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "header");
   }
   SUBCASE("file shorter than the header (dims cut off)") {
-    const std::string p = d / "shorthdr";
+    const std::string p = d.file("shorthdr");
     Bytes b = idx_bytes({10, 28, 28}, {});
     b.resize(9);
     write_plain(p, b);
@@ -243,7 +225,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     CHECK_ERROR_MENTIONS(m, "truncated");
   }
   SUBCASE("truncated data, plain") {
-    const std::string p = d / "trunc";
+    const std::string p = d.file("trunc");
     Bytes b = idx_bytes({3, 4, 5}, image_data(3, 4, 5));
     b.resize(b.size() - 7);
     write_plain(p, b);
@@ -254,7 +236,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     CHECK_ERROR_MENTIONS(m, "found 53");
   }
   SUBCASE("truncated data, gzip (complete gzip stream of short content)") {
-    const std::string p = d / "trunc.gz";
+    const std::string p = d.file("trunc.gz");
     Bytes b = idx_bytes({3, 4, 5}, image_data(3, 4, 5));
     b.resize(b.size() - 1);
     write_gz(p, b);
@@ -264,7 +246,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     CHECK_ERROR_MENTIONS(m, "found 59");
   }
   SUBCASE("damaged gzip stream (compressed file cut short)") {
-    const std::string full = d / "full.gz", p = d / "cut.gz";
+    const std::string full = d.file("full.gz"), p = d.file("cut.gz");
     write_gz(full, idx_bytes({50, 28, 28}, image_data(50, 28, 28)));
     std::ifstream in(full, std::ios::binary);
     Bytes raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -276,7 +258,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     CHECK_ERROR_MENTIONS(m, "gzip");
   }
   SUBCASE("trailing extra data") {
-    const std::string p = d / "extra";
+    const std::string p = d.file("extra");
     Bytes b = idx_bytes({2, 2}, {1, 2, 3, 4});
     b.push_back(0);
     b.push_back(0);
@@ -288,7 +270,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     CHECK_ERROR_MENTIONS(m, "found 6");
   }
   SUBCASE("wrong magic shows the found bytes in hex") {
-    const std::string p = d / "magic";
+    const std::string p = d.file("magic");
     Bytes b = idx_bytes({2, 2}, {1, 2, 3, 4});
     b[0] = 0x89;
     b[1] = 0x50;  // a PNG, say
@@ -299,7 +281,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     CHECK_ERROR_MENTIONS(m, "0x89 0x50 0x08 0x02");
   }
   SUBCASE("type byte not unsigned byte (0x0D = float)") {
-    const std::string p = d / "float";
+    const std::string p = d.file("float");
     Bytes b = idx_bytes({2, 2}, {1, 2, 3, 4});
     b[2] = 0x0D;
     write_plain(p, b);
@@ -309,21 +291,21 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     CHECK_ERROR_MENTIONS(m, "0x0d");
   }
   SUBCASE("zero dimensions") {
-    const std::string p = d / "nodims";
+    const std::string p = d.file("nodims");
     write_plain(p, Bytes{0, 0, 8, 0, 1, 2});
     const std::string m = error_of([&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "dimensions, found 0");
   }
   SUBCASE("more than 4 dimensions") {
-    const std::string p = d / "fivedims";
+    const std::string p = d.file("fivedims");
     write_plain(p, idx_bytes({1, 1, 1, 1, 1}, {7}));
     const std::string m = error_of([&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "dimensions, found 5");
   }
   SUBCASE("dimension sizes whose product overflows") {
-    const std::string p = d / "huge";
+    const std::string p = d.file("huge");
     write_plain(p, idx_bytes({0xffffffffu, 0xffffffffu, 0xffffffffu}, {1, 2, 3}));
     const std::string m = error_of([&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
@@ -335,7 +317,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
 
 TEST_CASE("read_cifar: CIFAR-10 records, channel-major layout and labels") {
   TempDir d;
-  const std::string p = d / "data_batch_1.bin";
+  const std::string p = d.file("data_batch_1.bin");
   write_plain(p, cifar_bytes({{3}, {0}, {9}}));
   auto r = repsearch::io::read_cifar(p, false);
   REQUIRE(r.images.sizes() == at::IntArrayRef({3, 3, 32, 32}));
@@ -360,7 +342,7 @@ TEST_CASE("read_cifar: CIFAR-10 records, channel-major layout and labels") {
 
 TEST_CASE("read_cifar: CIFAR-100 records carry coarse and fine labels") {
   TempDir d;
-  const std::string p = d / "train.bin";
+  const std::string p = d.file("train.bin");
   write_plain(p, cifar_bytes({{19, 99}, {0, 0}, {7, 42}, {3, 58}}));
   auto r = repsearch::io::read_cifar(p, true);
   REQUIRE(r.images.sizes() == at::IntArrayRef({4, 3, 32, 32}));
@@ -384,21 +366,21 @@ TEST_CASE("read_cifar: bad inputs are errors naming the file") {
   TempDir d;
   using repsearch::io::read_cifar;
   SUBCASE("missing file") {
-    const std::string p = d / "data_batch_9.bin";
+    const std::string p = d.file("data_batch_9.bin");
     CHECK_THROWS_AS(read_cifar(p, false), Error);
     const std::string m = error_of([&] { read_cifar(p, false); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "no such file");
   }
   SUBCASE("empty file") {
-    const std::string p = d / "empty.bin";
+    const std::string p = d.file("empty.bin");
     write_plain(p, {});
     const std::string m = error_of([&] { read_cifar(p, false); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "empty");
   }
   SUBCASE("CIFAR-10 size not a multiple of the record size") {
-    const std::string p = d / "short.bin";
+    const std::string p = d.file("short.bin");
     Bytes b = cifar_bytes({{1}, {2}});
     b.resize(b.size() - 100);  // 6146 - 100 = 6046
     write_plain(p, b);
@@ -408,7 +390,7 @@ TEST_CASE("read_cifar: bad inputs are errors naming the file") {
     CHECK_ERROR_MENTIONS(m, "6046");
   }
   SUBCASE("CIFAR-100 file read as CIFAR-10: size not a multiple") {
-    const std::string p = d / "c100.bin";
+    const std::string p = d.file("c100.bin");
     write_plain(p, cifar_bytes({{1, 2}, {3, 4}}));  // 2 * 3074 = 6148
     const std::string m = error_of([&] { read_cifar(p, false); });
     CHECK_ERROR_MENTIONS(m, p);
@@ -416,7 +398,7 @@ TEST_CASE("read_cifar: bad inputs are errors naming the file") {
     CHECK_ERROR_MENTIONS(m, "6148");
   }
   SUBCASE("CIFAR-100 size not a multiple of 3074") {
-    const std::string p = d / "c100short.bin";
+    const std::string p = d.file("c100short.bin");
     write_plain(p, cifar_bytes({{1}, {2}}));  // 6146 bytes
     const std::string m = error_of([&] { read_cifar(p, true); });
     CHECK_ERROR_MENTIONS(m, p);
@@ -424,21 +406,21 @@ TEST_CASE("read_cifar: bad inputs are errors naming the file") {
     CHECK_ERROR_MENTIONS(m, "6146");
   }
   SUBCASE("CIFAR-10 label out of range") {
-    const std::string p = d / "badlabel.bin";
+    const std::string p = d.file("badlabel.bin");
     write_plain(p, cifar_bytes({{1}, {2}, {10}}));
     const std::string m = error_of([&] { read_cifar(p, false); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "label < 10, found 10 in record 2");
   }
   SUBCASE("CIFAR-100 fine label out of range") {
-    const std::string p = d / "badfine.bin";
+    const std::string p = d.file("badfine.bin");
     write_plain(p, cifar_bytes({{1, 2}, {3, 100}}));
     const std::string m = error_of([&] { read_cifar(p, true); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "fine label < 100, found 100 in record 1");
   }
   SUBCASE("CIFAR-100 coarse label out of range") {
-    const std::string p = d / "badcoarse.bin";
+    const std::string p = d.file("badcoarse.bin");
     write_plain(p, cifar_bytes({{20, 2}}));
     const std::string m = error_of([&] { read_cifar(p, true); });
     CHECK_ERROR_MENTIONS(m, p);
@@ -488,10 +470,10 @@ TEST_CASE("load_dataset: MNIST-style directory, plain and gzip files") {
     auto a = ds.test_images.accessor<std::uint8_t, 4>();
     CHECK(a[4][0][27][13] == pix(4, 27, 13));
     const std::string ext = gz ? ".gz" : "";
-    CHECK(ds.files == std::vector<std::string>{d / ("train-images-idx3-ubyte" + ext),
-                                               d / ("train-labels-idx1-ubyte" + ext),
-                                               d / ("t10k-images-idx3-ubyte" + ext),
-                                               d / ("t10k-labels-idx1-ubyte" + ext)});
+    CHECK(ds.files == std::vector<std::string>{d.file("train-images-idx3-ubyte" + ext),
+                                               d.file("train-labels-idx1-ubyte" + ext),
+                                               d.file("t10k-images-idx3-ubyte" + ext),
+                                               d.file("t10k-labels-idx1-ubyte" + ext)});
   }
 }
 
@@ -499,17 +481,17 @@ TEST_CASE("load_dataset: plain file preferred when both plain and .gz exist") {
   TempDir d;
   write_mnist_dir(d, 4, 2, 28, 28, false);
   // A .gz with different content next to the plain one.
-  write_gz(d / "train-labels-idx1-ubyte.gz", idx_bytes({4}, {5, 5, 5, 5}));
+  write_gz(d.file("train-labels-idx1-ubyte.gz"), idx_bytes({4}, {5, 5, 5, 5}));
   auto ds = repsearch::io::load_dataset("mnist", d.path.string());
-  CHECK(ds.files[1] == d / "train-labels-idx1-ubyte");
+  CHECK(ds.files[1] == d.file("train-labels-idx1-ubyte"));
   CHECK(ds.train_labels[0].item<std::int64_t>() == 0);
 }
 
 TEST_CASE("load_dataset: CIFAR-10 and CIFAR-100 directories") {
   SUBCASE("cifar10: 5 training batches concatenated in order") {
     TempDir d;
-    for (int b = 1; b <= 5; ++b) write_plain(d / ("data_batch_" + std::to_string(b) + ".bin"), cifar_bytes({{std::uint8_t(b)}, {std::uint8_t(b + 4)}}));
-    write_plain(d / "test_batch.bin", cifar_bytes({{7}}));
+    for (int b = 1; b <= 5; ++b) write_plain(d.file("data_batch_" + std::to_string(b) + ".bin"), cifar_bytes({{std::uint8_t(b)}, {std::uint8_t(b + 4)}}));
+    write_plain(d.file("test_batch.bin"), cifar_bytes({{7}}));
     auto ds = repsearch::io::load_dataset("cifar10", d.path.string());
     CHECK(ds.n_classes == 10);
     REQUIRE(ds.train_images.sizes() == at::IntArrayRef({10, 3, 32, 32}));
@@ -519,25 +501,25 @@ TEST_CASE("load_dataset: CIFAR-10 and CIFAR-100 directories") {
     CHECK(ds.test_labels[0].item<std::int64_t>() == 7);
     CHECK(ds.train_images[9][2][3][4].item<int>() == cpix(1, 2, 3, 4));  // record 1 of batch 5
     CHECK(ds.files.size() == 6);
-    CHECK(ds.files.back() == d / "test_batch.bin");
+    CHECK(ds.files.back() == d.file("test_batch.bin"));
   }
   SUBCASE("cifar100: fine labels, 100 classes") {
     TempDir d;
-    write_plain(d / "train.bin", cifar_bytes({{4, 72}, {1, 30}}));
-    write_plain(d / "test.bin", cifar_bytes({{17, 99}}));
+    write_plain(d.file("train.bin"), cifar_bytes({{4, 72}, {1, 30}}));
+    write_plain(d.file("test.bin"), cifar_bytes({{17, 99}}));
     auto ds = repsearch::io::load_dataset("cifar100", d.path.string());
     CHECK(ds.n_classes == 100);
     CHECK(ds.train_labels[0].item<std::int64_t>() == 72);
     CHECK(ds.train_labels[1].item<std::int64_t>() == 30);
     CHECK(ds.test_labels[0].item<std::int64_t>() == 99);
-    CHECK(ds.files == std::vector<std::string>{d / "train.bin", d / "test.bin"});
+    CHECK(ds.files == std::vector<std::string>{d.file("train.bin"), d.file("test.bin")});
   }
   SUBCASE("cifar10: a missing batch names the path and how to get it") {
     TempDir d;
-    for (int b = 1; b <= 4; ++b) write_plain(d / ("data_batch_" + std::to_string(b) + ".bin"), cifar_bytes({{1}}));
-    write_plain(d / "test_batch.bin", cifar_bytes({{7}}));
+    for (int b = 1; b <= 4; ++b) write_plain(d.file("data_batch_" + std::to_string(b) + ".bin"), cifar_bytes({{1}}));
+    write_plain(d.file("test_batch.bin"), cifar_bytes({{7}}));
     const std::string m = error_of([&] { repsearch::io::load_dataset("cifar10", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "data_batch_5.bin");
+    CHECK_ERROR_MENTIONS(m, d.file("data_batch_5.bin"));
     CHECK_ERROR_MENTIONS(m, "--data-dir");
     CHECK_ERROR_MENTIONS(m, "fetch_datasets.sh");
   }
@@ -548,13 +530,13 @@ TEST_CASE("load_dataset: CIFAR-10 and CIFAR-100 directories") {
   }
   SUBCASE("cifar10: a bad batch size surfaces through load_dataset") {
     TempDir d;
-    for (int b = 1; b <= 5; ++b) write_plain(d / ("data_batch_" + std::to_string(b) + ".bin"), cifar_bytes({{1}}));
+    for (int b = 1; b <= 5; ++b) write_plain(d.file("data_batch_" + std::to_string(b) + ".bin"), cifar_bytes({{1}}));
     Bytes bad = cifar_bytes({{1}});
     bad.pop_back();
-    write_plain(d / "data_batch_3.bin", bad);
-    write_plain(d / "test_batch.bin", cifar_bytes({{7}}));
+    write_plain(d.file("data_batch_3.bin"), bad);
+    write_plain(d.file("test_batch.bin"), cifar_bytes({{7}}));
     const std::string m = error_of([&] { repsearch::io::load_dataset("cifar10", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "data_batch_3.bin");
+    CHECK_ERROR_MENTIONS(m, d.file("data_batch_3.bin"));
     CHECK_ERROR_MENTIONS(m, "record size 3073");
   }
 }
@@ -562,7 +544,7 @@ TEST_CASE("load_dataset: CIFAR-10 and CIFAR-100 directories") {
 TEST_CASE("load_dataset: bad MNIST-style directories") {
   TempDir d;
   SUBCASE("missing files: both paths tried, --data-dir and fetch_datasets.sh suggested") {
-    const std::string dir = d / "does-not-exist";
+    const std::string dir = d.file("does-not-exist");
     const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", dir); });
     const std::string plain = (fs::path(dir) / "train-images-idx3-ubyte").string();
     CHECK_ERROR_MENTIONS(m, plain);
@@ -573,48 +555,48 @@ TEST_CASE("load_dataset: bad MNIST-style directories") {
   }
   SUBCASE("missing fashion-mnist suggests the Debian package") {
     const std::string m = error_of([&] { repsearch::io::load_dataset("fashion-mnist", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "train-images-idx3-ubyte");
+    CHECK_ERROR_MENTIONS(m, d.file("train-images-idx3-ubyte"));
     CHECK_ERROR_MENTIONS(m, "dataset-fashion-mnist");
     CHECK_ERROR_MENTIONS(m, "--data-dir");
   }
   SUBCASE("one of four files missing") {
     write_mnist_dir(d, 4, 2);
-    fs::remove(d / "t10k-labels-idx1-ubyte");
+    fs::remove(d.file("t10k-labels-idx1-ubyte"));
     const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "t10k-labels-idx1-ubyte");
+    CHECK_ERROR_MENTIONS(m, d.file("t10k-labels-idx1-ubyte"));
     CHECK_ERROR_MENTIONS(m, "found neither");
   }
   SUBCASE("wrong dimension count: a labels file where the images file should be") {
     write_mnist_dir(d, 4, 2);
-    write_plain(d / "train-images-idx3-ubyte", idx_bytes({4}, {1, 2, 3, 4}));
+    write_plain(d.file("train-images-idx3-ubyte"), idx_bytes({4}, {1, 2, 3, 4}));
     const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "train-images-idx3-ubyte");
+    CHECK_ERROR_MENTIONS(m, d.file("train-images-idx3-ubyte"));
     CHECK_ERROR_MENTIONS(m, "3 dimensions");
     CHECK_ERROR_MENTIONS(m, "found 1 dimension");
   }
   SUBCASE("wrong dimension count: an images file where the labels file should be") {
     write_mnist_dir(d, 4, 2);
-    write_plain(d / "t10k-labels-idx1-ubyte", idx_bytes({2, 28, 28}, image_data(2, 28, 28)));
+    write_plain(d.file("t10k-labels-idx1-ubyte"), idx_bytes({2, 28, 28}, image_data(2, 28, 28)));
     const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "t10k-labels-idx1-ubyte");
+    CHECK_ERROR_MENTIONS(m, d.file("t10k-labels-idx1-ubyte"));
     CHECK_ERROR_MENTIONS(m, "1 dimension");
     CHECK_ERROR_MENTIONS(m, "found 3");
   }
   SUBCASE("image/label count mismatch names both files and both counts") {
     write_mnist_dir(d, 4, 2);
-    write_plain(d / "train-labels-idx1-ubyte", idx_bytes({5}, {1, 2, 3, 4, 5}));
+    write_plain(d.file("train-labels-idx1-ubyte"), idx_bytes({5}, {1, 2, 3, 4, 5}));
     const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "train-images-idx3-ubyte");
-    CHECK_ERROR_MENTIONS(m, d / "train-labels-idx1-ubyte");
+    CHECK_ERROR_MENTIONS(m, d.file("train-images-idx3-ubyte"));
+    CHECK_ERROR_MENTIONS(m, d.file("train-labels-idx1-ubyte"));
     CHECK_ERROR_MENTIONS(m, "mismatch");
     CHECK_ERROR_MENTIONS(m, "4 images");
     CHECK_ERROR_MENTIONS(m, "5 labels");
   }
   SUBCASE("label out of range names the file, index and value") {
     write_mnist_dir(d, 4, 2);
-    write_plain(d / "t10k-labels-idx1-ubyte", idx_bytes({2}, {3, 10}));
+    write_plain(d.file("t10k-labels-idx1-ubyte"), idx_bytes({2}, {3, 10}));
     const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "t10k-labels-idx1-ubyte");
+    CHECK_ERROR_MENTIONS(m, d.file("t10k-labels-idx1-ubyte"));
     CHECK_ERROR_MENTIONS(m, "[0, 10)");
     CHECK_ERROR_MENTIONS(m, "found label 10 at index 1");
   }
@@ -622,24 +604,24 @@ TEST_CASE("load_dataset: bad MNIST-style directories") {
     write_mnist_dir(d, 4, 2);
     Bytes b = idx_bytes({4, 28, 28}, image_data(4, 28, 28));
     b.resize(b.size() - 28);
-    write_gz(d / "train-images-idx3-ubyte.gz", b);
-    fs::remove(d / "train-images-idx3-ubyte");
+    write_gz(d.file("train-images-idx3-ubyte.gz"), b);
+    fs::remove(d.file("train-images-idx3-ubyte"));
     const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "train-images-idx3-ubyte.gz");
+    CHECK_ERROR_MENTIONS(m, d.file("train-images-idx3-ubyte.gz"));
     CHECK_ERROR_MENTIONS(m, "truncated");
   }
   SUBCASE("wrong magic surfaces through load_dataset") {
     write_mnist_dir(d, 4, 2);
-    write_plain(d / "t10k-images-idx3-ubyte", Bytes{'h', 'e', 'l', 'l', 'o', '\n'});
+    write_plain(d.file("t10k-images-idx3-ubyte"), Bytes{'h', 'e', 'l', 'l', 'o', '\n'});
     const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "t10k-images-idx3-ubyte");
+    CHECK_ERROR_MENTIONS(m, d.file("t10k-images-idx3-ubyte"));
     CHECK_ERROR_MENTIONS(m, "0x68 0x65 0x6c 0x6c");
   }
   SUBCASE("train and test images of different sizes") {
     write_mnist_dir(d, 4, 2);
-    write_plain(d / "t10k-images-idx3-ubyte", idx_bytes({2, 32, 32}, image_data(2, 32, 32)));
+    write_plain(d.file("t10k-images-idx3-ubyte"), idx_bytes({2, 32, 32}, image_data(2, 32, 32)));
     const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
-    CHECK_ERROR_MENTIONS(m, d / "t10k-images-idx3-ubyte");
+    CHECK_ERROR_MENTIONS(m, d.file("t10k-images-idx3-ubyte"));
     CHECK_ERROR_MENTIONS(m, "same size");
   }
 }

@@ -288,11 +288,7 @@ void record_history(IslandState& s, const Fitness& fitness, const SearchConfig& 
   }
   const auto b = s.best_index();
   auto best = s.population.slice(0, b, b + 1);
-  if (s.uid[static_cast<std::size_t>(b)] != s.heldout_uid) {  // ~3 ms for 2000 held-out rows: not every generation
-    s.heldout_score = fitness.heldout(best, &s.nonfinite).item<double>();
-    s.heldout_uid = s.uid[static_cast<std::size_t>(b)];
-  }
-  h.heldout = s.heldout_score;
+  h.heldout = fitness.heldout(best, &s.nonfinite).item<double>();
   const auto P = s.population.size(0);
   auto gen = make_generator(c.seed, Stream::diversity, {key(s.island), key(s.generation)});
   auto sample = at::randperm(P, gen, kCpuLong).slice(0, 0, std::min<std::int64_t>(8, P));

@@ -166,8 +166,6 @@ std::vector<std::vector<char>> gather_items(MPI_Comm comm, std::vector<std::vect
 
 constexpr int kTagStates = 32001, kTagEvents = 32002, kTagElites = 32003, kTagBests = 32004;
 
-void put_history(Writer& w, const std::vector<HistoryRow>& h) { w.put_vector(h); }
-
 std::vector<char> pack_state(const IslandState& s) {
   Writer w;
   w.put(s.island);
@@ -182,7 +180,7 @@ std::vector<char> pack_state(const IslandState& s) {
   w.put(s.evaluations);
   w.put(s.nonfinite);
   w.put(s.seconds);
-  put_history(w, s.history);
+  w.put_vector(s.history);
   return std::move(w.buf);
 }
 

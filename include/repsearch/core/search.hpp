@@ -85,9 +85,6 @@ struct IslandState {
   std::int64_t nonfinite = 0;
   double seconds = 0;
   std::vector<HistoryRow> history;
-  // The held-out score depends on the genome alone: kept for the best's uid until the best changes.
-  std::uint64_t heldout_uid = ~std::uint64_t{0};
-  double heldout_score = 0;
 
   std::uint64_t new_uid() { return (static_cast<std::uint64_t>(island) << 40) | next_serial++; }
   std::int64_t best_index() const;

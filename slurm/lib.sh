@@ -1,5 +1,17 @@
 # Shell helpers shared by slurm/submit.sh and slurm/sweep.sh (sourced, not run).
 
+die() { # die MESSAGE: "<script>: error: MESSAGE" on stderr, exit 1
+  echo "${0##*/}: error: $*" >&2
+  exit 1
+}
+
+abspath() { # abspath PATH: absolute, without requiring it to exist
+  case "$1" in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s\n' "$PWD/${1#./}" ;;
+  esac
+}
+
 # ini_get FILE KEY: the last 'KEY = VALUE' of an INI file (comments after '#' dropped), or nothing.
 ini_get() {
   awk -v key="$2" '

@@ -41,24 +41,12 @@ and requeues itself); scancel <id> cancels (the checkpoint stays: resubmit to co
 EOF
 }
 
-die() {
-  echo "submit.sh: error: $*" >&2
-  exit 1
-}
-
 slurm_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$slurm_dir/.." && pwd)"
 site_conf="${REPSEARCH_SITE_CONF:-$slurm_dir/site.conf}"
 
-abspath() { # abspath PATH: absolute, without requiring it to exist
-  case "$1" in
-    /*) printf '%s\n' "$1" ;;
-    *) printf '%s\n' "$PWD/${1#./}" ;;
-  esac
-}
-
 # shellcheck source=SCRIPTDIR/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # ini_get
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # die, abspath, ini_get
 
 # slurm_seconds TIME: a Slurm time limit (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds; nothing when
 # unlimited or not understood.

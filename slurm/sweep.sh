@@ -37,23 +37,12 @@ Environment: REPSEARCH_SITE_CONF as for slurm/submit.sh.
 EOF
 }
 
-die() {
-  echo "sweep.sh: error: $*" >&2
-  exit 1
-}
-
 slurm_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$slurm_dir/.." && pwd)"
 site_conf="${REPSEARCH_SITE_CONF:-$slurm_dir/site.conf}"
 
-abspath() {
-  case "$1" in
-    /*) printf '%s\n' "$1" ;;
-    *) printf '%s\n' "$PWD/${1#./}" ;;
-  esac
-}
 # shellcheck source=SCRIPTDIR/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # ini_get
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # die, abspath, ini_get
 # list KEY DEFAULT: the comma-separated values of KEY as words; each must be a positive integer.
 list() {
   local raw v vals res=()

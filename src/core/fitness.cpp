@@ -99,22 +99,9 @@ RidgeWeights ridge_weights(const at::Tensor& pop, const at::Tensor& labels, std:
 
 Readout ridge_readout(const at::Tensor& pop, const at::Tensor& labels, std::int64_t n_classes, double ridge) {
   auto rw = ridge_weights(pop, labels, n_classes, ridge);
-  const auto P = pop.size(0), n = pop.size(1), C = n_classes;
-  auto w = rw.w.to(pop.scalar_type());
   Readout r;
   r.bias = rw.bias.to(pop.scalar_type());
-  // Z W lands in an [n, P, C] buffer, the smoother's GEMM operand, so no permuted copy follows.
-  r.zw = at::empty({n, P, C}, pop.options()).permute({1, 0, 2});             // [P, n, C] view
-  if (pop.is_cpu()) {
-    // Strided output rows are plain GEMM ldc (bmm would copy). Last individual first: the Gram pass
-    // just left it in the cache.
-    for (std::int64_t p = P - 1; p >= 0; --p) {
-      auto out = r.zw.select(0, p);
-      at::mm_out(out, pop.select(0, p), w.select(0, p));
-    }
-  } else {
-    r.zw.copy_(at::bmm(pop, w));
-  }
+  r.zw = at::bmm(pop, rw.w.to(pop.scalar_type()));                           // [P, n, C]
   r.ok = rw.ok;
   return r;
 }
@@ -205,7 +192,7 @@ class RidgeProbe {
   at::Tensor probe(const at::Tensor& pop, const at::Tensor& m, const at::Tensor& y) const {
     const auto P = pop.size(0), n = pop.size(1), C = n_classes_;
     auto r = detail::ridge_readout(pop, y_search_, C, cfg_.readout_ridge);
-    auto flat = r.zw.permute({1, 0, 2}).reshape({n, P * C});                  // one GEMM for all P (a view)
+    auto flat = r.zw.permute({1, 0, 2}).reshape({n, P * C});                  // one GEMM for all P
     auto logits = at::matmul(m, flat).view({m.size(0), P, C}).permute({1, 0, 2}) + r.bias.unsqueeze(1);
     auto s = detail::neg_cross_entropy(logits, y, cfg_.beta);
     return at::where(r.ok, s, at::full_like(s, std::numeric_limits<double>::quiet_NaN()));

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/linalg.hpp"
@@ -22,23 +21,6 @@ at::Tensor flat_rows(const at::Tensor& pop, const at::Tensor& who, const at::Ten
   return (who.to(dev).view({-1, 1}) * pop.size(1) + rows.to(dev)).view(-1);
 }
 at::Tensor rows_view(at::Tensor& pop) { return pop.view({-1, pop.size(2)}); }
-// src [N, d] rows idx [M] -> [M, d]. On the CPU one memcpy per row: index_select spends ~250 ns of
-// bookkeeping on each 256-byte row, ten times the copy.
-at::Tensor gather_rows(const at::Tensor& src, const at::Tensor& idx) {
-  if (!src.is_cpu() || !src.is_contiguous() || src.dim() != 2) return src.index_select(0, idx);
-  auto ix = idx.to(at::kLong).contiguous();
-  const auto M = ix.numel(), N = src.size(0), d = src.size(1);
-  auto out = at::empty({M, d}, src.options());
-  const auto* i = ix.data_ptr<std::int64_t>();
-  const auto bytes = static_cast<std::size_t>(d) * src.element_size();
-  const auto* from = static_cast<const char*>(src.data_ptr());
-  auto* to = static_cast<char*>(out.data_ptr());
-  for (std::int64_t m = 0; m < M; ++m) {
-    if (i[m] < 0 || i[m] >= N) fail("gather_rows: row ", i[m], " is outside [0, ", N, ")");
-    std::memcpy(to + m * bytes, from + i[m] * bytes, bytes);
-  }
-  return out;
-}
 void check_batch(const at::Tensor& pop, const at::Tensor& who, const at::Tensor& rows, const char* op) {
   if (pop.dim() != 3 || !pop.is_contiguous() || who.dim() != 1 || (rows.defined() && (rows.dim() != 2 || rows.size(0) != who.size(0))))
     fail(op, ": expected a contiguous population [P, n, d], who [B] and rows [B, r], found ", pop.sizes(), ", ",
@@ -46,7 +28,7 @@ void check_batch(const at::Tensor& pop, const at::Tensor& who, const at::Tensor&
 }
 }  // namespace
 
-at::Tensor pick(const at::Tensor& pop, const at::Tensor& idx) { return pop.index({idx.to(pop.device())}); }
+at::Tensor pick(const at::Tensor& pop, const at::Tensor& idx) { return pop.index_select(0, idx.to(pop.device())); }
 
 at::Tensor tournament(const at::Tensor& fitness, std::int64_t count, std::int64_t size, at::Generator& gen) {
   if (size < 1) fail("tournament: size must be >= 1, found ", size);
@@ -103,7 +85,7 @@ void gaussian_rows_(at::Tensor& pop, const at::Tensor& who, const at::Tensor& ro
                     double sigma, at::Generator& gen) {
   check_batch(pop, who, rows, "gaussian");
   auto flat = flat_rows(pop, who, rows);
-  auto x = gather_rows(rows_view(pop), flat).view({rows.size(0), rows.size(1), pop.size(2)});
+  auto x = rows_view(pop).index_select(0, flat).view({rows.size(0), rows.size(1), pop.size(2)});
   auto noise = normal(x.sizes(), gen, pop.options()) * spread.index_select(0, who.to(pop.device())) * sigma;
   rows_view(pop).index_copy_(0, flat, (x + noise).view({-1, pop.size(2)}));
 }
@@ -118,9 +100,9 @@ void class_pull_(at::Tensor& pop, const at::Tensor& who, const at::Tensor& rows,
   auto counts = at::bincount(lab, /*weights=*/{}, n_classes).clamp_min(1).to(pop.scalar_type());
   auto class_means = (class_sums(pick(pop, w), lab, n_classes) / counts.view({1, -1, 1})).view({B * n_classes, d});
   auto flat = flat_rows(pop, who, rows);
-  auto x = gather_rows(rows_view(pop), flat).view({B, r, d});
+  auto x = rows_view(pop).index_select(0, flat).view({B, r, d});
   auto row_class = at::arange(B, lab.options()).view({B, 1}) * n_classes + lab.index_select(0, rows.to(dev).view(-1)).view({B, r});
-  auto means = gather_rows(class_means, row_class.view(-1)).view({B, r, d});
+  auto means = class_means.index_select(0, row_class.view(-1)).view({B, r, d});
   auto moved = x + alpha * (means - x) + normal(x.sizes(), gen, pop.options()) * spread.index_select(0, w) * noise;
   rows_view(pop).index_copy_(0, flat, moved.view({-1, d}));
 }
@@ -149,7 +131,7 @@ void knn_smooth_(at::Tensor& pop, const at::Tensor& who, const at::Tensor& rows,
   const auto B = who.size(0), r = rows.size(1), k = neighbours.size(1), d = pop.size(2);
   auto nb = neighbours.to(pop.device());
   auto their = nb.index_select(0, rows.to(nb.device()).view(-1)).view({B, r * k});  // neighbours of the chosen rows
-  auto smooth = gather_rows(rows_view(pop), flat_rows(pop, who, their)).view({B, r, k, d}).mean(2);
+  auto smooth = rows_view(pop).index_select(0, flat_rows(pop, who, their)).view({B, r, k, d}).mean(2);
   smooth = smooth + normal(smooth.sizes(), gen, pop.options()) * spread.index_select(0, who.to(pop.device())) * noise;
   rows_view(pop).index_copy_(0, flat_rows(pop, who, rows), smooth.view({-1, d}));
 }

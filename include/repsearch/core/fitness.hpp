@@ -84,7 +84,6 @@ RandomFeatures make_random_features(std::int64_t input_dim, std::int64_t p, std:
 namespace detail {
 // Exposed for tests: the ridge readout of each individual, Z [P,n,d] -> (Z W [P,n,C], b [P,C]) such
 // that the readout of a representation row z is z W + b; `ok` [P] bool is false where the solve failed.
-// zw is a [P, n, C] view of an [n, P, C] buffer: permuted back it is one [n, P*C] matrix.
 struct Readout {
   at::Tensor zw, bias, ok;
 };

@@ -46,8 +46,7 @@ void column_move_(at::Tensor& pop, const at::Tensor& who, const at::Tensor& spre
 void knn_smooth_(at::Tensor& pop, const at::Tensor& who, const at::Tensor& rows, const at::Tensor& spread,
                  const at::Tensor& neighbours, double noise, at::Generator& gen);
 
-// pop[idx] for individuals idx [k]: advanced indexing copies whole individuals at memory speed
-// (index_select on [P, n, d] ran ~4x slower here).
+// pop[idx] for individuals idx [k] (int64, any device), on pop's device.
 at::Tensor pick(const at::Tensor& pop, const at::Tensor& idx);
 
 // DE rand/1/bin over rows: mutant = pop[a] + f (pop[b] - pop[c]); row r of trial i comes from the

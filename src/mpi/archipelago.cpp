@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <numeric>
 #include <sstream>
+#include <thread>
 
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/linalg.hpp"
@@ -24,6 +26,37 @@ void check(int rc, const char* what) {
     MPI_Error_string(rc, msg, &len);
     fail("[MPI] ", what, " failed: ", std::string(msg, static_cast<std::size_t>(len)));
   }
+}
+
+double g_stall_seconds = 1800.0;
+
+// Polls `done()` (an MPI_Test-like call that also drives MPI's progress) with a growing sleep in
+// between, so a rank that waits on a stopped or lost peer neither spins a core nor waits forever.
+template <class Done>
+void wait_until(Done&& done, const char* what) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  auto pause = std::chrono::microseconds(0);
+  for (int polls = 0;; ++polls) {
+    if (done()) return;
+    const double waited = std::chrono::duration<double>(clock::now() - t0).count();
+    if (waited > g_stall_seconds)
+      throw Stalled(detail::cat("no progress from the other ranks for ", static_cast<long long>(waited),
+                                " s while waiting for ", what, " (--stall-minutes ", g_stall_seconds / 60.0,
+                                "): a rank is stopped, lost or cut off"));
+    if (polls > 100) {  // a short busy phase keeps fast exchanges fast
+      pause = std::min(std::chrono::microseconds(20000), std::max(std::chrono::microseconds(50), pause * 2));
+      std::this_thread::sleep_for(pause);
+    }
+  }
+}
+
+void wait_request(MPI_Request* req, const char* what) {
+  wait_until([&] {
+    int flag = 0;
+    check(MPI_Test(req, &flag, MPI_STATUS_IGNORE), "MPI_Test");
+    return flag != 0;
+  }, what);
 }
 
 // Flat byte messages: POD fields and tensors (dtype, shape, raw bytes).
@@ -101,15 +134,25 @@ struct Timer {  // adds the scope's wall time to a counter
 
 int rank_of(std::int64_t island, int ranks) { return static_cast<int>(island % ranks); }
 
-std::vector<char> receive(MPI_Comm comm, int source, int tag) {
+std::vector<char> receive_message(MPI_Message* msg, MPI_Status* status, const char* what) {
+  int count = 0;
+  check(MPI_Get_count(status, MPI_BYTE, &count), "MPI_Get_count");
+  std::vector<char> buf(static_cast<std::size_t>(count));
+  MPI_Request req;
+  check(MPI_Imrecv(buf.data(), count, MPI_BYTE, msg, &req), "MPI_Imrecv");
+  wait_request(&req, what);
+  return buf;
+}
+
+std::vector<char> receive(MPI_Comm comm, int source, int tag, const char* what) {
   MPI_Message msg;
   MPI_Status status;
-  check(MPI_Mprobe(source, tag, comm, &msg, &status), "MPI_Mprobe");
-  int count = 0;
-  check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
-  std::vector<char> buf(static_cast<std::size_t>(count));
-  check(MPI_Mrecv(buf.data(), count, MPI_BYTE, &msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
-  return buf;
+  wait_until([&] {
+    int flag = 0;
+    check(MPI_Improbe(source, tag, comm, &flag, &msg, &status), "MPI_Improbe");
+    return flag != 0;
+  }, what);
+  return receive_message(&msg, &status, what);
 }
 
 struct Sends {
@@ -122,8 +165,13 @@ struct Sends {
     check(MPI_Isend(bufs.back().data(), static_cast<int>(bufs.back().size()), MPI_BYTE, dest, tag, comm, &reqs.back()),
           "MPI_Isend");
   }
-  void wait() {
-    if (!reqs.empty()) check(MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  void wait(const char* what) {
+    if (!reqs.empty())
+      wait_until([&] {
+        int flag = 0;
+        check(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall");
+        return flag != 0;
+      }, what);
     bufs.clear();
     reqs.clear();
   }
@@ -143,24 +191,27 @@ struct Sends {
 };
 
 // Every rank's items reach rank 0 (root's own first, then by rank). One message per item.
-std::vector<std::vector<char>> gather_items(MPI_Comm comm, std::vector<std::vector<char>> local, int tag) {
+std::vector<std::vector<char>> gather_items(MPI_Comm comm, std::vector<std::vector<char>> local, int tag,
+                                            const char* what) {
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   int mine = static_cast<int>(local.size());
   std::vector<int> counts(static_cast<std::size_t>(size));
-  check(MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm), "MPI_Gather");
+  MPI_Request req;
+  check(MPI_Igather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm, &req), "MPI_Igather");
+  wait_request(&req, what);
   if (rank != 0) {
     Sends sends;
     sends.bufs.reserve(local.size());
     sends.reqs.reserve(local.size());
     for (auto& b : local) sends.post(comm, std::move(b), 0, tag);
-    sends.wait();
+    sends.wait(what);
     return {};
   }
   std::vector<std::vector<char>> all = std::move(local);
   for (int r = 1; r < size; ++r)
-    for (int i = 0; i < counts[static_cast<std::size_t>(r)]; ++i) all.push_back(receive(comm, r, tag));
+    for (int i = 0; i < counts[static_cast<std::size_t>(r)]; ++i) all.push_back(receive(comm, r, tag, what));
   return all;
 }
 
@@ -265,6 +316,45 @@ std::vector<std::pair<std::int64_t, std::int64_t>> parse_edges(const std::string
 }
 
 }  // namespace
+
+void set_stall_seconds(double seconds) {
+  if (!(seconds > 0)) fail("option stall-minutes: must be positive, found ", seconds / 60.0);
+  g_stall_seconds = seconds;
+}
+
+MPI_Comm duplicate_with_errors_returned(MPI_Comm comm) {
+  MPI_Comm dup;
+  check(MPI_Comm_dup(comm, &dup), "MPI_Comm_dup");
+  check(MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  return dup;
+}
+
+std::string gather_joined(MPI_Comm comm, const std::string& mine) {
+  int size = 1, rank = 0;
+  MPI_Comm_size(comm, &size);
+  MPI_Comm_rank(comm, &rank);
+  constexpr int kLen = 256;
+  char buf[kLen] = {0};
+  std::snprintf(buf, kLen, "%s", mine.c_str());
+  std::vector<char> all(static_cast<std::size_t>(kLen * size));
+  MPI_Request req;
+  check(MPI_Igather(buf, kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, comm, &req), "MPI_Igather");
+  wait_request(&req, "host and device names");
+  std::string out;
+  for (int r = 0; r < size && rank == 0; ++r) out += (r ? "," : "") + std::string(all.data() + r * kLen);
+  return out;
+}
+
+std::vector<double> reduce_max(MPI_Comm comm, std::vector<double> values) {
+  std::vector<double> out(values.size());
+  MPI_Request req;
+  check(MPI_Ireduce(values.data(), out.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_MAX, 0, comm, &req),
+        "MPI_Ireduce");
+  wait_request(&req, "the cost report");
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  return rank == 0 ? out : values;
+}
 
 std::vector<std::string> topology_names() { return {"none", "ring", "full", "random", "graph"}; }
 
@@ -420,7 +510,7 @@ void Archipelago::migrate() {
     } else {
       auto k = std::min<std::int64_t>(migration_.migrants, search_.population - 1);
       for (std::int64_t j = 0; j < k; ++j) {
-        auto m = unpack_migrant(receive(comm_, rank_of(src, size_), static_cast<int>(dst)));
+        auto m = unpack_migrant(receive(comm_, rank_of(src, size_), static_cast<int>(dst), "migrants"));
         if (m.source != src || m.destination != dst || m.generation != generation_)
           fail("[MPI] migration out of step: expected island ", src, "->", dst, " at generation ", generation_,
                ", got ", m.source, "->", m.destination, " at ", m.generation);
@@ -444,7 +534,7 @@ void Archipelago::migrate() {
     }
     receive_migrants(s, at::stack(genomes), fit, uids, migration_.align);
   }
-  sends.wait();
+  sends.wait("migrants to be delivered");
   migration_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -473,11 +563,11 @@ std::vector<Progress> Archipelago::poll_progress(bool wait) {
   Timer timer(mpi_seconds_);
   auto& p = *pending_;
   if (wait) {
-    for (auto& a : p.agreements) check(MPI_Wait(&a.first, MPI_STATUS_IGNORE), "MPI_Wait");
+    for (auto& a : p.agreements) wait_request(&a.first, "the stop/checkpoint agreement");
     p.agreements.clear();
   }
   if (rank_ != 0) {
-    if (wait) p.sends.wait();
+    if (wait) p.sends.wait("progress reports to reach rank 0");
     else p.sends.reap();
     return {};
   }
@@ -489,13 +579,13 @@ std::vector<Progress> Archipelago::poll_progress(bool wait) {
     MPI_Message msg;
     MPI_Status status;
     const bool need = wait && !p.posted.empty() && !complete(p.posted.back());
-    if (need) check(MPI_Mprobe(MPI_ANY_SOURCE, kTagBests, comm_, &msg, &status), "MPI_Mprobe");
-    else check(MPI_Improbe(MPI_ANY_SOURCE, kTagBests, comm_, &flag, &msg, &status), "MPI_Improbe");
-    if (!need && !flag) break;
-    int count = 0;
-    check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
-    std::vector<char> buf(static_cast<std::size_t>(count));
-    check(MPI_Mrecv(buf.data(), count, MPI_BYTE, &msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
+    auto probe = [&] {
+      check(MPI_Improbe(MPI_ANY_SOURCE, kTagBests, comm_, &flag, &msg, &status), "MPI_Improbe");
+      return flag != 0;
+    };
+    if (need) wait_until(probe, "progress reports from the other ranks");
+    else if (!probe()) break;
+    std::vector<char> buf = receive_message(&msg, &status, "a progress report");
     Reader r(buf);
     p.reports[r.get<std::int64_t>()].push_back(std::move(buf));
   }
@@ -547,7 +637,7 @@ std::uint32_t Archipelago::agreed(std::uint32_t flags) {
   auto& [req, buf] = pending.back();
   check(MPI_Iallreduce(&buf[0], &buf[1], 1, MPI_UINT32_T, MPI_BOR, comm_, &req), "MPI_Iallreduce");
   if (static_cast<int>(pending.size()) <= kAgreeLag) return 0;
-  check(MPI_Wait(&pending.front().first, MPI_STATUS_IGNORE), "MPI_Wait");
+  wait_request(&pending.front().first, "the stop/checkpoint agreement");
   const auto out = pending.front().second[1];
   pending.erase(pending.begin());
   return out;
@@ -556,7 +646,7 @@ std::uint32_t Archipelago::agreed(std::uint32_t flags) {
 std::vector<IslandState> Archipelago::gather_states() const {
   std::vector<std::vector<char>> items;
   for (const auto& s : islands_) items.push_back(pack_state(s));
-  auto all = gather_items(comm_, std::move(items), kTagStates);
+  auto all = gather_items(comm_, std::move(items), kTagStates, "the island states (checkpoint gather)");
   std::vector<IslandState> out;
   for (const auto& b : all) out.push_back(unpack_state(b));
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.island < b.island; });
@@ -566,7 +656,7 @@ std::vector<IslandState> Archipelago::gather_states() const {
 std::vector<MigrationEvent> Archipelago::gather_migrations() const {
   Writer w;
   w.put_vector(events_);
-  auto all = gather_items(comm_, {std::move(w.buf)}, kTagEvents);
+  auto all = gather_items(comm_, {std::move(w.buf)}, kTagEvents, "the migration logs (checkpoint gather)");
   std::vector<MigrationEvent> out;
   for (const auto& b : all) {
     Reader r(b);
@@ -599,7 +689,7 @@ Elites Archipelago::collect_elites(std::int64_t k) const {
       items.push_back(std::move(w.buf));
     }
   }
-  auto all = gather_items(comm_, std::move(items), kTagElites);
+  auto all = gather_items(comm_, std::move(items), kTagElites, "the elites (archive gather)");
   Elites e;
   if (rank_ != 0) return e;
   struct Cand {

@@ -12,6 +12,11 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A wait on other processes that saw no progress for its limit (one stopped, lost or cut off).
+struct Stalled : Error {
+  using Error::Error;
+};
+
 namespace detail {
 template <class... Args>
 std::string cat(Args&&... args) {

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "repsearch/core/error.hpp"
 #include "repsearch/core/fitness.hpp"
 #include "repsearch/core/search.hpp"
 
@@ -28,6 +29,17 @@ struct MigrationConfig {
   std::int64_t migrants = 1;      // best individuals sent along each edge
   bool align = true;              // Procrustes-align immigrants to the receiver's best
 };
+
+// The stall limit of every wait in this library; past it the wait throws repsearch::Stalled (default 30 minutes). While waiting, a rank polls
+// with a growing sleep (up to 20 ms) instead of spinning in MPI.
+void set_stall_seconds(double seconds);
+// A duplicate of `comm` whose errors are returned (and reported as Error) instead of aborting, so that
+// library traffic never mixes with the caller's. Free it with MPI_Comm_free.
+MPI_Comm duplicate_with_errors_returned(MPI_Comm comm);
+// Rank 0: every rank's `mine` (at most 255 bytes each), comma-joined in rank order; "" elsewhere.
+std::string gather_joined(MPI_Comm comm, const std::string& mine);
+// Rank 0: the element-wise maximum of `values` over ranks; other ranks get their own values back.
+std::vector<double> reduce_max(MPI_Comm comm, std::vector<double> values);
 
 std::vector<std::string> topology_names();
 // Checks a topology/edge list against the island count; Error naming the option otherwise.

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -488,5 +489,67 @@ TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") 
     REQUIRE(bytes.size() > 1000);
     write_file(path, bytes.substr(0, bytes.size() / 2));
     expect_error([&] { read_archive(path); }, path, {"truncated"});
+  }
+}
+
+TEST_CASE("checkpoint integrity: damage is detected, the previous checkpoint is kept, a bad new one never replaces it") {
+  TempDir dir{"repsearch_test_archive"};
+  at::manual_seed(11);
+  const std::string path = dir.file("checkpoint.h5"), prev = previous_checkpoint(path);
+  CHECK(prev == dir.file("checkpoint.prev.h5"));
+  Checkpoint first = make_checkpoint();
+  write_checkpoint(path, first);
+  CHECK_FALSE(fs::exists(prev));  // nothing to keep yet
+  Checkpoint second = make_checkpoint();
+  second.generation = 8;
+  for (auto& s : second.islands) s.generation = 8;
+  write_checkpoint(path, second);
+  REQUIRE(fs::exists(prev));
+  CHECK(read_checkpoint_header(prev).generation == 7);
+  CHECK(read_checkpoint_header(path).generation == 8);
+  CHECK_FALSE(has_tmp_file(dir.path));
+  const auto [rc, attrs] = run("h5dump -a /islands/1/population/crc32 " + quote(path));
+  CHECK(rc == 0);  // every dataset carries its CRC-32, readable by standard tools
+
+  SUBCASE("a changed population value (valid HDF5, stale checksum) is refused") {
+    edit_hdf5(path, [](hid_t file) {
+      hid_t ds = H5Dopen2(file, "/islands/1/population", H5P_DEFAULT);
+      REQUIRE(ds >= 0);
+      std::vector<float> all(static_cast<std::size_t>(H5Sget_simple_extent_npoints(H5Dget_space(ds))));
+      REQUIRE(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, all.data()) >= 0);
+      all[3] = 1e30f;  // what a hostile edit or a flipped bit would leave
+      REQUIRE(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, all.data()) >= 0);
+      H5Dclose(ds);
+    });
+    expect_error([&] { read_checkpoint(path, {}, at::Device(at::kCPU)); }, path,
+                 {"/islands/1/population", "corrupt", "CRC-32"});
+    read_checkpoint(path, {0, 2}, at::Device(at::kCPU));  // the intact islands still read
+  }
+  SUBCASE("a changed config attribute is refused") {
+    edit_hdf5(path, [](hid_t file) {
+      REQUIRE(H5Adelete(file, "generation") >= 0);
+      write_int64_attr(file, "generation", 9);
+    });
+    expect_error([&] { read_checkpoint_header(path); }, path, {"root attributes", "corrupt"});
+  }
+  SUBCASE("64 bytes of 0xFF in the middle of the file are refused") {
+    const auto size = fs::file_size(path);
+    {
+      std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(size / 2));
+      const std::string ff(64, '\xff');
+      f.write(ff.data(), 64);
+    }
+    expect_error([&] { read_checkpoint(path, {}, at::Device(at::kCPU)); }, path, {});
+  }
+  SUBCASE("a population that is not finite is never written over a good checkpoint") {
+    Checkpoint bad = make_checkpoint();
+    bad.generation = 9;
+    for (auto& s : bad.islands) s.generation = 9;
+    bad.islands[2].population[0][0][0] = std::numeric_limits<float>::quiet_NaN();
+    expect_error([&] { write_checkpoint(path, bad); }, path, {"did not read back intact", "non-finite"});
+    CHECK(read_checkpoint_header(path).generation == 8);  // untouched
+    CHECK(read_checkpoint_header(prev).generation == 7);
+    CHECK_FALSE(has_tmp_file(dir.path));
   }
 }

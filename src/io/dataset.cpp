@@ -43,8 +43,14 @@ std::string hex_bytes(const std::uint8_t* p, std::size_t n) {
 void require_readable(const std::string& path, const char* what) {
   std::error_code ec;
   const auto st = fs::status(path, ec);
+  if (ec == std::errc::permission_denied)
+    fail(what, " '", path, "': permission denied (a directory on the way is not searchable by this user)");
   if (ec || !fs::exists(st)) fail(what, " '", path, "': expected an existing file, found no such file");
   if (fs::is_directory(st)) fail(what, " '", path, "': expected a file, found a directory");
+  // A device or FIFO would be read until memory runs out, or block forever.
+  if (!fs::is_regular_file(st))
+    fail(what, " '", path, "': expected a regular file, found a ",
+         fs::is_fifo(st) ? "FIFO" : fs::is_character_file(st) ? "character device" : fs::is_block_file(st) ? "block device" : fs::is_socket(st) ? "socket" : "special file");
   std::ifstream probe(path, std::ios::binary);
   if (!probe) fail(what, " '", path, "': cannot open for reading (", std::strerror(errno), ")");
 }
@@ -173,6 +179,9 @@ std::string find_idx_file(const Entry& e, const std::string& dir, const std::str
   const std::string plain = join(dir, base), gz = plain + ".gz";
   std::error_code ec;
   if (fs::exists(plain, ec)) return plain;
+  if (ec == std::errc::permission_denied)
+    fail("dataset '", e.name, "': cannot look for ", plain, ": permission denied (the directory ", dir,
+         " or one above it is not searchable by this user)");
   if (fs::exists(gz, ec)) return gz;
   fail("dataset '", e.name, "': expected ", plain, " or ", gz, ", found neither", dir_note(dir), "; ", e.hint);
 }
@@ -180,7 +189,11 @@ std::string find_idx_file(const Entry& e, const std::string& dir, const std::str
 std::string find_cifar_file(const Entry& e, const std::string& dir, const std::string& base) {
   const std::string p = join(dir, base);
   std::error_code ec;
-  if (!fs::exists(p, ec)) fail("dataset '", e.name, "': expected ", p, ", found no such file", dir_note(dir), "; ", e.hint);
+  const bool present = fs::exists(p, ec);
+  if (ec == std::errc::permission_denied)
+    fail("dataset '", e.name, "': cannot look for ", p, ": permission denied (the directory ", dir,
+         " or one above it is not searchable by this user)");
+  if (!present) fail("dataset '", e.name, "': expected ", p, ", found no such file", dir_note(dir), "; ", e.hint);
   return p;
 }
 

@@ -6,6 +6,8 @@
 
 #include <ATen/ATen.h>
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -19,15 +21,17 @@
 namespace repsearch::io {
 
 using namespace detail;
+namespace fs = std::filesystem;
 
 namespace {
 
 constexpr const char* kCheckpointRng =
     "counter-based: every stream derives from (seed, island, generation); no generator state";
 
-void write_provenance(Writer& w, hid_t root, const char* format, const Provenance& p) {
+void write_provenance(Writer& w, hid_t root, const char* format, const Provenance& p,
+                      std::int64_t version = kFormatVersion) {
   w.attr_string(root, "/", "format", format);
-  w.attr<std::int64_t>(root, "/", "format_version", kFormatVersion);
+  w.attr<std::int64_t>(root, "/", "format_version", version);
   w.attr_string(root, "/", "repsearch_version", p.repsearch_version);
   w.attr_string(root, "/", "git_commit", p.git_commit);
   w.attr_string(root, "/", "created", p.created);
@@ -41,6 +45,18 @@ void write_provenance(Writer& w, hid_t root, const char* format, const Provenanc
   w.attr_string(root, "/", "devices", p.devices);
   w.attr_string(root, "/", "fitness", p.fitness);
   w.attr_string(root, "/", "fitness_parameters", p.fitness_parameters);
+}
+
+// The root attributes of a checkpoint as one text, whose CRC-32 is stored beside them: strings live in
+// HDF5's global heap, which carries no checksum of its own.
+std::uint64_t header_crc(const Provenance& p, std::int64_t generation) {
+  std::string t;
+  for (const std::string* f : {&p.repsearch_version, &p.git_commit, &p.created, &p.command_line, &p.config,
+                               &p.config_sha256, &p.hosts, &p.devices, &p.fitness, &p.fitness_parameters})
+    t += *f + '\x1f';
+  t += std::to_string(p.seed) + '\x1f' + std::to_string(p.n_islands) + '\x1f' + std::to_string(p.n_ranks) + '\x1f' +
+       std::to_string(generation);
+  return crc32_of(t.data(), t.size());
 }
 
 template <class T, class F>
@@ -284,6 +300,11 @@ Archive read_archive(const std::string& path) {
 
 // ---- checkpoint -----------------------------------------------------------------------------------
 
+std::string previous_checkpoint(const std::string& path) {
+  fs::path p(path);
+  return (p.parent_path() / (p.stem().string() + ".prev" + p.extension().string())).string();
+}
+
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
   const std::string label = checkpoint_label(path);
   std::set<std::int64_t> seen;
@@ -294,8 +315,9 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
   write_atomically(path, label, [&](Writer& w) {
     {
       Handle root = w.open_group("/");
-      write_provenance(w, root.get(), kCheckpointFormat, c.provenance);
+      write_provenance(w, root.get(), kCheckpointFormat, c.provenance, kCheckpointFormatVersion);
       w.attr<std::int64_t>(root.get(), "/", "generation", c.generation);
+      w.attr<std::uint64_t>(root.get(), "/", "header_crc32", header_crc(c.provenance, c.generation));
       w.attr_string(root.get(), "/", "rng", kCheckpointRng);
       w.attr<std::int64_t>(root.get(), "/", "pending_migrants", 0);
     }
@@ -332,17 +354,32 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
       write_history(w, group + "/history", s.history);
     }
     write_migrations(w, c.migrations);
-  });
+  }, [&] {
+    AtomicWrite how;
+    how.checksums = how.metadata_checksums = true;
+    how.verify = [&](const std::string& temp) {
+      try {
+        read_checkpoint(temp, {}, at::Device(at::kCPU));
+      } catch (const Error& e) {
+        fail(label, ": the new checkpoint did not read back intact, so it was not used (", e.what(), ")");
+      }
+    };
+    how.keep_previous = previous_checkpoint(path);
+    return how;
+  }());
 }
 
 namespace {
 
 Checkpoint read_header(const Reader& r) {
-  check_format(r, kCheckpointFormat, "checkpoint", kFormatVersion);
+  const auto version = check_format(r, kCheckpointFormat, "checkpoint", kCheckpointFormatVersion, 1);
   Checkpoint c;
   c.provenance = read_provenance(r);
   Handle root = r.group("/");
   c.generation = r.attr<std::int64_t>(root.get(), "/", "generation");
+  if (version >= 2 && r.attr<std::uint64_t>(root.get(), "/", "header_crc32") != header_crc(c.provenance, c.generation))
+    fail(r.label(), ": the root attributes (config, provenance, generation) are corrupt: their CRC-32 differs from ",
+         "header_crc32; the file was damaged after it was written");
   return c;
 }
 
@@ -375,6 +412,13 @@ IslandState read_island(const Reader& r, std::int64_t index, std::int64_t genera
   require_size(r, group + "/uid", static_cast<std::int64_t>(s.uid.size()), p, per_individual);
   require_size(r, group + "/born", static_cast<std::int64_t>(s.born.size()), p, per_individual);
   s.history = read_history(r, group + "/history");
+  // A population the search could not have made (it would overflow the fitness's float32 products).
+  const double largest = population.numel() > 0 ? population.abs().max().item<double>() : 0.0;
+  if (!(largest < 1e18))
+    fail(r.label(), ": dataset ", group, "/population holds ", std::isfinite(largest) ? "values as large as " : "",
+         std::isfinite(largest) ? std::to_string(largest) : "non-finite values", " (a damaged checkpoint)");
+  if (s.fitness.numel() > 0 && (at::isnan(s.fitness).any().item<bool>() || (s.fitness == INFINITY).any().item<bool>()))
+    fail(r.label(), ": dataset ", group, "/fitness holds NaN or +inf (a damaged checkpoint)");
   s.population = population.to(device);
   return s;
 }
@@ -385,7 +429,9 @@ Checkpoint read_checkpoint(const std::string& path, const std::vector<std::int64
                            const at::Device& device) {
   const std::string label = checkpoint_label(path);
   Handle file = open_for_read(path, label, kCheckpointFormat);
-  const Reader r(file.get(), label);
+  const Reader probe(file.get(), label);
+  const bool checksummed = check_format(probe, kCheckpointFormat, "checkpoint", kCheckpointFormatVersion, 1) >= 2;
+  const Reader r(file.get(), label, checksummed);
   Checkpoint c = read_header(r);
   const std::vector<std::int64_t> available = island_indices(r);
   const std::vector<std::int64_t> wanted = islands.empty() ? available : islands;

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <ATen/ATen.h>
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -104,6 +106,20 @@ Handle own(hid_t id, Handle::Closer closer, const std::string& label, Args&&... 
   return Handle(id, closer);
 }
 
+// CRC-32 (zlib) of `bytes` bytes, fed in pieces below zlib's 4 GiB length limit.
+inline std::uint64_t crc32_of(const void* data, std::size_t bytes) {
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  const auto* p = static_cast<const Bytef*>(data);
+  while (bytes > 0) {
+    const std::size_t n = std::min<std::size_t>(bytes, std::size_t{1} << 30);
+    crc = ::crc32(crc, p, static_cast<uInt>(n));
+    p += n;
+    bytes -= n;
+  }
+  return crc;
+}
+inline constexpr const char* kChecksumAttr = "crc32";
+
 // ---- element types --------------------------------------------------------------------------------
 
 struct H5Types {
@@ -167,7 +183,9 @@ inline std::string join(const std::vector<std::int64_t>& values) {
 
 class Writer {
  public:
-  Writer(hid_t file, std::string label) : file_(file), label_(std::move(label)) {}
+  // checksums: every numeric dataset gets a `crc32` attribute (zlib CRC-32 of its little-endian bytes).
+  Writer(hid_t file, std::string label, bool checksums = false)
+      : file_(file), label_(std::move(label)), checksums_(checksums) {}
   const std::string& label() const { return label_; }
 
   Handle group(const std::string& path) {
@@ -219,9 +237,12 @@ class Writer {
                          H5Dclose, label_, "cannot create dataset ", path, " ", dims_text(dims));
     hsize_t count = 1;
     for (hsize_t n : dims) count *= n;
-    if (count == 0) return;  // nothing to write (and H5Dwrite refuses a null buffer)
-    check(H5Dwrite(dataset.get(), types.memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), label_, "cannot write dataset ",
-          path);
+    if (count > 0)  // H5Dwrite refuses a null buffer
+      check(H5Dwrite(dataset.get(), types.memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), label_,
+            "cannot write dataset ", path);
+    if (checksums_)
+      attr<std::uint64_t>(dataset.get(), path, kChecksumAttr,
+                          count > 0 ? crc32_of(data, count * H5Tget_size(types.memory)) : crc32_of(nullptr, 0));
   }
 
   // The tensor, on any device and of any dtype, converted to `type` on the CPU. `compress_rows`
@@ -273,12 +294,29 @@ class Writer {
  private:
   hid_t file_;
   std::string label_;
+  bool checksums_ = false;
 };
+
+struct AtomicWrite {
+  bool checksums = false;           // crc32 attribute on every numeric dataset (Writer)
+  bool metadata_checksums = false;  // HDF5 1.8+ object headers, which carry checksums of their own
+  // Called on the complete, synced temporary file before it replaces `path` (e.g. read it back).
+  std::function<void(const std::string& temp)> verify;
+  std::string keep_previous;  // if set, the file being replaced is kept under this name
+};
+
+inline void sync_directory(const fs::path& dir) {
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
 
 // Creates the parent directories, writes through `body(Writer&)` into `<path>.tmp-<pid>`, flushes,
 // closes, fsyncs and renames onto `path`. Any failure removes the temporary file and rethrows.
 template <class Body>
-void write_atomically(const std::string& path, const std::string& label, Body&& body) {
+void write_atomically(const std::string& path, const std::string& label, Body&& body, const AtomicWrite& how = {}) {
   quiet_hdf5();
   if (path.empty()) fail(label, ": empty file name");
   const fs::path target(path);
@@ -291,10 +329,13 @@ void write_atomically(const std::string& path, const std::string& label, Body&& 
   try {
     {
       Handle fapl = own(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, label, "cannot create a file access property list");
+      if (how.metadata_checksums)
+        check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), label,
+              "cannot ask for checksummed metadata");
       Handle file = own(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose, label,
                         "cannot create temporary file ", temp);
       {
-        Writer writer(file.get(), label);
+        Writer writer(file.get(), label, how.checksums);
         body(writer);
       }  // every object closed before the file
       check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), label, "cannot flush temporary file ", temp);
@@ -307,8 +348,20 @@ void write_atomically(const std::string& path, const std::string& label, Body&& 
       fail(label, ": cannot sync temporary file ", temp, ": ", std::strerror(error));
     }
     ::close(fd);
+    if (how.verify) how.verify(temp);
+    if (!how.keep_previous.empty() && fs::exists(path)) {
+      // path stays in place (old or new) at every moment; the previous copy is switched in first.
+      const std::string prev_temp = how.keep_previous + ".tmp-" + std::to_string(::getpid());
+      std::remove(prev_temp.c_str());
+      if (::link(path.c_str(), prev_temp.c_str()) != 0 || std::rename(prev_temp.c_str(), how.keep_previous.c_str()) != 0) {
+        const int error = errno;
+        std::remove(prev_temp.c_str());
+        fail(label, ": cannot keep the previous file as ", how.keep_previous, ": ", std::strerror(error));
+      }
+    }
     if (std::rename(temp.c_str(), path.c_str()) != 0)
       fail(label, ": cannot rename ", temp, " onto ", path, ": ", std::strerror(errno));
+    sync_directory(target.parent_path());
   } catch (...) {
     std::error_code ec;
     fs::remove(temp, ec);
@@ -333,7 +386,10 @@ inline void require_length(const std::string& label, const char* name, std::int6
 
 class Reader {
  public:
-  Reader(hid_t file, std::string label) : file_(file), label_(std::move(label)) {}
+  // require_checksums: every numeric dataset read must carry a matching crc32 attribute. Without it,
+  // a crc32 that is present is still verified.
+  Reader(hid_t file, std::string label, bool require_checksums = false)
+      : file_(file), label_(std::move(label)), require_checksums_(require_checksums) {}
   const std::string& label() const { return label_; }
 
   // Whether every component of the absolute `path` exists (H5Lexists fails on a missing parent).
@@ -380,8 +436,19 @@ class Reader {
   }
 
   void read(const Handle& dataset, const std::string& path, hid_t memory, void* data, hsize_t count) const {
-    if (count == 0) return;
-    check(H5Dread(dataset.get(), memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), label_, "cannot read dataset ", path);
+    if (count > 0)
+      check(H5Dread(dataset.get(), memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), label_, "cannot read dataset ", path);
+    const htri_t has = H5Aexists(dataset.get(), kChecksumAttr);
+    if (has < 0) h5fail(label_, "cannot look up attribute ", kChecksumAttr, " of ", path);
+    if (has == 0) {
+      if (require_checksums_) fail(label_, ": dataset ", path, " has no ", kChecksumAttr, " checksum attribute");
+      return;
+    }
+    const auto stored = attr<std::uint64_t>(dataset.get(), path, kChecksumAttr);
+    const auto found = crc32_of(data, count * H5Tget_size(memory));
+    if (stored != found)
+      fail(label_, ": dataset ", path, " is corrupt (CRC-32 ", found, ", its ", kChecksumAttr, " attribute says ",
+           stored, "): the file was damaged after it was written");
   }
 
   at::Tensor tensor(const std::string& path, at::ScalarType type, std::size_t rank, const char* expected) const {
@@ -523,6 +590,7 @@ class Reader {
  private:
   hid_t file_;
   std::string label_;
+  bool require_checksums_ = false;
 };
 
 inline Handle open_for_read(const std::string& path, const std::string& label, const char* expected_format) {
@@ -551,8 +619,11 @@ inline Handle open_for_read(const std::string& path, const std::string& label, c
   return Handle(file, H5Fclose);
 }
 
-// Refuses a file whose root `format`/`format_version` are not `expected`/`expected_version`.
-inline void check_format(const Reader& r, const char* expected, const char* kind, std::int64_t expected_version) {
+// Refuses a file whose root `format` is not `expected` or whose `format_version` is outside
+// [min_version, expected_version]; returns the version found.
+inline std::int64_t check_format(const Reader& r, const char* expected, const char* kind, std::int64_t expected_version,
+                                 std::int64_t min_version = -1) {
+  if (min_version < 0) min_version = expected_version;
   Handle root = r.group("/");
   const htri_t present = H5Aexists(root.get(), "format");
   if (present < 0) h5fail(r.label(), "cannot look up attribute format of /");
@@ -563,9 +634,12 @@ inline void check_format(const Reader& r, const char* expected, const char* kind
   if (found != expected)
     fail(r.label(), ": expected a repsearch ", kind, " (format=", expected, "), found format='", found, "'");
   const auto version = r.attr<std::int64_t>(root.get(), "/", "format_version");
-  if (version != expected_version)
-    fail(r.label(), ": unsupported format_version ", version, " (expected format_version ", expected_version,
+  if (version < min_version || version > expected_version)
+    fail(r.label(), ": unsupported format_version ", version, " (expected format_version ",
+         min_version == expected_version ? std::to_string(expected_version)
+                                         : std::to_string(min_version) + " to " + std::to_string(expected_version),
          "; written by another repsearch version?)");
+  return version;
 }
 
 // Checks that every named column of `group` has `n` entries.

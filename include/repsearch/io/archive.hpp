@@ -14,6 +14,8 @@ namespace repsearch::io {
 inline constexpr const char* kArchiveFormat = "repsearch-archive";
 inline constexpr const char* kCheckpointFormat = "repsearch-checkpoint";
 inline constexpr std::int64_t kFormatVersion = 1;
+// 2: a crc32 attribute on every dataset and checksummed HDF5 metadata; version 1 is still read.
+inline constexpr std::int64_t kCheckpointFormatVersion = 2;
 
 struct Provenance {  // root attributes shared by archives and checkpoints
   std::string repsearch_version, git_commit, created, command_line;
@@ -58,9 +60,15 @@ struct Checkpoint {
   std::vector<MigrationEvent> migrations;
 };
 
+// Writes `<path>.tmp-<pid>`, reads it back in full (checksums, finite values), then keeps the file it
+// replaces as previous_checkpoint(path) and renames the new one onto `path`: a crash at any moment
+// leaves a checkpoint that resumes at `path`, and a damaged new one never replaces a good one.
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+// "<dir>/checkpoint.h5" -> "<dir>/checkpoint.prev.h5"
+std::string previous_checkpoint(const std::string& path);
 // Reads provenance, generation, migrations, and the states of `islands` (all when empty), placing
-// populations on `device`. Refuses truncated/foreign files with a clear error.
+// populations on `device`. Refuses truncated, foreign or damaged files (a dataset whose CRC-32 differs
+// from the one written, non-finite or overflowing populations) with a clear error.
 Checkpoint read_checkpoint(const std::string& path, const std::vector<std::int64_t>& islands, const at::Device& device);
 // Provenance and generation only (cheap: for comparing configs before a resume).
 Checkpoint read_checkpoint_header(const std::string& path);

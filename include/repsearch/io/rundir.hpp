@@ -1,0 +1,33 @@
+// A run directory's safety net: one owner at a time, proven writable before any compute, no leftovers
+// of killed writers. Plain POSIX, no HDF5 or LibTorch.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace repsearch::io {
+
+// Exclusive ownership of `dir` for this process: an fcntl write lock on `<dir>/repsearch.lock`, which
+// the kernel releases when the process dies (kill -9 never blocks a later resume). The lock file holds
+// the owner's host, pid, start time and `what`. A second owner is refused with an Error naming them.
+class RunLock {
+ public:
+  RunLock(const std::string& dir, const std::string& what);
+  ~RunLock();
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// Creates `dir` (and parents) and proves it writable: writes, fsyncs and removes a small probe file.
+// Error naming `option` (e.g. "out"), the directory and the system's reason.
+void ensure_writable_dir(const std::string& dir, const std::string& option);
+
+// Removes `<dir>/<name>.tmp-<pid>` files left by killed writers, for each of `names`; returns how
+// many. Only for files whose writer holds the directory's RunLock (no live writer can own them).
+int remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& names);
+
+}  // namespace repsearch::io

@@ -1,0 +1,109 @@
+#include "repsearch/io/rundir.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <string>
+
+#include "repsearch/core/error.hpp"
+
+namespace repsearch::io {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string host_name() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+std::string read_all(int fd) {
+  std::string text;
+  char buf[512];
+  ::lseek(fd, 0, SEEK_SET);
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\0')) text.pop_back();
+  return text;
+}
+
+void make_dirs(const std::string& dir, const std::string& option) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail("option ", option, ": cannot create run directory ", dir, ": ", ec.message());
+  if (!fs::is_directory(dir, ec)) fail("option ", option, ": ", dir, " exists but is not a directory");
+}
+
+}  // namespace
+
+RunLock::RunLock(const std::string& dir, const std::string& what) : path_((fs::path(dir) / "repsearch.lock").string()) {
+  make_dirs(dir, "out");
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("option out: cannot open the lock file ", path_, ": ", std::strerror(errno));
+  struct flock lk {};
+  lk.l_type = F_WRLCK;
+  lk.l_whence = SEEK_SET;
+  if (::fcntl(fd_, F_SETLK, &lk) != 0) {
+    const int error = errno;
+    std::string holder = read_all(fd_);
+    ::close(fd_);
+    fd_ = -1;
+    if (error == EACCES || error == EAGAIN)
+      fail("run directory ", dir, " is in use by another repsearch process (", holder.empty() ? "unknown" : holder,
+           "; lock ", path_, "): wait for it to end, or choose another --out");
+    fail("option out: cannot lock ", path_, ": ", std::strerror(error),
+         " (the file system must support fcntl locks)");
+  }
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  const std::string text = "host " + host_name() + ", pid " + std::to_string(::getpid()) + ", since " + stamp + ", " + what + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
+    const int error = errno;
+    ::close(fd_);
+    fd_ = -1;
+    fail("option out: cannot write the lock file ", path_, ": ", std::strerror(error));
+  }
+}
+
+RunLock::~RunLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock; the file stays (removing it would race a new owner)
+}
+
+void ensure_writable_dir(const std::string& dir, const std::string& option) {
+  make_dirs(dir, option);
+  const std::string probe = (fs::path(dir) / (".repsearch-probe-" + host_name() + "-" + std::to_string(::getpid()))).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("option ", option, ": run directory ", dir, " is not writable: ", std::strerror(errno));
+  const char bytes[4096] = {0};
+  const bool ok = ::write(fd, bytes, sizeof bytes) == static_cast<ssize_t>(sizeof bytes) && ::fsync(fd) == 0;
+  const int error = errno;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  if (!ok) fail("option ", option, ": cannot write to run directory ", dir, ": ", std::strerror(error));
+}
+
+int remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& names) {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string file = entry.path().filename().string();
+    for (const auto& name : names) {
+      const std::string prefix = name + ".tmp-";
+      if (file.rfind(prefix, 0) == 0 && file.size() > prefix.size() &&
+          file.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
+        std::error_code rm;
+        if (fs::remove(entry.path(), rm)) ++removed;
+      }
+    }
+  }
+  return removed;
+}
+
+}  // namespace repsearch::io

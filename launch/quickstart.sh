@@ -11,7 +11,9 @@ Usage: launch/quickstart.sh [--ranks N] [--generations G] [SEARCH_OPTION...]
 Runs launch/setup.sh (installs what is missing, builds), then on Fashion-MNIST with
 configs/fashion_mnist.ini (run directory runs/fashion_mnist, or --out):
   1. repsearch data      the search/validation/held-out splits and their class balance
-  2. repsearch search    the island-model GA under mpirun (N ranks, 1 thread/rank)
+  2. repsearch search    the island-model GA under mpirun (N ranks, 1 thread/rank), through
+                         launch/search.sh: Ctrl-C checkpoints (exit 75); a rerun replaces an earlier
+                         quickstart's run (--overwrite) unless you pass --resume to continue it
   3. repsearch inspect   a summary of the archive the search wrote
   4. repsearch learn     one network per elite, regressed onto it, and their ensemble
   5. repsearch sgd       the same network trained end to end on S+V, seeds 0..2, and their ensemble
@@ -98,8 +100,10 @@ step_data() {
 }
 step_search() {
   header "search: island GA on $ranks rank(s), ${generations:-configured} generations"
-  run mpirun --oversubscribe -np "$ranks" "$repsearch" search --config "$config" \
-    ${generations:+--generations "$generations"} --threads 1 "${search_extra[@]}"
+  local fresh=(--overwrite)  # the demo's run directory is its own; --resume continues it instead
+  for a in "${search_extra[@]}"; do [[ "$a" == --resume || "$a" == --overwrite ]] && fresh=(); done
+  REPSEARCH_BIN="$repsearch" run bash launch/search.sh -np "$ranks" --mpirun --oversubscribe -- --config "$config" \
+    ${generations:+--generations "$generations"} --threads 1 "${fresh[@]}" "${search_extra[@]}"
 }
 step_inspect() {
   header "inspect: the archive of searched representations"

@@ -12,7 +12,8 @@ abspath() { # abspath PATH: absolute, without requiring it to exist
   esac
 }
 
-# ini_get FILE KEY: the last 'KEY = VALUE' of an INI file (comments after '#' dropped), or nothing.
+# ini_get FILE KEY: the last 'KEY = VALUE' of a sweep file (comments after '#' dropped), or nothing. Never for
+# repsearch configs: `repsearch config --get KEY` resolves those exactly as the search does.
 ini_get() {
   awk -v key="$2" '
     { sub(/#.*/, "") }

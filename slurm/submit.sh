@@ -46,7 +46,7 @@ repo_root="$(cd "$slurm_dir/.." && pwd)"
 site_conf="${REPSEARCH_SITE_CONF:-$slurm_dir/site.conf}"
 
 # shellcheck source=SCRIPTDIR/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # die, abspath, ini_get
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # die, abspath
 
 # slurm_seconds TIME: a Slurm time limit (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds; nothing when
 # unlimited or not understood.
@@ -98,35 +98,24 @@ done
 [[ "$ntasks" =~ ^[1-9][0-9]*$ ]] || die "--ntasks must be a positive integer (got '$ntasks')"
 
 # Extra repsearch arguments: keep them for search and sgd, but take out what the jobs set themselves.
-extra=() extra_configs=() extra_out="" extra_elites=""
+extra=() extra_out=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) extra_out="${2:?--out needs a value}"; shift 2 ;;
     --out=*) extra_out="${1#*=}"; shift ;;
     --threads | --threads=*) die "--threads is set from the site's cpus per task (SITE_CPUS_* in $site_conf)" ;;
     --resume) echo "submit.sh: note: dropping --resume: the search job resumes by itself when RUN_DIR/checkpoint.h5 exists" >&2; shift ;;
-    --elites) extra_elites="${2:?--elites needs a value}"; extra+=("$1" "$2"); shift 2 ;;
-    --elites=*) extra_elites="${1#*=}"; extra+=("$1"); shift ;;
     --config | -c)
       [[ -f "${2:-}" ]] || die "extra config '${2:-}' not found"
-      extra_configs+=("$(abspath "$2")"); extra+=("$1" "$(abspath "$2")"); shift 2 ;;
+      extra+=("$1" "$(abspath "$2")"); shift 2 ;;
     --config=*)
       [[ -f "${1#*=}" ]] || die "extra config '${1#*=}' not found"
-      extra_configs+=("$(abspath "${1#*=}")"); extra+=("--config" "$(abspath "${1#*=}")"); shift ;;
+      extra+=("--config" "$(abspath "${1#*=}")"); shift ;;
     *) extra+=("$1"); shift ;;
   esac
 done
 
-# Settings as repsearch resolves them: defaults, CONFIG, extra configs in order, then the command line.
-elites=8 out_key=""
-for f in "$config" ${extra_configs[@]+"${extra_configs[@]}"}; do
-  v="$(ini_get "$f" elites)" && [[ -n "$v" ]] && elites="$v"
-  v="$(ini_get "$f" out)" && [[ -n "$v" ]] && out_key="$v"
-done
-[[ -n "$extra_elites" ]] && elites="$extra_elites"
-[[ "$elites" =~ ^[1-9][0-9]*$ ]] || die "elites must be a positive integer (got '$elites')"
-[[ -n "$run_dir" ]] || run_dir="${extra_out:-${out_key:-runs/default}}"
-run_dir="$(abspath "$run_dir")"
+[[ -n "$run_dir" ]] || run_dir="$extra_out"
 
 # Seeds: A..B, A,B,C or A -> a job array specification.
 if [[ "$seeds" =~ ^([0-9]+)\.\.([0-9]+)$ ]]; then
@@ -150,7 +139,19 @@ done
 source "$site_conf"
 site_conf="$(abspath "$site_conf")"
 bin="${SITE_REPSEARCH_BIN:-$repo_root/build/repsearch}"
-[[ -x "$bin" ]] || echo "submit.sh: warning: repsearch binary '$bin' is not executable here (SITE_REPSEARCH_BIN in $site_conf)" >&2
+[[ -x "$bin" ]] || die "repsearch binary '$bin' is not executable here (SITE_REPSEARCH_BIN in $site_conf): it resolves the config"
+
+# Settings exactly as repsearch resolves them (defaults < CONFIG < extra configs in order < command
+# line): the binary itself answers, so the jobs are sized from the config the search will run.
+resolved() { # resolved KEY
+  local v
+  v="$("$bin" config --config "$config" ${extra[@]+"${extra[@]}"} --get "$1" 2>&1)" || die "$v"
+  printf '%s\n' "$v"
+}
+elites="$(resolved elites)"
+[[ "$elites" =~ ^[1-9][0-9]*$ ]] || die "elites must be a positive integer (got '$elites')"
+[[ -n "$run_dir" ]] || run_dir="$(resolved out)"
+run_dir="$(abspath "$run_dir")"
 if [[ $dry_run -eq 0 ]]; then
   command -v sbatch >/dev/null 2>&1 || die "sbatch not found: run this on a Slurm login node (or load the Slurm module)"
 fi

@@ -190,7 +190,10 @@ TEST_CASE("resume: checkpoint and resume") {
     CHECK(r.status == 2);
     CHECK(r.output.find("population: checkpoint '8', now '10'") != std::string::npos);
     CHECK(r.output.find("sigma") != std::string::npos);
-    auto ok = run(search_cmd(full, "--resume --sigma 0.5 --allow-change sigma --generations 13"));
+    auto structural = run(search_cmd(full, "--resume --sigma 0.5 --allow-change sigma --generations 13"));
+    CHECK(structural.status == 2);
+    CHECK(structural.output.find("option allow-change: 'sigma'") != std::string::npos);
+    auto ok = run(search_cmd(full, "--resume --elites 3 --allow-change elites --generations 13"));
     CHECK_MESSAGE(ok.status == 0, ok.output);
   }
   SUBCASE("truncated and foreign checkpoints get clear errors") {

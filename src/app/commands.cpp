@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -24,6 +25,7 @@
 #include "repsearch/io/archive.hpp"
 #include "repsearch/io/dataset.hpp"
 #include "repsearch/io/results.hpp"
+#include "repsearch/io/rundir.hpp"
 #include "repsearch/mpi/archipelago.hpp"
 
 namespace repsearch::app {
@@ -36,18 +38,56 @@ namespace fs = std::filesystem;
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
-std::string join_gathered(MPI_Comm comm, const std::string& mine) {
-  int size = 1, rank = 0;
-  MPI_Comm_size(comm, &size);
-  MPI_Comm_rank(comm, &rank);
-  constexpr int kLen = 128;
-  char buf[kLen] = {0};
-  std::snprintf(buf, kLen, "%s", mine.c_str());
-  std::vector<char> all(static_cast<std::size_t>(kLen * size));
-  MPI_Gather(buf, kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, 0, comm);
-  std::string out;
-  for (int r = 0; r < size && rank == 0; ++r) out += (r ? "," : "") + std::string(all.data() + r * kLen);
-  return out;
+// TERM, USR1 and a first INT (Ctrl-C) ask for a checkpoint at the next agreed generation; a second
+// INT kills as usual.
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+// The writer's hold on the run directory, taken before any data is loaded: locked against a second
+// search, proven writable, cleared of killed writers' temporaries, and never silently reused.
+std::unique_ptr<io::RunLock> own_run_dir(const fs::path& out, bool resume, bool overwrite, const std::string& what) {
+  auto lock = std::make_unique<io::RunLock>(out.string(), what);
+  io::ensure_writable_dir(out.string(), "out");
+  const std::vector<std::string> ours = {"archive.h5", "checkpoint.h5", "checkpoint.prev.h5"};
+  if (int n = io::remove_stale_temporaries(out.string(), ours))
+    std::cout << "[search] removed " << n << " temporary file(s) left in " << out.string() << " by an interrupted write"
+              << std::endl;
+  if (resume) return lock;
+  std::string existing;
+  for (const auto& name : ours)
+    if (fs::exists(out / name)) existing += (existing.empty() ? "" : ", ") + name;
+  if (existing.empty()) return lock;
+  if (!overwrite)
+    fail("run directory ", out.string(), " already holds ", existing,
+         ": continue that run with --resume, start afresh with --overwrite (deletes them), or choose another --out");
+  for (const auto& name : ours) fs::remove(out / name);
+  std::cout << "[search] --overwrite: deleted " << existing << " in " << out.string() << std::endl;
+  return lock;
+}
+
+// An unreadable checkpoint's error, with what can still be done: the previous checkpoint, if intact.
+Error with_previous_checkpoint(const std::string& ckpt_path, const std::string& message) {
+  const auto prev = io::previous_checkpoint(ckpt_path);
+  std::string hint;
+  if (fs::exists(prev)) {
+    try {
+      auto h = io::read_checkpoint_header(prev);
+      hint = "\nthe previous checkpoint " + prev + " (generation " + std::to_string(h.generation) +
+             ") is there: to resume from it, move it onto " + ckpt_path + " and run with --resume again";
+    } catch (const Error& e) {
+      hint = "\nthe previous checkpoint " + prev + " cannot be read either: " + e.what();
+    }
+  } else {
+    hint = "\nno previous checkpoint (" + prev + ") exists";
+  }
+  return Error(message + hint);
 }
 
 std::string value_of(const std::string& resolved, const std::string& key) {
@@ -141,12 +181,27 @@ int cmd_data(const Options& o) {
   return 0;
 }
 
+int cmd_config(const Options& o) {
+  const auto resolved = o.resolved();
+  if (!o.vm.count("get")) {
+    std::cout << resolved;
+    return 0;
+  }
+  const auto key = o.get<std::string>("get");
+  const auto value = value_of(resolved, key);
+  if (value == "(absent)") fail("option get: no option '", key, "' (see 'repsearch config')");
+  std::cout << value << "\n";
+  return 0;
+}
+
 int cmd_search(const Options& o) {
-  MPI_Comm comm = MPI_COMM_WORLD;  // main owns MPI; the library gets the communicator
+  // main owns MPI; the library gets a duplicate whose errors come back as exceptions.
+  MPI_Comm comm = mpi::duplicate_with_errors_returned(MPI_COMM_WORLD);
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   const bool root = rank == 0;
+  mpi::set_stall_seconds(60.0 * o.get<double>("stall-minutes"));
   const auto node = mpi::node_place(comm);
   const int threads = o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads"))
                                                  : std::max(1, node_cores() / node.ranks);
@@ -158,12 +213,23 @@ int cmd_search(const Options& o) {
   const auto resolved = o.resolved();
   const auto sha = o.sha256();
   const auto n_islands = o.get<i64>("islands"), generations = o.get<i64>("generations");
-  const bool resume = o.vm["resume"].as<bool>();
+  const bool resume = o.vm["resume"].as<bool>(), overwrite = o.vm["overwrite"].as<bool>();
+  if (resume && overwrite) fail("options resume and overwrite: give one (--resume continues the run, --overwrite deletes it)");
+
+  // Pre-flight, before any data is loaded: the writing rank owns the run directory.
+  std::unique_ptr<io::RunLock> lock;
+  if (root) lock = own_run_dir(out, resume, overwrite, "repsearch search " + o.command_line);
 
   // Refuse a changed config before any work (every rank reads the small header).
   if (resume) {
-    if (!fs::exists(ckpt_path)) fail("resume: no checkpoint at ", ckpt_path, " (run without --resume first)");
-    auto head = io::read_checkpoint_header(ckpt_path);
+    if (!fs::exists(ckpt_path))
+      throw with_previous_checkpoint(ckpt_path, "resume: no checkpoint at " + ckpt_path + " (run without --resume first)");
+    io::Checkpoint head;
+    try {
+      head = io::read_checkpoint_header(ckpt_path);
+    } catch (const Error& e) {
+      throw with_previous_checkpoint(ckpt_path, std::string("resume: ") + e.what());
+    }
     auto allowed = resume_mutable_keys();
     std::stringstream extra(o.get<std::string>("allow-change"));
     for (std::string k; std::getline(extra, k, ',');) allowed.push_back(k);
@@ -173,7 +239,8 @@ int cmd_search(const Options& o) {
         diffs += "\n  " + k + ": checkpoint '" + value_of(head.provenance.config, k) + "', now '" + value_of(resolved, k) + "'";
     if (!diffs.empty())
       fail("resume: ", ckpt_path, " was written with a different config; differing keys:", diffs,
-           "\n(pass --allow-change KEY,... to accept, or start a new run directory)");
+           "\n(only run-control keys, generations and learner options may change on a resume, and with --allow-change ",
+           "the keys 'repsearch search --help' lists; otherwise start a new run directory)");
   }
 
   auto p = prepare(o, device);
@@ -195,24 +262,31 @@ int cmd_search(const Options& o) {
   prov.n_ranks = size;
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
-  prov.hosts = join_gathered(comm, host);
-  prov.devices = join_gathered(comm, device.str() + "x" + std::to_string(threads) + "threads");
+  prov.hosts = mpi::gather_joined(comm, host);
+  prov.devices = mpi::gather_joined(comm, device.str() + "x" + std::to_string(threads) + "threads");
   prov.fitness = fitness.name();
   prov.fitness_parameters = fitness.parameters();
 
+  i64 checkpoint_generation = -1;  // of the newest checkpoint on disk
   if (resume) {
-    auto ck = io::read_checkpoint(ckpt_path, mpi::islands_of_rank(rank, size, n_islands), device);
+    io::Checkpoint ck;
+    try {
+      ck = io::read_checkpoint(ckpt_path, mpi::islands_of_rank(rank, size, n_islands), device);
+    } catch (const Error& e) {
+      throw with_previous_checkpoint(ckpt_path, std::string("resume: ") + e.what());
+    }
+    checkpoint_generation = ck.generation;
     arch.restore(std::move(ck.islands));
     arch.restore_migrations(std::move(ck.migrations));
   } else {
     arch.initialise();
   }
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGUSR1, on_stop_signal);
+  install_stop_handlers();
 
   auto last_checkpoint = std::chrono::steady_clock::now();
   auto write_checkpoint = [&]() {
     last_checkpoint = std::chrono::steady_clock::now();
+    checkpoint_generation = arch.generation();
     io::Checkpoint ck;
     ck.provenance = prov;
     ck.generation = arch.generation();
@@ -235,6 +309,7 @@ int cmd_search(const Options& o) {
               << " of " << generations << "; run directory " << out.string() << std::endl;
   }
   const auto t0 = std::chrono::steady_clock::now();
+  const double mpi0 = arch.time_in_mpi(), migration0 = arch.time_in_migration();
   const i64 g0 = arch.generation();
   i64 evals0 = -1;
   double diversity = NAN;  // of the island bests: refreshed every 10 generations (it moves genomes)
@@ -260,6 +335,7 @@ int cmd_search(const Options& o) {
   const double ck_seconds = 60.0 * o.get<double>("checkpoint-minutes");
   enum : std::uint32_t { kStop = 1, kCheckpointDue = 2 };
   bool ck_requested = false;  // rank 0 asks once, then waits for the agreed checkpoint
+  try {
   while (arch.generation() < generations) {
     arch.step();
     const i64 g = arch.generation();
@@ -285,6 +361,12 @@ int cmd_search(const Options& o) {
       ck_requested = false;
       if (root) std::cout << "[search] checkpoint at generation " << g << ": " << ckpt_path << std::endl;
     }
+  }
+  } catch (const Stalled& e) {
+    throw Stalled("at generation " + std::to_string(arch.generation()) + ": " + e.what() + "; " +
+                  (checkpoint_generation >= 0 ? "the newest checkpoint is " + ckpt_path + " (generation " +
+                                                    std::to_string(checkpoint_generation) + "): continue with --resume"
+                                              : std::string("no checkpoint was written yet")));
   }
   struct rusage loop_ru {};
   getrusage(RUSAGE_SELF, &loop_ru);  // peak so far: set-up and generations, before the final gathers
@@ -317,21 +399,24 @@ int cmd_search(const Options& o) {
                 archive_path.c_str(), elites.uid.size(), elites.heldout.front(), elites.island.front(),
                 elites.generation.front(), div);
   }
-  // Cost report: MPI share of the generation loop and peak memory, max over ranks.
-  double loop = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  double mine[4] = {arch.time_in_mpi(), arch.time_in_migration(), 0.0, 0.0}, worst[4] = {0, 0, 0, 0};
+  // Cost report: each rank's MPI share of its own time since start/resume (max over ranks), peak memory.
+  const double loop = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double in_mpi = arch.time_in_mpi() - mpi0;
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
-  mine[2] = static_cast<double>(ru.ru_maxrss) / 1024.0;  // MiB
-  mine[3] = static_cast<double>(loop_ru.ru_maxrss) / 1024.0;
-  MPI_Reduce(mine, worst, 4, MPI_DOUBLE, MPI_MAX, 0, comm);
+  const auto worst = mpi::reduce_max(comm, {loop, in_mpi, arch.time_in_migration() - migration0,
+                                            static_cast<double>(ru.ru_maxrss) / 1024.0,
+                                            static_cast<double>(loop_ru.ru_maxrss) / 1024.0,
+                                            100.0 * in_mpi / std::max(loop, 1e-9)});
   if (root) {
     const double genome_mib = static_cast<double>(sc.population * p.splits.search.numel() * sc.dim * 4) / 1048576.0;
-    std::printf("[search] %.1f s since start/resume: MPI (migration, gathers, signal agreement) %.2f s (%.1f%%), of which "
-                "migration %.2f s; peak RSS %.0f MiB per rank (max; %.0f MiB before the final checkpoint and archive), "
-                "one island's population %.1f MiB\n",
-                loop, worst[0], 100.0 * worst[0] / std::max(loop, 1e-9), worst[1], worst[2], worst[3], genome_mib);
+    std::printf("[search] %.1f s since start/resume: MPI (migration, gathers, signal agreement) %.2f s (%.1f%% of that "
+                "rank's time), of which migration %.2f s; peak RSS %.0f MiB per rank (max; %.0f MiB before the final "
+                "checkpoint and archive), one island's population %.1f MiB\n",
+                worst[0], worst[1], worst[5], worst[2], worst[3], worst[4], genome_mib);
   }
+  lock.reset();
+  MPI_Comm_free(&comm);
   return 0;
 }
 
@@ -370,6 +455,10 @@ nlohmann::json inspect_archive(const std::string& path, bool print) {
                         {"generation", a.generation[e].item<int>()}});
     j["elites"] = elites;
     j["elite_shape"] = a.representations.sizes().vec();
+    std::vector<i64> broken;  // elites a learner could not use
+    for (i64 e = 0; e < k; ++e)
+      if (!at::isfinite(a.representations[e]).all().item<bool>()) broken.push_back(e);
+    j["nonfinite_elites"] = broken;
     j["diversity"] = div;
     j["migrations"] = a.migrations.size();
     if (!print) return j;
@@ -397,6 +486,9 @@ nlohmann::json inspect_archive(const std::string& path, bool print) {
                   static_cast<unsigned long long>(e["uid"].get<std::uint64_t>()), e["fitness"].get<double>(),
                   e["heldout"].get<double>(), e["island"].get<int>(), e["generation"].get<int>());
     std::printf("diversity: mean pairwise 1 - CKA of the elites %.4f; %zu migrations logged\n", div, a.migrations.size());
+    if (!broken.empty())
+      std::printf("DAMAGED: elite(s) %s hold non-finite values (NaN or inf); learn refuses them\n",
+                  tensor_list(at::tensor(broken)).c_str());
     return j;
   }
 }
@@ -497,6 +589,10 @@ int cmd_inspect(const Options& o) {
     if (json) all.push_back({{"trajectory_cka", cka}});
   }
   if (json) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";
+  for (const auto& item : all)
+    if (item.contains("nonfinite_elites") && !item["nonfinite_elites"].empty())
+      fail("inspect: ", item["path"].get<std::string>(), " holds elites with non-finite values (NaN or inf): ",
+           item["nonfinite_elites"].dump());
   return 0;
 }
 

@@ -30,6 +30,7 @@ std::string now_iso();
 std::string tensor_list(const at::Tensor& t, int precision = 4);
 int cmd_search(const Options& options);  // needs MPI initialised
 int cmd_inspect(const Options& options);
+int cmd_config(const Options& options);  // the resolved options, as INI text or one value
 
 // Exit code of a search stopped by SIGTERM/SIGUSR1 after writing its checkpoint (EX_TEMPFAIL):
 // schedulers requeue, `--resume` continues.

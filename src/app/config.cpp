@@ -3,6 +3,10 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
@@ -11,6 +15,22 @@
 
 #include "repsearch/core/error.hpp"
 #include "repsearch/io/dataset.hpp"
+
+// Boost's lexical_cast reads "-1" as 2^64-1 for an unsigned option; options found by ADL through
+// boost::any take this strict reader instead.
+namespace boost {
+void validate(boost::any& v, const std::vector<std::string>& tokens, unsigned long*, long) {
+  namespace po = boost::program_options;
+  po::validators::check_first_occurrence(v);
+  const std::string& s = po::validators::get_single_string(tokens);
+  if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 20)
+    throw po::invalid_option_value(s);
+  errno = 0;
+  const unsigned long long value = std::strtoull(s.c_str(), nullptr, 10);
+  if (errno == ERANGE) throw po::invalid_option_value(s);
+  v = boost::any(static_cast<unsigned long>(value));
+}
+}  // namespace boost
 
 namespace repsearch::app {
 
@@ -101,7 +121,9 @@ po::options_description run_options() {
       ("checkpoint-interval", po::value<i64>()->default_value(0), "generations between checkpoints (0: none by count)")
       ("checkpoint-minutes", po::value<double>()->default_value(10), "minutes between checkpoints by rank 0's clock, taken by every rank a few generations later (0: none by time); a checkpoint is also written at the end and on SIGTERM/SIGUSR1")
       ("resume", po::bool_switch(), "continue from <out>/checkpoint.h5 (config must match; rank count may differ)")
-      ("allow-change", po::value<std::string>()->default_value(""), "resume: extra comma-separated keys allowed to differ")
+      ("overwrite", po::bool_switch(), "start afresh in a run directory that holds an archive or checkpoint, deleting them")
+      ("allow-change", po::value<std::string>()->default_value(""), "resume: comma-separated keys allowed to differ from the checkpoint's config; only keys that do not change what the archive means (see below)")
+      ("stall-minutes", po::value<double>()->default_value(30), "give up when the other ranks make no progress for this long (a stopped, lost or cut-off rank): every live rank reports it and the job exits 3")
       ("log-every", po::value<i64>()->default_value(1), "generations between progress lines");
   return d;
 }
@@ -138,6 +160,14 @@ po::options_description learn_only_options() {
   return d;
 }
 
+po::options_description config_command_options() {
+  po::options_description d("Config");
+  d.add_options()
+      ("resolved", po::bool_switch(), "print every option as the other commands resolve it: defaults, then --config files in order (later files win), then the command line (the default action)")
+      ("get", po::value<std::string>(), "print the resolved value of one option only (for scripts)");
+  return d;
+}
+
 po::options_description inspect_options() {
   po::options_description d("Inspect");
   d.add_options()
@@ -155,7 +185,7 @@ po::options_description config_file_options() {
   d.add(fitness_options()).add(search_options()).add(migration_options()).add(learner_options());
   auto r = run_options();
   for (const auto& o : r.options())
-    if (o->long_name() != "resume") d.add(o);
+    if (o->long_name() != "resume" && o->long_name() != "overwrite") d.add(o);
   return d;
 }
 
@@ -192,6 +222,8 @@ std::string describe_command(const std::string& cmd) {
   if (cmd == "learn")
     return "learn: train networks by regressing the cut layer onto an archive's elites, fit the head, evaluate";
   if (cmd == "sgd") return "sgd: the same network trained end to end with cross-entropy (the baseline)";
+  if (cmd == "config")
+    return "config: print the options as every command resolves them (defaults < --config files in order < command line)";
   return cmd;
 }
 
@@ -212,6 +244,10 @@ Options parse_options(const std::string& command, const std::vector<std::string>
     positional.add("file", -1);
   } else {
     if (command == "search") visible.add(fitness_options()).add(search_options()).add(migration_options()).add(run_options());
+    if (command == "config") {
+      visible.add(config_command_options());
+      cli.add(config_command_options());
+    }
     if (command == "learn") visible.add(learn_only_options()).add(learner_options());
     if (command == "sgd") visible.add(learner_options());
     if (command == "learn") cli.add(learn_only_options());
@@ -219,6 +255,15 @@ Options parse_options(const std::string& command, const std::vector<std::string>
   }
   std::ostringstream help;
   help << visible;
+  if (command == "search") {
+    help << "\nOn --resume these may differ from the checkpoint's config without asking: ";
+    const auto automatic = resume_mutable_keys();
+    for (std::size_t i = 0; i < automatic.size(); ++i) help << (i ? ", " : "") << automatic[i];
+    help << ".\n--allow-change may add: ";
+    const auto extra = allow_change_keys();
+    for (std::size_t i = 0; i < extra.size(); ++i) help << (i ? ", " : "") << extra[i];
+    help << ". Every other key shapes what the archive holds and is refused.\n";
+  }
   o.help_text = help.str();
   try {
     po::store(po::command_line_parser(args).options(cli).positional(positional).run(), o.vm);
@@ -231,15 +276,25 @@ Options parse_options(const std::string& command, const std::vector<std::string>
   }
   if (o.vm.count("config")) {
     auto file_opts = config_file_options();
-    for (const auto& path : o.vm["config"].as<std::vector<std::string>>()) {
+    o.config_files = o.vm["config"].as<std::vector<std::string>>();
+    // po::store keeps the first value it sees: the command line went in first, then the files from
+    // the last to the first, so that later files win over earlier ones.
+    for (auto it = o.config_files.rbegin(); it != o.config_files.rend(); ++it) {
+      const std::string& path = *it;
+      std::error_code ec;
+      const auto st = std::filesystem::status(path, ec);
+      if (!std::filesystem::exists(st))
+        fail("config file ", path, ": cannot be opened: no such file (expected a readable INI file)");
+      if (!std::filesystem::is_regular_file(st))
+        fail("config file ", path, ": cannot be opened: not a regular file (expected a readable INI file, found a ",
+             std::filesystem::is_directory(st) ? "directory" : "special file", ")");
       std::ifstream in(path);
-      if (!in) fail("config file ", path, ": cannot be opened (expected a readable INI file)");
+      if (!in) fail("config file ", path, ": cannot be opened: ", std::strerror(errno), " (expected a readable INI file)");
       try {
         po::store(po::parse_config_file(in, file_opts, /*allow_unregistered=*/false), o.vm);
       } catch (const po::error& e) {
         fail("config file ", path, ": ", e.what(), " (expected 'key = value' lines with keys from 'repsearch search --help')");
       }
-      o.config_files.push_back(path);
     }
   }
   try {
@@ -290,8 +345,11 @@ std::string Options::sha256() const {
 }
 
 std::vector<std::string> run_control_keys() {
-  return {"out", "threads", "device", "checkpoint-interval", "checkpoint-minutes", "log-every", "data-dir", "allow-change"};
+  return {"out", "threads", "device", "checkpoint-interval", "checkpoint-minutes", "log-every", "data-dir", "allow-change",
+          "stall-minutes"};
 }
+
+std::vector<std::string> allow_change_keys() { return {"elites"}; }
 
 SplitSizes Options::splits() const {
   SplitSizes s;
@@ -396,6 +454,9 @@ void validate(const Options& o) {
   positive_real(o, "beta");
   require<double>(o, "learnable-weight", o.get<double>("learnable-weight") >= 0, ">= 0");
   positive(o, "val-batch");
+  if (o.get<i64>("val-batch") > o.get<i64>("val-size"))
+    fail("option val-batch: must not exceed val-size (", o.get<i64>("val-size"), "), the pool it is drawn from, found ",
+         o.get<i64>("val-batch"));
   one_of(o, "algorithm", algorithm_names());
   positive(o, "islands");
   require<i64>(o, "population", o.get<i64>("population") >= 2, ">= 2");
@@ -442,6 +503,25 @@ void validate(const Options& o) {
   require<i64>(o, "checkpoint-interval", o.get<i64>("checkpoint-interval") >= 0, ">= 0");
   require<double>(o, "checkpoint-minutes", o.get<double>("checkpoint-minutes") >= 0, ">= 0");
   positive(o, "log-every");
+  positive_real(o, "stall-minutes");
+  {
+    const auto automatic = resume_mutable_keys(), extra = allow_change_keys();
+    const auto known = config_file_options();
+    for (const auto& key : split_list(o.get<std::string>("allow-change"))) {
+      if (!known.find_nothrow(key, false))
+        fail("option allow-change: unknown key '", key, "' (expected option names such as elites)");
+      if (std::find(automatic.begin(), automatic.end(), key) == automatic.end() &&
+          std::find(extra.begin(), extra.end(), key) == extra.end())
+        fail("option allow-change: '", key, "' shapes what the search computes or what the archive holds, so it cannot ",
+             "change on a resume (the archive's config would not describe the run); keys that may: ",
+             [&] {
+               std::string list;
+               for (const auto& k : extra) list += (list.empty() ? "" : ", ") + k;
+               return list;
+             }(),
+             " and the run-control keys (see 'repsearch search --help'); start a new run directory instead");
+    }
+  }
   one_of(o, "arch", {"auto", "mlp", "cnn"});
   for (const char* key : {"hidden", "channels"}) {
     auto list = split_list(o.get<std::string>(key));

@@ -57,6 +57,9 @@ void validate(const Options& options);
 std::vector<std::string> run_control_keys();
 // Keys whose values may change when resuming (e.g. generations); others must match.
 std::vector<std::string> resume_mutable_keys();
+// Keys --allow-change may add on a resume: they change only how the final archive is collected, so
+// the archive's stored config still describes the whole run. Structural keys are refused.
+std::vector<std::string> allow_change_keys();
 // Keys (in resolved text order) whose values differ between two resolved configs.
 std::vector<std::string> differing_keys(const std::string& a, const std::string& b);
 std::string sha256_hex(const std::string& text);

@@ -1,6 +1,10 @@
 // repsearch learn / sgd: the learning half of the method and its yardstick.
 #include <cmath>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -13,6 +17,7 @@
 #include "repsearch/core/rng.hpp"
 #include "repsearch/io/archive.hpp"
 #include "repsearch/io/results.hpp"
+#include "repsearch/io/rundir.hpp"
 
 namespace repsearch::app {
 
@@ -82,14 +87,29 @@ std::string hex(std::uint64_t v) {
   return buf;
 }
 
+// Written beside `path` and renamed onto it: a reader never sees half a file.
+template <class Write>
+void replace_file(const fs::path& path, Write&& write) {
+  const auto tmp = path.string() + ".tmp-" + std::to_string(::getpid());
+  try {
+    write(tmp);
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    if (ec) fail("cannot rename ", tmp, " onto ", path.string(), ": ", ec.message());
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
 void write_summary(const fs::path& path, const nlohmann::json& j) {
-  const auto tmp = path.string() + ".tmp";
-  {
+  replace_file(path, [&](const std::string& tmp) {
     std::ofstream out(tmp);
     out << j.dump(2) << "\n";
-    if (!out) fail("cannot write ", tmp);
-  }
-  fs::rename(tmp, path);
+    out.flush();
+    if (!out) fail("cannot write ", tmp, ": ", std::strerror(errno));
+  });
 }
 
 }  // namespace
@@ -113,19 +133,28 @@ int cmd_learn(const Options& cli) {
   if (which == "all") {
     for (i64 e = 0; e < k; ++e) chosen.push_back(e);
   } else if (which.rfind("0x", 0) == 0) {
-    auto uid = std::stoull(which.substr(2), nullptr, 16);
+    const std::string digits = which.substr(2);
+    if (digits.empty() || digits.size() > 16 || digits.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+      fail("option elite: expected a uid of 1 to 16 hexadecimal digits after 0x, found '", which, "'");
+    const auto uid = std::stoull(digits, nullptr, 16);
     for (i64 e = 0; e < k; ++e)
       if (archive.uid[static_cast<std::size_t>(e)] == uid) chosen.push_back(e);
     if (chosen.empty()) fail("option elite: no elite with uid ", which, " in ", archive_path);
   } else {
-    if (which.empty() || which.find_first_not_of("0123456789") != std::string::npos)
+    if (which.empty() || which.size() > 18 || which.find_first_not_of("0123456789") != std::string::npos)
       fail("option elite: expected a rank (0 = best), a uid (0x...) or 'all', found '", which, "'");
     auto e = std::stoll(which);
     if (e >= k) fail("option elite: rank ", e, " but ", archive_path, " holds ", k, " elites");
     chosen.push_back(e);
   }
-  const fs::path out = o.get<std::string>("out");
-  fs::create_directories(out);
+  for (auto e : chosen)
+    if (!at::isfinite(archive.representations[e]).all().item<bool>())
+      fail("archive ", archive_path, ": elite ", e, " (uid ", hex(archive.uid[static_cast<std::size_t>(e)]),
+           ") holds non-finite values (NaN or inf): the archive was damaged or the search diverged; choose another elite");
+  // Beside the archive given, unless --out was given: the archive's own `out` may be another machine's path.
+  const fs::path out = cli.has("out") ? fs::path(cli.get<std::string>("out"))
+                                      : fs::absolute(archive_path).parent_path();
+  io::ensure_writable_dir(out.string(), "out");
   auto x_s = images(p, p.splits.search, false, device);
   auto head_idx = o.get<std::string>("head-data") == "search" ? p.splits.search : at::cat({p.splits.search, p.splits.val});
   auto x_head = images(p, head_idx, false, device);
@@ -183,7 +212,7 @@ int cmd_learn(const Options& cli) {
     member_probs.push_back(r.test_probabilities);
     const auto base = out / ("learn-" + hex(uid));
     r.model_path = base.string() + ".pt";
-    net.save(r.model_path);
+    replace_file(r.model_path, [&](const std::string& tmp) { net.save(tmp); });
     io::write_results(base.string() + ".h5", r);
     std::printf("[%s] regression mse %.4f (target variance %.4f) | accuracy val %.4f  heldout %.4f  test %.4f -> %s.h5\n",
                 tag.c_str(), mse, z.var().item<double>(), r.val_accuracy, r.heldout_accuracy, r.test_accuracy,
@@ -214,7 +243,7 @@ int cmd_sgd(const Options& o) {
   auto probe = probe_indices(o, x_test.size(0));
   auto probe_x = x_test.index_select(0, probe.to(device));
   const fs::path out = o.get<std::string>("out");
-  fs::create_directories(out);
+  io::ensure_writable_dir(out.string(), "out");
   auto tc = o.train();
   nlohmann::json summary = {{"data", o.get<std::string>("data")}, {"networks", nlohmann::json::array()}};
   std::vector<at::Tensor> member_probs;
@@ -242,7 +271,7 @@ int cmd_sgd(const Options& o) {
     member_probs.push_back(r.test_probabilities);
     const auto base = out / ("sgd-" + std::string(full ? "full-" : "") + std::to_string(s));
     r.model_path = base.string() + ".pt";
-    net.save(r.model_path);
+    replace_file(r.model_path, [&](const std::string& tmp) { net.save(tmp); });
     io::write_results(base.string() + ".h5", r);
     std::printf("[%s] accuracy val %.4f  heldout %.4f  test %.4f -> %s.h5\n", tag.c_str(), r.val_accuracy,
                 r.heldout_accuracy, r.test_accuracy, base.string().c_str());

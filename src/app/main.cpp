@@ -1,7 +1,10 @@
 // repsearch: search representations with an island GA (MPI), learn networks from them, compare.
 #include <mpi.h>
 
+#include <unistd.h>
+
 #include <cstring>
+#include <new>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -26,8 +29,36 @@ const char* kUsage =
     "  sgd       the same network trained end to end (the baseline; --seeds 0..4, --data full)\n"
     "  inspect   summarise archives and results files; two results files: CKA of their\n"
     "            trajectories (--json for scripts)\n"
+    "  config    print the options as every command resolves them (--get KEY for one value)\n"
     "\n"
-    "Options come from INI files (--config configs/fashion_mnist.ini) and the command line, which wins.\n";
+    "Options come from INI files (--config configs/fashion_mnist.ini; later files win) and the command\n"
+    "line, which wins over all. Exit status: 0 done, 2 error, 3 search stalled (a rank stopped or lost),\n"
+    "75 search stopped by a signal after writing its checkpoint (continue with --resume).\n";
+
+// A person's message for an exception: ours as is; LibTorch's without its C++ stack; an allocation
+// failure as what to lower.
+std::string describe(const std::exception& e) {
+  std::string msg = e.what();
+  if (dynamic_cast<const repsearch::Error*>(&e) != nullptr) return msg;
+  for (const char* cut : {"\nException raised from", "\nframe #"}) msg = msg.substr(0, msg.find(cut));
+  const auto alloc = msg.find("you tried to allocate ");
+  if (alloc != std::string::npos || dynamic_cast<const std::bad_alloc*>(&e) != nullptr) {
+    std::string bytes;
+    if (alloc != std::string::npos) {
+      const auto start = alloc + std::strlen("you tried to allocate ");
+      bytes = msg.substr(start, msg.find(' ', start) - start);
+    }
+    return "out of memory" + (bytes.empty() ? std::string() : " (an allocation of " + bytes + " bytes failed)") +
+           ": lower --population, --search-size, --features, --dim or the islands per rank (--islands, or more ranks)";
+  }
+  return "internal error: " + msg;
+}
+
+std::string host_name() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
 
 }  // namespace
 
@@ -44,11 +75,12 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 2, argv + argc);
   using repsearch::app::Options;
   bool mpi_up = false;
-  int rank = 0;
+  int rank = 0, size = 1;
   try {
-    if (command != "data" && command != "search" && command != "inspect" && command != "learn" && command != "sgd")
+    if (command != "data" && command != "search" && command != "inspect" && command != "learn" && command != "sgd" &&
+        command != "config")
       repsearch::fail("unknown command '", command,
-                      "'; expected one of data, search, learn, sgd, inspect (see 'repsearch --help')");
+                      "'; expected one of data, search, learn, sgd, inspect, config (see 'repsearch --help')");
     Options o = repsearch::app::parse_options(command, args);
     if (o.help) {
       std::cout << o.help_text;
@@ -57,21 +89,30 @@ int main(int argc, char** argv) {
     if (command == "inspect") return repsearch::app::cmd_inspect(o);
     if (command == "learn") return repsearch::app::cmd_learn(o);  // validates once the archive's config is in
     repsearch::app::validate(o);
+    if (command == "config") return repsearch::app::cmd_config(o);
     if (command == "sgd") return repsearch::app::cmd_sgd(o);
     if (command == "data") return repsearch::app::cmd_data(o);
     MPI_Init(&argc, &argv);
     mpi_up = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
     int rc = repsearch::app::cmd_search(o);
     MPI_Finalize();
     return rc;
   } catch (const std::exception& e) {
-    // repsearch::Error carries a message for people; anything else is reported as internal.
-    const bool ours = dynamic_cast<const repsearch::Error*>(&e) != nullptr;
-    std::string msg = e.what();
-    if (!ours) msg = "internal error: " + msg.substr(0, msg.find("\nException raised from"));
-    if (rank == 0 || !ours) std::cerr << "repsearch " << command << ": error: " << msg << std::endl;
-    if (mpi_up) MPI_Abort(MPI_COMM_WORLD, 2);
-    return 2;
+    // Every failing rank says so itself, with its place: on a cluster the reason may exist on one node only.
+    const bool stalled = dynamic_cast<const repsearch::Stalled*>(&e) != nullptr;
+    const int code = stalled ? 3 : 2;
+    std::string where;
+    if (mpi_up && size > 1) where = " on rank " + std::to_string(rank) + " of " + std::to_string(size) + " (host " + host_name() + ")";
+    std::cerr << "repsearch " << command << ": error" << where << ": " << describe(e) << std::endl;
+    if (mpi_up && size == 1) {
+      MPI_Finalize();  // nobody to stop: spare the user Open MPI's abort banner
+    } else if (mpi_up) {
+      // Give Open MPI a moment to forward this rank's message before the abort tears the job down.
+      ::usleep(300000);
+      MPI_Abort(MPI_COMM_WORLD, code);
+    }
+    return code;
   }
 }

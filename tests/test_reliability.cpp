@@ -1,0 +1,340 @@
+// The program as a hostile user and a failing node would meet it: layered configs, errors on any
+// rank, unwritable or shared run directories, structural changes on resume, damaged checkpoints,
+// signals to mpirun, a stopped rank, and malformed inputs. Real Fashion-MNIST (configs/smoke.ini).
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <regex>
+#include <sstream>
+
+#include "repsearch/io/archive.hpp"
+#include "testing.hpp"
+
+using namespace testing;
+namespace io = repsearch::io;
+
+namespace {
+
+std::string search(const std::string& out, const std::string& extra = "") {
+  return binary() + " search --config " + config("smoke.ini") + " --out " + out + " " + extra;
+}
+
+bool has(const Result& r, const std::string& word) { return r.output.find(word) != std::string::npos; }
+
+// The elites and histories that make a search's result (not its wall-clock seconds).
+void check_same_result(const io::Archive& a, const io::Archive& b) {
+  CHECK(at::equal(a.representations, b.representations));
+  CHECK(at::equal(a.heldout, b.heldout));
+  CHECK(a.uid == b.uid);
+  REQUIRE(a.histories.size() == b.histories.size());
+  for (size_t i = 0; i < a.histories.size(); ++i) {
+    REQUIRE(a.histories[i].size() == b.histories[i].size());
+    for (size_t g = 0; g < a.histories[i].size(); ++g) {
+      CHECK(a.histories[i][g].best == b.histories[i][g].best);
+      CHECK(a.histories[i][g].heldout == b.histories[i][g].heldout);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("config: later files win, the command line wins over all, one resolver for the scripts") {
+  TempDir dir("repsearch_rel_config");
+  const auto later = dir.file("later.ini");
+  write_file(later, "generations = 2\ndim = 8\n");
+  const std::string both = " --config " + config("smoke.ini") + " --config " + later;
+  auto g = run(binary() + " config" + both + " --get generations");
+  REQUIRE_MESSAGE(g.status == 0, g.output);
+  CHECK(g.output == "2\n");
+  CHECK(run(binary() + " config" + both + " --dim 5 --get dim").output == "5\n");
+  CHECK(run(binary() + " config --config " + later + " --config " + config("smoke.ini") + " --get generations").output ==
+        "12\n");
+  auto all = run(binary() + " config" + both);
+  CHECK(has(all, "dim = 8\n"));
+  CHECK(has(all, "population = 8\n"));  // from the first file, untouched by the later one
+
+  // The search runs what `config` says: 2 generations at d = 8.
+  const auto out = dir.file("run");
+  auto s = run(search(out, "--config " + later));
+  REQUIRE_MESSAGE(s.status == 0, s.output);
+  auto a = io::read_archive(out + "/archive.h5");
+  CHECK(a.representations.size(2) == 8);
+  CHECK(a.histories.front().back().generation == 2);
+  CHECK(a.provenance.config.find("generations = 2\n") != std::string::npos);
+
+  auto d = run(binary() + " config --config " + dir.path.string());
+  CHECK(d.status == 2);
+  CHECK(has(d, "not a regular file"));
+  CHECK(has(d, "directory"));
+  auto bad = run(binary() + " config --get no-such-key");
+  CHECK(bad.status == 2);
+  CHECK(has(bad, "no-such-key"));
+}
+
+TEST_CASE("errors: a failure on rank 1 is printed with its rank and host, and the job exits non-zero") {
+  TempDir dir("repsearch_rel_errors");
+  const auto out = dir.file("run");
+  REQUIRE(run(search(out, "--generations 4")).status == 0);
+  // Island 1 lives on rank 1 of 2: only rank 1 finds it missing.
+  auto del = run("/usr/bin/python3 -c \"import h5py; f = h5py.File('" + out + "/checkpoint.h5', 'a'); del f['islands/1']\"");
+  REQUIRE_MESSAGE(del.status == 0, del.output);
+  auto r = run(mpirun(2) + search(out, "--resume"));
+  CHECK(r.status == 2);
+  CHECK_MESSAGE(has(r, "error on rank 1 of 2 (host "), r.output);
+  CHECK(has(r, "no island 1"));
+}
+
+TEST_CASE("preflight: an impossible --out fails before any data is loaded or any generation runs") {
+  TempDir dir("repsearch_rel_preflight");
+  const auto file = dir.file("a_file");
+  write_file(file, "x");
+  auto r = run(search(file + "/run", "--checkpoint-interval 0"));
+  CHECK(r.status == 2);
+  CHECK_MESSAGE(has(r, "option out"), r.output);
+  CHECK(has(r, file + "/run"));
+  CHECK_FALSE(has(r, "[search] gen"));
+  CHECK_FALSE(has(r, "internal error"));
+  // learn and sgd prove their output directory the same way, before training.
+  auto g = run(binary() + " sgd --config " + config("smoke.ini") + " --out " + file + "/sgd --epochs 1");
+  CHECK(g.status == 2);
+  CHECK(has(g, "option out"));
+  CHECK_FALSE(has(g, "[sgd seed 0] accuracy"));
+}
+
+TEST_CASE("ownership: one search per run directory, no silent overwrite, stale temporaries cleared") {
+  TempDir dir("repsearch_rel_owner");
+  const auto out = dir.file("run");
+  {
+    Background first(search(out, "--generations 100000 --checkpoint-interval 0"), dir.file("first.log"));
+    REQUIRE_MESSAGE(first.wait_for("gen     2/"), first.output());
+    auto second = run(search(out, "--overwrite"));
+    CHECK(second.status == 2);
+    CHECK_MESSAGE(has(second, "in use by another repsearch process"), second.output);
+    CHECK(has(second, "pid " + std::to_string(first.pid)));
+    auto resumed = run(search(out, "--resume"));
+    CHECK(resumed.status == 2);
+    CHECK(has(resumed, "in use"));
+    ::kill(first.pid, SIGTERM);
+    CHECK(first.wait() == 75);
+  }
+  // The holder is gone (the kernel dropped its lock): a fresh run must not replace its checkpoint.
+  auto fresh = run(search(out));
+  CHECK(fresh.status == 2);
+  CHECK_MESSAGE(has(fresh, "already holds checkpoint.h5"), fresh.output);
+  CHECK(has(fresh, "--overwrite"));
+  write_file(out + "/checkpoint.h5.tmp-4242", "left by a kill -9");
+  write_file(out + "/archive.h5.tmp-77", "left by a kill -9");
+  auto over = run(search(out, "--overwrite"));
+  REQUIRE_MESSAGE(over.status == 0, over.output);
+  CHECK(has(over, "removed 2 temporary file(s)"));
+  CHECK(has(over, "--overwrite: deleted checkpoint.h5"));
+  CHECK_FALSE(fs::exists(out + "/checkpoint.h5.tmp-4242"));
+  CHECK_FALSE(fs::exists(out + "/archive.h5.tmp-77"));
+  auto both = run(search(out, "--resume --overwrite"));
+  CHECK(both.status == 2);
+  CHECK(has(both, "resume and overwrite"));
+}
+
+TEST_CASE("allow-change: structural keys are refused; an allowed change is what the archive records") {
+  TempDir dir("repsearch_rel_allow");
+  const auto out = dir.file("run");
+  REQUIRE(run(search(out, "--generations 4")).status == 0);
+  for (const std::string& change : {"--islands 2 --allow-change islands", "--dim 8 --allow-change dim",
+                                    "--population 16 --allow-change population", "--sigma 0.5 --allow-change sigma"}) {
+    auto r = run(search(out, "--resume --generations 6 " + change));
+    CHECK_MESSAGE(r.status == 2, change, "\n", r.output);
+    CHECK(has(r, "option allow-change"));
+    CHECK(has(r, "cannot change on a resume"));
+  }
+  CHECK(io::read_checkpoint_header(out + "/checkpoint.h5").generation == 4);  // nothing was lost
+  auto ok = run(search(out, "--resume --generations 6 --elites 2 --allow-change elites"));
+  REQUIRE_MESSAGE(ok.status == 0, ok.output);
+  auto a = io::read_archive(out + "/archive.h5");
+  CHECK(a.representations.size(0) == 2);
+  CHECK(a.provenance.config.find("elites = 2\n") != std::string::npos);
+  auto help = run(binary() + " search --help");
+  CHECK(has(help, "--allow-change may add: elites"));
+}
+
+TEST_CASE("integrity: a damaged checkpoint is refused naming the previous one, which resumes exactly") {
+  TempDir dir("repsearch_rel_integrity");
+  const auto out = dir.file("run"), ref = dir.file("ref");
+  REQUIRE(run(search(ref)).status == 0);
+  REQUIRE(run(search(out, "--generations 9")).status == 0);  // checkpoints at 4, 8 and the final 9
+  const auto ck = out + "/checkpoint.h5", prev = out + "/checkpoint.prev.h5";
+  REQUIRE(fs::exists(prev));
+  CHECK(io::read_checkpoint_header(prev).generation == 8);
+  {
+    std::fstream f(ck, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(ck) / 2));
+    const std::string junk(4096, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  auto r = run(search(out, "--resume"));
+  CHECK(r.status == 2);  // what is reported depends on what the bytes hit: data (CRC-32) or HDF5 metadata
+  CHECK_MESSAGE(has(r, "resume: "), r.output);
+  CHECK(has(r, ck));
+  CHECK(has(r, "the previous checkpoint " + prev + " (generation 8) is there"));
+  fs::rename(prev, ck);
+  auto resumed = run(search(out, "--resume"));
+  REQUIRE_MESSAGE(resumed.status == 0, resumed.output);
+  CHECK(has(resumed, "resumed at generation 8"));
+  check_same_result(io::read_archive(ref + "/archive.h5"), io::read_archive(out + "/archive.h5"));
+}
+
+TEST_CASE("signals: SIGUSR1 to mpirun and SIGTERM or Ctrl-C to launch/search.sh end in a checkpoint and exit 75") {
+  TempDir dir("repsearch_rel_signals");
+  const auto ref = dir.file("ref");
+  const std::string long_run = " --config " + config("smoke.ini") + " --generations 100000 --checkpoint-interval 0";
+  auto stop_and_check = [&](Background& job, int signal, pid_t target, const std::string& out) {
+    REQUIRE_MESSAGE(job.wait_for("gen     3/"), job.output());
+    REQUIRE(::kill(target, signal) == 0);
+    const int rc = job.wait();
+    const auto text = job.output();
+    CHECK_MESSAGE(rc == 75, text);
+    std::smatch m;
+    REQUIRE_MESSAGE(std::regex_search(text, m, std::regex("stopped by signal at generation (\\d+)")), text);
+    const auto stopped = std::stoi(m[1]);
+    CHECK(io::read_checkpoint_header(out + "/checkpoint.h5").generation == stopped);
+    return stopped;
+  };
+  SUBCASE("mpirun, 2 ranks: SIGUSR1 to mpirun is forwarded to every rank") {
+    const auto out = dir.file("mpirun");
+    Background job("mpirun --oversubscribe --allow-run-as-root -np 2 " + binary() + " search" + long_run + " --out " + out,
+                   dir.file("mpirun.log"));
+    const int stopped = stop_and_check(job, SIGUSR1, job.pid, out);
+    const auto target = std::to_string(stopped + 2);
+    auto resumed = run(mpirun(2) + search(out, "--resume --checkpoint-interval 0 --generations " + target));
+    REQUIRE_MESSAGE(resumed.status == 0, resumed.output);
+    REQUIRE(run(search(ref, "--checkpoint-interval 0 --generations " + target)).status == 0);
+    check_same_result(io::read_archive(ref + "/archive.h5"), io::read_archive(out + "/archive.h5"));
+  }
+  SUBCASE("launch/search.sh turns SIGTERM and SIGINT into SIGUSR1 for mpirun") {
+    for (int sig : {SIGTERM, SIGINT}) {
+      const auto out = dir.file("wrapper" + std::to_string(sig));
+      Background job("env REPSEARCH_BIN=" + binary() + " " + std::string(REPSEARCH_SOURCE_DIR) +
+                         "/launch/search.sh -np 2 --mpirun --oversubscribe --" + long_run + " --out " + out,
+                     dir.file("wrapper.log"));
+      stop_and_check(job, sig, job.pid, out);
+    }
+  }
+}
+
+TEST_CASE("stall: a stopped rank ends the job with a clear message and exit 3, without spinning") {
+  TempDir dir("repsearch_rel_stall");
+  const auto out = dir.file("run");
+  Background job(mpirun(2) + search(out, "--generations 100000 --checkpoint-interval 50 --stall-minutes 0.05"),
+                 dir.file("stall.log"));
+  REQUIRE_MESSAGE(job.wait_for("checkpoint at generation 50"), job.output());
+  // The two ranks are mpirun's children (each in a process group of its own).
+  auto ps = run("pgrep -P " + std::to_string(job.pid));
+  std::vector<pid_t> ranks;
+  std::istringstream in(ps.output);
+  for (pid_t p; in >> p;)
+    if (p != job.pid) ranks.push_back(p);
+  REQUIRE_MESSAGE(ranks.size() == 2, ps.output);
+  REQUIRE(::kill(ranks[1], SIGSTOP) == 0);
+  auto cpu = [](pid_t p) {  // utime + stime in clock ticks
+    std::istringstream f(read_text("/proc/" + std::to_string(p) + "/stat"));
+    std::string field;
+    long long total = 0;
+    for (int i = 1; i <= 15 && f >> field; ++i)
+      if (i >= 14) total += std::stoll(field);
+    return total;
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));  // the other rank is now waiting
+  const long long before = cpu(ranks[0]);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const long long used = cpu(ranks[0]) - before;
+  CHECK_MESSAGE(used < sysconf(_SC_CLK_TCK) / 4, "waiting rank used ", used, " ticks in 1 s");  // < 25% of a core
+  const int rc = job.wait(60);
+  const auto text = job.output();
+  CHECK_MESSAGE(rc == 3, text);
+  CHECK(std::regex_search(text, std::regex("error on rank [01] of 2 \\(host ")));
+  CHECK(text.find("no progress from the other ranks") != std::string::npos);
+  CHECK(text.find("--stall-minutes") != std::string::npos);
+  CHECK(text.find("the newest checkpoint is " + out + "/checkpoint.h5") != std::string::npos);
+}
+
+TEST_CASE("inputs: malformed values and files get the option's or file's name, never a stack trace") {
+  TempDir dir("repsearch_rel_inputs");
+  auto expect = [&](const std::string& cmd, const std::vector<std::string>& words) {
+    auto r = run(cmd);
+    CHECK_MESSAGE(r.status == 2, cmd, "\n", r.output);
+    for (const auto& w : words) CHECK_MESSAGE(has(r, w), "missing '", w, "' in: ", r.output);
+    CHECK(r.output.find("frame #") == std::string::npos);
+    CHECK(r.output.find("internal error") == std::string::npos);
+  };
+  expect(binary() + " search --seed -1", {"'-1'", "seed"});
+  expect(binary() + " search --seed 99999999999999999999999", {"seed"});
+  expect(binary() + " search --config " + config("smoke.ini") + " --val-batch 300", {"option val-batch", "val-size"});
+  expect(search(dir.file("mem"), "--features 2000000000 --generations 0"), {"out of memory", "--features"});
+
+  const auto out = dir.file("run");
+  REQUIRE(run(search(out, "--generations 1")).status == 0);
+  const auto archive = out + "/archive.h5";
+  expect(binary() + " learn --archive " + archive + " --elite 0x", {"option elite", "'0x'"});
+  expect(binary() + " learn --archive " + archive + " --elite 0x3fzz", {"option elite", "0x3fzz"});
+  expect(binary() + " learn --archive " + archive + " --elite 99999999999999999999", {"option elite"});
+
+  // learn writes beside the archive it was given, not into the run directory stored in it.
+  const auto moved = dir.file("moved");
+  fs::create_directories(moved);
+  fs::copy_file(archive, moved + "/archive.h5");
+  fs::remove_all(out);
+  auto l = run(binary() + " learn --archive " + moved + "/archive.h5 --epochs 1 --probe-size 10");
+  REQUIRE_MESSAGE(l.status == 0, l.output);
+  CHECK_FALSE(fs::exists(out));
+  bool beside = false;
+  for (const auto& f : fs::directory_iterator(moved)) beside |= f.path().filename().string().rfind("learn-", 0) == 0;
+  CHECK(beside);
+
+  // NaN elites: inspect says so and fails; learn names the elite.
+  auto nan = run("/usr/bin/python3 -c \"import h5py, numpy; f = h5py.File('" + moved +
+                 "/archive.h5', 'a'); r = f['elites/representations']; z = r[1]; z[0, 0] = numpy.nan; r[1] = z\"");
+  REQUIRE_MESSAGE(nan.status == 0, nan.output);
+  expect(binary() + " inspect " + moved + "/archive.h5", {"non-finite", "DAMAGED"});
+  expect(binary() + " learn --archive " + moved + "/archive.h5 --elite 1 --epochs 1", {"elite 1", "non-finite"});
+
+  // Labels that are a device or a FIFO: refused before any read (which would never end).
+  const auto data = dir.file("data");
+  fs::create_directories(data);
+  for (const char* f : {"train-images-idx3-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
+    fs::copy_file(std::string(REPSEARCH_FMNIST_DIR) + "/" + f + ".gz", data + "/" + f + ".gz");
+  fs::create_symlink("/dev/zero", data + "/train-labels-idx1-ubyte");
+  expect(binary() + " data --data-dir " + data, {"train-labels-idx1-ubyte", "character device"});
+  fs::remove(data + "/train-labels-idx1-ubyte");
+  REQUIRE(::mkfifo((data + "/train-labels-idx1-ubyte").c_str(), 0644) == 0);
+  expect(binary() + " data --data-dir " + data, {"train-labels-idx1-ubyte", "FIFO"});
+}
+
+TEST_CASE("inputs: a data directory this user may not enter says permission denied") {
+  TempDir dir("repsearch_rel_perm");
+  const auto locked = dir.file("locked");
+  fs::create_directories(locked);
+  ::chmod(locked.c_str(), 0);
+  // Root reads everything: drop to nobody, with a copy of the binary that nobody may run.
+  std::string prefix;
+  std::string bin = binary();
+  if (::geteuid() == 0) {
+    ::chmod(dir.path.c_str(), 0755);
+    bin = dir.file("repsearch");
+    fs::copy_file(binary(), bin);
+    ::chmod(bin.c_str(), 0755);
+    prefix = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  }
+  auto r = run(prefix + bin + " data --data-dir " + locked);
+  ::chmod(locked.c_str(), 0755);
+  CHECK_MESSAGE(r.status == 2, r.output);
+  CHECK(has(r, "permission denied"));
+  CHECK_FALSE(has(r, "found neither"));
+}
+
+TEST_CASE("cost: the MPI share is a share of the rank's own time") {
+  TempDir dir("repsearch_rel_cost");
+  auto r = run(mpirun(2) + search(dir.file("run")));
+  REQUIRE_MESSAGE(r.status == 0, r.output);
+  std::smatch m;
+  REQUIRE_MESSAGE(std::regex_search(r.output, m, std::regex("\\(([0-9.]+)% of that rank's time\\)")), r.output);
+  CHECK(std::stod(m[1]) <= 100.0);
+}

@@ -304,3 +304,30 @@ TEST_CASE("learn: learn and sgd on real Fashion-MNIST: modest, robust accuracy; 
     CHECK(run(binary() + " learn").status == 2);
   }
 }
+
+TEST_CASE("scale: --search-size all, and a memory plan that refuses what cannot fit before any work") {
+  auto d = run(binary() + " data --config " + config("fashion_mnist.ini") + " --search-size all");
+  REQUIRE_MESSAGE(d.status == 0, d.output);
+  CHECK(d.output.find("search S  56000 examples") != std::string::npos);
+  auto bad = run(binary() + " data --search-size lots");
+  CHECK(bad.status == 2);
+  CHECK(bad.output.find("option search-size: expected a positive integer or 'all', found 'lots'") != std::string::npos);
+  TempDir dir("repsearch_scale");
+  auto r = run(search_cmd(dir.file("run"), "--search-size all --population 4096"));
+  CHECK(r.status == 2);
+  CHECK_MESSAGE(r.output.find("memory plan:") != std::string::npos, r.output);
+  CHECK(r.output.find("populations") != std::string::npos);
+  CHECK(r.output.find("lower --population") != std::string::npos);
+  CHECK(r.output.find("[search] gen") == std::string::npos);
+  CHECK(r.output.find("[search] set-up") == std::string::npos);  // refused before the fitness and operators were built
+  auto ok = run(search_cmd(dir.file("ok"), "--generations 1"));
+  REQUIRE_MESSAGE(ok.status == 0, ok.output);
+  CHECK(ok.output.find("GiB  total") != std::string::npos);  // the plan is printed
+  // learn --extend smoother: the rest of the training set (60,000 - S 300 - H 200) joins the regression.
+  auto l = run(binary() + " learn --archive " + dir.file("ok") + "/archive.h5 --extend smoother --epochs 1 --probe-size 10");
+  REQUIRE_MESSAGE(l.status == 0, l.output);
+  CHECK(l.output.find("--extend smoother: 59500 more examples") != std::string::npos);
+  std::smatch m;
+  REQUIRE(std::regex_search(l.output, m, std::regex("test ([0-9.]+) ->")));
+  CHECK(std::stod(m[1]) > 0.3);  // a working classifier (chance 0.1); one epoch on a 1-generation search
+}

@@ -347,3 +347,89 @@ TEST_CASE("one island searches") {
     CHECK(at::allclose(s.population[worst], best, 1e-4, 1e-4));
   }
 }
+
+TEST_CASE("scale: blocked set-up equals the one-shot computation") {
+  SUBCASE("blocked kNN gives the dense search's neighbours") {
+    auto g = make_generator(31, Stream::init);
+    auto x = at::randn({301, 20}, g, F32);
+    auto sq = x.pow(2).sum(1);
+    auto dist = sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * at::matmul(x, x.t());
+    dist.fill_diagonal_(std::numeric_limits<float>::infinity());
+    auto dense = std::get<1>(dist.topk(7, 1, /*largest=*/false));
+    for (int64_t rows : {1, 7, 64, 300, 301, 0}) {
+      auto blocked = nearest_neighbours(x, 7, rows);
+      REQUIRE(blocked.sizes() == dense.sizes());
+      // the same sets (order within ties aside): sort each row
+      CHECK_MESSAGE(at::equal(std::get<0>(blocked.sort(1)), std::get<0>(dense.sort(1))), "rows per block ", rows);
+      CHECK(!blocked.eq(at::arange(301, at::TensorOptions().dtype(at::kLong)).unsqueeze(1)).any().item<bool>());
+    }
+    CHECK(block_rows(60000, 4 * 60000) < 60000);  // the default budget blocks a whole training set
+    CHECK(block_rows(3000, 4 * 3000) == 3000);     // and leaves the default search size in one block
+  }
+  SUBCASE("ridge-probe scores do not depend on the set-up's row blocks") {
+    Synthetic syn(150, 80, 60, 5, 3, 22);
+    FitnessConfig one;
+    one.features = 40;
+    one.seed = 9;
+    FitnessConfig blocked = one;
+    blocked.setup_rows = 17;  // 150 = 8 x 17 + 14: a short last block too
+    auto g = make_generator(8, Stream::init);
+    auto pop = at::randn({4, 150, 6}, g, F32);
+    auto rows = at::arange(0, 50, at::TensorOptions().dtype(at::kLong));
+    for (const char* name : {"ridge-probe", "ridge-probe-learnable"}) {
+      one.name = blocked.name = name;
+      auto a = make_fitness(one, syn.data), b = make_fitness(blocked, syn.data);
+      CHECK_MESSAGE(at::allclose(a.score(pop, rows), b.score(pop, rows), 1e-5, 1e-6), name);
+      CHECK_MESSAGE(at::allclose(a.heldout(pop), b.heldout(pop), 1e-5, 1e-6), name);
+    }
+  }
+  SUBCASE("smoother_extend is the fitness's kernel-ridge smoother applied to Z") {
+    Synthetic syn(90, 40, 30, 5, 3, 23);
+    FitnessConfig fc;
+    fc.features = 24;
+    fc.seed = 4;
+    fc.setup_rows = 13;
+    auto g = make_generator(12, Stream::init);
+    auto z = at::randn({90, 6}, g, F32);
+    auto got = smoother_extend(fc, syn.data.x_search, z, syn.data.x_val);
+    auto phi = make_random_features(5, fc.features, fc.seed, at::kCPU);
+    auto ps = phi(syn.data.x_search).to(at::kDouble), pq = phi(syn.data.x_val).to(at::kDouble);
+    auto gram = at::matmul(ps.t(), ps);
+    const double lam = fc.lambda * gram.trace().item<double>() / static_cast<double>(ps.size(1));
+    auto want = at::matmul(pq, at::matmul(at::linalg_inv(gram + lam * at::eye(ps.size(1), F64)),
+                                          at::matmul(ps.t(), z.to(at::kDouble))));
+    CHECK(got.sizes() == at::IntArrayRef({40, 6}));
+    CHECK(at::allclose(got.to(at::kDouble), want, 1e-4, 1e-5));
+    CHECK_THROWS_AS(smoother_extend(fc, syn.data.x_search, z.slice(0, 0, 10), syn.data.x_val), Error);
+  }
+  SUBCASE("search-size all takes every example outside V and H") {
+    SplitSizes s;
+    s.search = SplitSizes::kAll;
+    s.val = 2000;
+    s.heldout = 2000;
+    auto sp = make_splits(60000, s, 3);
+    CHECK(sp.search.numel() == 56000);
+    auto all = at::cat({sp.search, sp.val, sp.heldout});
+    CHECK(std::get<0>(all.sort()).equal(at::arange(60000, at::TensorOptions().dtype(at::kLong))));
+    s.val = 30000;
+    s.heldout = 30000;
+    CHECK_THROWS_WITH_AS(make_splits(60000, s, 3), doctest::Contains("leaves no examples"), Error);
+  }
+  SUBCASE("the memory plan counts the populations and grows linearly in n_s") {
+    SearchConfig c;
+    MemoryPlanInput in;
+    in.n_search = 56000;
+    in.n_val = in.n_heldout = 2000;
+    in.input_dim = 784;
+    in.islands_here = 2;
+    in.islands_total = 4;
+    in.writer = true;
+    auto plan = plan_search_memory(c, in);
+    CHECK(plan.items.front().bytes == doctest::Approx(2.0 * 32 * 56000 * 64 * 4 * 2));
+    MemoryPlanInput twice = in;
+    twice.n_search = 112000;
+    // every item but the fixed ones at most doubles: no n x n term anywhere
+    CHECK(plan_search_memory(c, twice).total() < 2.0 * plan.total());
+    CHECK(plan.table().find("total") != std::string::npos);
+  }
+}

@@ -174,7 +174,7 @@ TEST_CASE("integrity: a damaged checkpoint is refused naming the previous one, w
   CHECK(r.status == 2);  // what is reported depends on what the bytes hit: data (CRC-32) or HDF5 metadata
   CHECK_MESSAGE(has(r, "resume: "), r.output);
   CHECK(has(r, ck));
-  CHECK(has(r, "the previous checkpoint " + prev + " (generation 8) is there"));
+  CHECK(has(r, "the previous checkpoint " + prev + " (generation 8) reads back intact"));
   fs::rename(prev, ck);
   auto resumed = run(search(out, "--resume"));
   REQUIRE_MESSAGE(resumed.status == 0, resumed.output);
@@ -268,7 +268,7 @@ TEST_CASE("inputs: malformed values and files get the option's or file's name, n
   expect(binary() + " search --seed -1", {"'-1'", "seed"});
   expect(binary() + " search --seed 99999999999999999999999", {"seed"});
   expect(binary() + " search --config " + config("smoke.ini") + " --val-batch 300", {"option val-batch", "val-size"});
-  expect(search(dir.file("mem"), "--features 2000000000 --generations 0"), {"out of memory", "--features"});
+  expect(search(dir.file("mem"), "--features 2000000000 --generations 0"), {"memory plan", "lower --features"});
 
   const auto out = dir.file("run");
   REQUIRE(run(search(out, "--generations 1")).status == 0);

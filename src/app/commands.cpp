@@ -14,6 +14,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iomanip>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -79,8 +80,9 @@ Error with_previous_checkpoint(const std::string& ckpt_path, const std::string& 
   if (fs::exists(prev)) {
     try {
       auto h = io::read_checkpoint_header(prev);
+      for (auto i : io::checkpoint_islands(prev)) io::read_checkpoint(prev, {i}, at::Device(at::kCPU));  // verified
       hint = "\nthe previous checkpoint " + prev + " (generation " + std::to_string(h.generation) +
-             ") is there: to resume from it, move it onto " + ckpt_path + " and run with --resume again";
+             ") reads back intact: to resume from it, move it onto " + ckpt_path + " and run with --resume again";
     } catch (const Error& e) {
       hint = "\nthe previous checkpoint " + prev + " cannot be read either: " + e.what();
     }
@@ -149,7 +151,11 @@ Prepared prepare(const Options& o, const at::Device& device, bool fitness_inputs
   p.normalisation = "per-channel standardisation with training-set statistics: mean=" +
                     tensor_list(p.standardiser.mean, 6) + " std=" + tensor_list(p.standardiser.std, 6);
   p.fitness_data.n_classes = p.dataset.n_classes;
-  if (!fitness_inputs) return p;
+  if (fitness_inputs) add_fitness_inputs(p, device);
+  return p;
+}
+
+void add_fitness_inputs(Prepared& p, const at::Device& device) {
   auto take = [&](const at::Tensor& idx, at::Tensor& x, at::Tensor& y) {
     x = p.standardiser.apply(p.dataset.train_images.index_select(0, idx)).flatten(1).to(device).contiguous();
     y = p.dataset.train_labels.index_select(0, idx).to(device);
@@ -158,7 +164,36 @@ Prepared prepare(const Options& o, const at::Device& device, bool fitness_inputs
   take(p.splits.search, f.x_search, f.y_search);
   take(p.splits.val, f.x_val, f.y_val);
   take(p.splits.heldout, f.x_heldout, f.y_heldout);
-  return p;
+}
+
+double host_memory_bytes(std::string* limit_source) {
+  double bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  *limit_source = "physical memory";
+  // A batch job's cgroup (Slurm, containers) is the real limit.
+  for (const char* file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(file);
+    std::string text;
+    if (!(in >> text) || text == "max" || text.find_first_not_of("0123456789") != std::string::npos) continue;
+    const double limit = std::stod(text);
+    if (limit > 0 && limit < bytes) {
+      bytes = limit;
+      *limit_source = std::string("the cgroup limit in ") + file;
+    }
+  }
+  return bytes;
+}
+
+// Free memory of a CUDA device through the CUDA runtime LibTorch loaded (no CUDA headers needed, so
+// the CPU build compiles the same); negative when unknown.
+double gpu_free_bytes(const at::Device& device) {
+  if (!device.is_cuda()) return -1;
+  using set_fn = int (*)(int);
+  using info_fn = int (*)(std::size_t*, std::size_t*);
+  auto set = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "cudaSetDevice"));
+  auto info = reinterpret_cast<info_fn>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
+  std::size_t free = 0, total = 0;
+  if (!set || !info || set(device.index()) != 0 || info(&free, &total) != 0) return -1;
+  return static_cast<double>(free);
 }
 
 int cmd_data(const Options& o) {
@@ -181,6 +216,46 @@ int cmd_data(const Options& o) {
   return 0;
 }
 
+// Prints this rank's memory plan (rank 0) and refuses a run that cannot fit, naming what to lower,
+// before any of the search's tensors exist.
+void check_memory_plan(const Options& o, const Prepared& p, const at::Device& device, int rank, int size,
+                       int ranks_on_node) {
+  const auto sc = o.search();
+  MemoryPlanInput in;
+  in.n_search = p.splits.search.numel();
+  in.n_val = p.splits.val.numel();
+  in.n_heldout = p.splits.heldout.numel();
+  in.input_dim = p.dataset.train_images[0].numel();
+  in.n_classes = p.dataset.n_classes;
+  in.features = o.get<i64>("features");
+  in.learnable = o.get<std::string>("fitness") == "ridge-probe-learnable";
+  in.islands_total = o.get<i64>("islands");
+  in.islands_here = static_cast<i64>(mpi::islands_of_rank(rank, size, in.islands_total).size());
+  in.writer = rank == 0;
+  in.elites = o.get<i64>("elites");
+  in.dataset_bytes = static_cast<double>(p.dataset.train_images.nbytes() + p.dataset.test_images.nbytes() +
+                                         p.dataset.train_labels.nbytes() + p.dataset.test_labels.nbytes());
+  const auto plan = plan_search_memory(sc, in);
+  if (rank == 0)
+    std::cout << "[search] memory plan of rank 0 (" << in.islands_here << " of " << in.islands_total << " islands, n_s "
+              << in.n_search << ", " << device.str() << "):\n" << plan.table() << std::endl;
+  const MemoryPlan::Item* largest = &plan.items.front();
+  for (const auto& item : plan.items)
+    if (item.bytes > largest->bytes) largest = &item;
+  auto gib = [](double b) { return std::to_string(std::lround(b / 1073741824.0 * 100) / 100.0).substr(0, 6); };
+  std::string source;
+  const double host = host_memory_bytes(&source);
+  const double need = device.is_cuda() ? in.dataset_bytes + 0.35 * 1073741824.0 : plan.total();
+  if (need * ranks_on_node > host)
+    fail("memory plan: ", ranks_on_node, " rank(s) on this node need ", gib(need * ranks_on_node), " GiB, ", source,
+         " is ", gib(host), " GiB; the largest item is ", largest->what, " (", gib(largest->bytes), " GiB): lower ",
+         largest->lower);
+  const double gpu = gpu_free_bytes(device);
+  if (gpu >= 0 && plan.total() - in.dataset_bytes - 0.35 * 1073741824.0 > gpu)
+    fail("memory plan: the search needs ", gib(plan.total() - in.dataset_bytes), " GiB on ", device.str(), ", which has ",
+         gib(gpu), " GiB free; the largest item is ", largest->what, ": lower ", largest->lower);
+}
+
 int cmd_config(const Options& o) {
   const auto resolved = o.resolved();
   if (!o.vm.count("get")) {
@@ -195,6 +270,7 @@ int cmd_config(const Options& o) {
 }
 
 int cmd_search(const Options& o) {
+  const auto started = std::chrono::steady_clock::now();
   // main owns MPI; the library gets a duplicate whose errors come back as exceptions.
   MPI_Comm comm = mpi::duplicate_with_errors_returned(MPI_COMM_WORLD);
   int rank = 0, size = 1;
@@ -243,7 +319,9 @@ int cmd_search(const Options& o) {
            "the keys 'repsearch search --help' lists; otherwise start a new run directory)");
   }
 
-  auto p = prepare(o, device);
+  auto p = prepare(o, device, /*fitness_inputs=*/false);
+  check_memory_plan(o, p, device, rank, size, node.ranks);
+  add_fitness_inputs(p, device);
   auto fitness = make_fitness(o.fitness(), p.fitness_data);
   auto sc = o.search();
   auto ctx = make_search_context(p.fitness_data.x_search, p.fitness_data.y_search, p.fitness_data.n_classes,
@@ -284,19 +362,24 @@ int cmd_search(const Options& o) {
   install_stop_handlers();
 
   auto last_checkpoint = std::chrono::steady_clock::now();
+  struct Written {  // what the archive needs from the last checkpoint (rank 0)
+    std::vector<std::vector<HistoryRow>> histories;
+    std::vector<MigrationEvent> migrations;
+  };
   auto write_checkpoint = [&]() {
     last_checkpoint = std::chrono::steady_clock::now();
+    std::unique_ptr<io::CheckpointWriter> writer;  // islands stream into it one at a time
+    if (root) writer = std::make_unique<io::CheckpointWriter>(ckpt_path, prov, arch.generation());
+    Written w;
+    w.histories.resize(static_cast<std::size_t>(n_islands));
+    arch.for_each_state([&](const IslandState& s) {
+      writer->add(s);
+      w.histories[static_cast<std::size_t>(s.island)] = s.history;
+    });
+    w.migrations = arch.gather_migrations();
+    if (root) writer->finish(w.migrations);
     checkpoint_generation = arch.generation();
-    io::Checkpoint ck;
-    ck.provenance = prov;
-    ck.generation = arch.generation();
-    ck.islands = arch.gather_states();
-    ck.migrations = arch.gather_migrations();
-    if (root) {
-      fs::create_directories(out);
-      io::write_checkpoint(ckpt_path, ck);
-    }
-    return ck;
+    return w;
   };
 
   if (root) {
@@ -309,6 +392,14 @@ int cmd_search(const Options& o) {
               << " of " << generations << "; run directory " << out.string() << std::endl;
   }
   const auto t0 = std::chrono::steady_clock::now();
+  if (root) {
+    struct rusage setup_ru {};
+    getrusage(RUSAGE_SELF, &setup_ru);
+    std::printf("[search] set-up %.1f s (data, fitness, operators, %s), peak RSS %.0f MiB so far\n",
+                std::chrono::duration<double>(t0 - started).count(), resume ? "resume" : "generation 0",
+                static_cast<double>(setup_ru.ru_maxrss) / 1024.0);
+    std::fflush(stdout);
+  }
   const double mpi0 = arch.time_in_mpi(), migration0 = arch.time_in_migration();
   const i64 g0 = arch.generation();
   i64 evals0 = -1;
@@ -389,7 +480,7 @@ int cmd_search(const Options& o) {
     a.generation = at::tensor(elites.generation, at::TensorOptions().dtype(at::kInt));
     a.uid = elites.uid;
     a.cka = elites.cka;
-    for (const auto& s : final_state.islands) a.histories.push_back(s.history);
+    a.histories = final_state.histories;
     a.migrations = final_state.migrations;
     io::write_archive(archive_path, a);
     const auto k = static_cast<double>(elites.uid.size());

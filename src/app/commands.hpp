@@ -22,6 +22,7 @@ struct Prepared {
 };
 // fitness_inputs: also build fitness_data (the search needs it; learn, sgd and data do not).
 Prepared prepare(const Options& options, const at::Device& device, bool fitness_inputs = true);
+void add_fitness_inputs(Prepared& prepared, const at::Device& device);
 
 void set_threads(int threads);  // LibTorch's pool and OpenBLAS's
 int node_cores();

@@ -47,7 +47,7 @@ po::options_description general_options() {
       ("seed", po::value<u64>()->default_value(0), "seed of every random choice (splits, features, search, learners)")
       ("dataset", po::value<std::string>()->default_value("fashion-mnist"), "fashion-mnist | mnist | cifar10 | cifar100")
       ("data-dir", po::value<std::string>()->default_value(""), "directory of the data set files (default: the data set's usual place)")
-      ("search-size", po::value<i64>()->default_value(3000), "n_s: training examples whose representations are searched (S)")
+      ("search-size", po::value<std::string>()->default_value("3000"), "n_s: training examples whose representations are searched (S), or 'all': every training example not in V or H")
       ("val-size", po::value<i64>()->default_value(2000), "|V|: validation pool the fitness draws minibatches from")
       ("heldout-size", po::value<i64>()->default_value(2000), "|H|: held-out split that ranks elites, never seen by the fitness")
       ("out", po::value<std::string>()->default_value("runs/default"), "run directory (archive.h5, checkpoint.h5, results)")
@@ -145,6 +145,7 @@ po::options_description learner_options() {
       ("head-ridge", po::value<double>()->default_value(1e-3), "learn: ridge strength of the head relative to tr(H^T H)/d")
       ("head-epochs", po::value<i64>()->default_value(20), "learn, head=ce: epochs of head training")
       ("head-data", po::value<std::string>()->default_value("search+val"), "learn: search | search+val (the search saw V's labels)")
+      ("extend", po::value<std::string>()->default_value("none"), "learn: none | smoother: also regress on every training example outside S and H, its target carried from the searched Z by the fitness's kernel-ridge smoother")
       ("probe-size", po::value<i64>()->default_value(1000), "test images whose cut-layer activations form the trajectory")
       ("trajectory-points", po::value<i64>()->default_value(16), "log-spaced training steps at which the trajectory is recorded")
       ("data", po::value<std::string>()->default_value("search+val"), "sgd: search+val (fair budget) | full (whole training set)")
@@ -353,7 +354,14 @@ std::vector<std::string> allow_change_keys() { return {"elites"}; }
 
 SplitSizes Options::splits() const {
   SplitSizes s;
-  s.search = get<i64>("search-size");
+  const auto text = get<std::string>("search-size");
+  if (text == "all") {
+    s.search = SplitSizes::kAll;
+  } else {
+    if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos || std::stoll(text) < 1)
+      fail("option search-size: expected a positive integer or 'all', found '", text, "'");
+    s.search = std::stoll(text);
+  }
   s.val = get<i64>("val-size");
   s.heldout = get<i64>("heldout-size");
   return s;
@@ -443,7 +451,8 @@ void one_of(const Options& o, const std::string& key, const std::vector<std::str
 void validate(const Options& o) {
   one_of(o, "dataset", io::dataset_names());
   one_of(o, "device", {"auto", "cpu", "cuda"});
-  positive(o, "search-size");
+  o.splits();  // search-size: a positive integer or 'all'
+
   positive(o, "val-size");
   positive(o, "heldout-size");
   require<i64>(o, "threads", o.get<i64>("threads") >= 0, ">= 0 (0 = automatic)");
@@ -541,6 +550,7 @@ void validate(const Options& o) {
   positive_real(o, "head-ridge");
   require<i64>(o, "head-epochs", o.get<i64>("head-epochs") >= 0, ">= 0");
   one_of(o, "head-data", {"search", "search+val"});
+  one_of(o, "extend", {"none", "smoother"});
   positive(o, "probe-size");
   require<i64>(o, "trajectory-points", o.get<i64>("trajectory-points") >= 2, ">= 2");
   one_of(o, "data", {"search+val", "full"});

@@ -156,6 +156,15 @@ int cmd_learn(const Options& cli) {
                                       : fs::absolute(archive_path).parent_path();
   io::ensure_writable_dir(out.string(), "out");
   auto x_s = images(p, p.splits.search, false, device);
+  // --extend smoother: the rest of the training set (outside S and H) joins the regression.
+  const bool extend = o.get<std::string>("extend") == "smoother";
+  at::Tensor x_rest;
+  if (extend) {
+    auto outside = at::ones({p.dataset.train_images.size(0)}, at::TensorOptions().dtype(at::kBool));
+    outside.index_fill_(0, p.splits.search, false);
+    outside.index_fill_(0, p.splits.heldout, false);
+    x_rest = images(p, outside.nonzero().squeeze(1), false, device);
+  }
   auto head_idx = o.get<std::string>("head-data") == "search" ? p.splits.search : at::cat({p.splits.search, p.splits.val});
   auto x_head = images(p, head_idx, false, device);
   auto y_head = labels(p, head_idx, false, device);
@@ -180,7 +189,15 @@ int cmd_learn(const Options& cli) {
                 static_cast<long long>(tc.epochs), tc.optimizer.c_str(), tc.lr);
     TrainConfig rc = tc;
     rc.seed = derive_seed(tc.seed, Stream::learner, {uid});
-    auto tr = regress_encoder(net, x_s, z, rc, probe_x, printer(tag, tc.epochs, "mse"));
+    auto x_fit = x_s, z_fit = z;
+    if (extend) {
+      auto z_rest = smoother_extend(o.fitness(), x_s.flatten(1), z, x_rest.flatten(1));
+      std::printf("[%s] --extend smoother: %lld more examples, their targets carried from the elite by the fitness's "
+                  "smoother\n", tag.c_str(), static_cast<long long>(z_rest.size(0)));
+      x_fit = at::cat({x_s, x_rest});
+      z_fit = at::cat({z, z_rest.to(z.device())});
+    }
+    auto tr = regress_encoder(net, x_fit, z_fit, rc, probe_x, printer(tag, tc.epochs, "mse"));
     io::Results r;
     add_rows(r, tr.epochs, "regress");
     double mse;
@@ -201,7 +218,8 @@ int cmd_learn(const Options& cli) {
     r.seed = o.get<std::uint64_t>("seed");
     r.elite_uid = uid;
     r.elite_rank = e;
-    r.train_data = "regress: search; head: " + o.get<std::string>("head-data");
+    r.train_data = std::string("regress: search") + (extend ? " + smoother-extended rest of the training set (outside H)" : "") +
+                   "; head: " + o.get<std::string>("head-data");
     r.regression_mse = mse;
     r.val_accuracy = accuracy(net, x_val, y_val);
     r.heldout_accuracy = accuracy(net, x_h, y_h);

@@ -7,7 +7,13 @@
 
 namespace repsearch {
 
-Splits make_splits(std::int64_t n_train, const SplitSizes& s, std::uint64_t seed) {
+Splits make_splits(std::int64_t n_train, SplitSizes s, std::uint64_t seed) {
+  if (s.search == SplitSizes::kAll) {
+    s.search = n_train - s.val - s.heldout;
+    if (s.search <= 0)
+      fail("splits: search-size all leaves no examples: val-size + heldout-size = ", s.val + s.heldout,
+           " of the ", n_train, " training examples");
+  }
   if (s.search <= 0 || s.val <= 0 || s.heldout <= 0)
     fail("splits: search-size, val-size and heldout-size must be positive, found ", s.search, ", ", s.val,
          ", ", s.heldout);

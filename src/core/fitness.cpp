@@ -53,6 +53,53 @@ RandomFeatures make_random_features(std::int64_t input_dim, std::int64_t p, std:
   return f;
 }
 
+namespace {
+
+// G = phi_S^T phi_S (float64) accumulated over row blocks of S, its regularised Cholesky factor, and
+// optionally phi_S^T Z: the kernel-ridge smoother's pieces without any [n, q] float64 matrix.
+struct SmootherGram {
+  at::Tensor gram, chol, phi_t_z;
+  double lambda_abs = 0;
+  std::int64_t rows = 0;
+};
+SmootherGram smoother_gram(const RandomFeatures& features, const at::Tensor& x, double lambda, std::int64_t rows,
+                           const at::Tensor& z = {}) {
+  const auto n = x.size(0), q = features.w.size(1) + 1;
+  SmootherGram s;
+  s.rows = rows > 0 ? rows : block_rows(n, 8 * q);
+  s.gram = at::zeros({q, q}, x.options().dtype(at::kDouble));
+  if (z.defined()) s.phi_t_z = at::zeros({q, z.size(1)}, s.gram.options());
+  for (std::int64_t r0 = 0; r0 < n; r0 += s.rows) {
+    const auto r1 = std::min(n, r0 + s.rows);
+    auto phi = features(x.slice(0, r0, r1)).to(at::kDouble);
+    s.gram.addmm_(phi.t(), phi);
+    if (z.defined()) s.phi_t_z.addmm_(phi.t(), z.slice(0, r0, r1).to(at::kDouble));
+  }
+  s.lambda_abs = std::max(lambda, 1e-3) * s.gram.trace().item<double>() / static_cast<double>(q);
+  s.chol = at::linalg_cholesky(s.gram + s.lambda_abs * at::eye(q, s.gram.options()));
+  return s;
+}
+
+}  // namespace
+
+at::Tensor smoother_extend(const FitnessConfig& c, const at::Tensor& x_search, const at::Tensor& z,
+                           const at::Tensor& x_query) {
+  if (x_search.dim() != 2 || z.dim() != 2 || z.size(0) != x_search.size(0) || x_query.dim() != 2 ||
+      x_query.size(1) != x_search.size(1))
+    fail("smoother_extend: expected X_S [n, D], Z [n, d] and X_Q [m, D], found ", x_search.sizes(), ", ", z.sizes(),
+         " and ", x_query.sizes());
+  const auto features = make_random_features(x_search.size(1), c.features, c.seed, x_search.device());
+  const auto s = smoother_gram(features, x_search, c.lambda, c.setup_rows, z);
+  const auto coef = at::cholesky_solve(s.phi_t_z, s.chol);  // (G + lambda I)^-1 phi_S^T Z [q, d]
+  const auto m = x_query.size(0);
+  auto out = at::empty({m, z.size(1)}, z.options().dtype(at::kFloat));
+  for (std::int64_t r0 = 0; r0 < m; r0 += s.rows) {
+    const auto r1 = std::min(m, r0 + s.rows);
+    out.slice(0, r0, r1).copy_(at::matmul(features(x_query.slice(0, r0, r1)).to(at::kDouble), coef));
+  }
+  return out;
+}
+
 namespace detail {
 
 RidgeWeights ridge_weights(const at::Tensor& pop, const at::Tensor& labels, std::int64_t n_classes, double ridge) {
@@ -131,25 +178,45 @@ class RidgeProbe {
     check_data(data);
     const auto dev = data.x_search.device();
     features_ = make_random_features(data.x_search.size(1), c.features, c.seed, dev);
-    auto phi_s = features_(data.x_search).to(at::kDouble);                   // [n, q], q = p + 1
-    const auto q = phi_s.size(1);
-    auto g = at::matmul(phi_s.t(), phi_s);
-    lambda_abs_ = std::max(c.lambda, 1e-3) * g.trace().item<double>() / static_cast<double>(q);
-    auto reg = g + lambda_abs_ * at::eye(q, g.options());
-    auto smoother = at::cholesky_solve(phi_s.t(), at::linalg_cholesky(reg));  // (G + lambda I)^-1 phi_S^T [q, n]
-    m_val_ = at::matmul(features_(data.x_val).to(at::kDouble), smoother).to(at::kFloat);
-    m_heldout_ = at::matmul(features_(data.x_heldout).to(at::kDouble), smoother).to(at::kFloat);
+    // Everything over S in row blocks of phi_S (float32 features, float64 products): the [n, q]
+    // float64 features and [q, n] smoother of a one-shot set-up do not fit at n_s = 60,000.
+    const auto n = data.x_search.size(0);
+    const auto sg = smoother_gram(features_, data.x_search, c.lambda, c.setup_rows);
+    const auto rows = sg.rows;
+    const auto& g = sg.gram;
+    const auto& chol = sg.chol;
+    lambda_abs_ = sg.lambda_abs;
+    auto phi_block = [&](std::int64_t r0) {
+      return features_(data.x_search.slice(0, r0, std::min(n, r0 + rows))).to(at::kDouble);
+    };
+    // M = phi_Q (G + lambda I)^-1 phi_S^T, as (phi_S A)^T with A = (G + lambda I)^-1 phi_Q^T [q, |Q|].
+    const auto n_val = data.x_val.size(0);
+    auto a = at::cholesky_solve(at::cat({features_(data.x_val), features_(data.x_heldout)}).to(at::kDouble).t(), chol);
+    auto m = at::empty({a.size(1), n}, data.x_search.options());
+    for (std::int64_t r0 = 0; r0 < n; r0 += rows) {
+      auto phi = phi_block(r0);
+      m.slice(1, r0, r0 + phi.size(0)).copy_(at::matmul(phi, a).t());
+    }
+    m_val_ = m.slice(0, 0, n_val).contiguous();
+    m_heldout_ = m.slice(0, n_val).contiguous();
+    m = at::Tensor();
     if (!with_hat) return;
     // Hat matrix H = phi_S (G + lambda I)^-1 phi_S^T = U diag(s) U^T with G = V diag(L) V^T,
     // U = phi_S V L^-1/2, s = L / (L + lambda); directions with s ~ 0 are dropped from the products.
     auto eig = at::linalg_eigh(g);
     auto evals = std::get<0>(eig).clamp_min(0.0), evecs = std::get<1>(eig);
     auto s = evals / (evals + lambda_abs_);
-    auto u = at::matmul(phi_s, evecs) / evals.clamp_min(1e-300).sqrt();
-    hat_diag_ = (u.pow(2) * s).sum(1).to(at::kFloat);                         // [n]
     auto keep = s.gt(1e-6).nonzero().squeeze(1);
-    hat_u_ = u.index_select(1, keep).to(at::kFloat);                          // [n, k]
-    hat_s_ = s.index_select(0, keep).to(at::kFloat);                          // [k]
+    auto basis = evecs / evals.clamp_min(1e-300).sqrt();                          // [q, q]
+    hat_s_ = s.index_select(0, keep).to(at::kFloat);                              // [k]
+    hat_u_ = at::empty({n, keep.size(0)}, data.x_search.options());
+    hat_diag_ = at::empty({n}, data.x_search.options());
+    for (std::int64_t r0 = 0; r0 < n; r0 += rows) {
+      auto u = at::matmul(phi_block(r0), basis);  // [b, q] float64
+      const auto r1 = r0 + u.size(0);
+      hat_diag_.slice(0, r0, r1).copy_((u.pow(2) * s).sum(1));
+      hat_u_.slice(0, r0, r1).copy_(u.index_select(1, keep));
+    }
   }
 
   at::Tensor score(const at::Tensor& pop, const at::Tensor& val_rows) const {

@@ -1,5 +1,8 @@
 #include "repsearch/core/linalg.hpp"
 
+#include <algorithm>
+#include <limits>
+
 #include "repsearch/core/error.hpp"
 
 namespace repsearch {
@@ -103,6 +106,27 @@ at::Tensor procrustes_rotation(const at::Tensor& source, const at::Tensor& targe
 
 at::Tensor procrustes_align(const at::Tensor& source, const at::Tensor& target) {
   return at::matmul(source, procrustes_rotation(source, target));
+}
+
+std::int64_t block_rows(std::int64_t n, std::int64_t bytes_per_row, std::int64_t budget_bytes) {
+  return std::max<std::int64_t>(1, std::min<std::int64_t>(n, budget_bytes / std::max<std::int64_t>(1, bytes_per_row)));
+}
+
+at::Tensor nearest_neighbours(const at::Tensor& x, std::int64_t k, std::int64_t rows) {
+  const auto n = x.size(0);
+  if (n < 2 || k < 1) fail("nearest_neighbours: need at least 2 rows and k >= 1, found ", n, " rows and k = ", k);
+  k = std::min<std::int64_t>(k, n - 1);
+  if (rows <= 0) rows = block_rows(n, 4 * n);
+  auto sq = x.pow(2).sum(1);
+  auto out = at::empty({n, k}, x.options().dtype(at::kLong));
+  for (std::int64_t r0 = 0; r0 < n; r0 += rows) {
+    const auto r1 = std::min(n, r0 + rows);
+    auto xb = x.slice(0, r0, r1);
+    auto dist = sq.slice(0, r0, r1).unsqueeze(1) + sq.unsqueeze(0) - 2.0 * at::matmul(xb, x.t());  // [b, n]
+    dist.diagonal(r0).fill_(std::numeric_limits<float>::infinity());  // each row's own column
+    out.slice(0, r0, r1).copy_(std::get<1>(dist.topk(k, 1, /*largest=*/false)));
+  }
+  return out;
 }
 
 }  // namespace repsearch

@@ -305,68 +305,91 @@ std::string previous_checkpoint(const std::string& path) {
   return (p.parent_path() / (p.stem().string() + ".prev" + p.extension().string())).string();
 }
 
-void write_checkpoint(const std::string& path, const Checkpoint& c) {
-  const std::string label = checkpoint_label(path);
+struct CheckpointWriter::Impl {
+  std::string path, label;
+  std::int64_t generation = 0;
   std::set<std::int64_t> seen;
-  for (const IslandState& s : c.islands) {
-    if (s.island < 0) fail(label, ": cannot write: island index ", s.island, " is negative");
-    if (!seen.insert(s.island).second) fail(label, ": cannot write: island ", s.island, " appears twice");
+  std::unique_ptr<AtomicFile> file;
+};
+
+CheckpointWriter::CheckpointWriter(const std::string& path, const Provenance& provenance, std::int64_t generation)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->path = path;
+  impl_->label = checkpoint_label(path);
+  impl_->generation = generation;
+  AtomicWrite how;
+  how.checksums = how.metadata_checksums = true;
+  const std::string label = impl_->label;
+  how.verify = [label](const std::string& temp) {  // read back in full, one island at a time
+    try {
+      const Checkpoint head = read_checkpoint_header(temp);
+      for (std::int64_t i : checkpoint_islands(temp)) read_checkpoint(temp, {i}, at::Device(at::kCPU));
+    } catch (const Error& e) {
+      fail(label, ": the new checkpoint did not read back intact, so it was not used (", e.what(), ")");
+    }
+  };
+  how.keep_previous = previous_checkpoint(path);
+  impl_->file = std::make_unique<AtomicFile>(path, impl_->label, how);
+  Writer& w = impl_->file->writer();
+  {
+    Handle root = w.open_group("/");
+    write_provenance(w, root.get(), kCheckpointFormat, provenance, kCheckpointFormatVersion);
+    w.attr<std::int64_t>(root.get(), "/", "generation", generation);
+    w.attr<std::uint64_t>(root.get(), "/", "header_crc32", header_crc(provenance, generation));
+    w.attr_string(root.get(), "/", "rng", kCheckpointRng);
+    w.attr<std::int64_t>(root.get(), "/", "pending_migrants", 0);
   }
-  write_atomically(path, label, [&](Writer& w) {
-    {
-      Handle root = w.open_group("/");
-      write_provenance(w, root.get(), kCheckpointFormat, c.provenance, kCheckpointFormatVersion);
-      w.attr<std::int64_t>(root.get(), "/", "generation", c.generation);
-      w.attr<std::uint64_t>(root.get(), "/", "header_crc32", header_crc(c.provenance, c.generation));
-      w.attr_string(root.get(), "/", "rng", kCheckpointRng);
-      w.attr<std::int64_t>(root.get(), "/", "pending_migrants", 0);
-    }
-    w.group("/islands");
-    for (const IslandState& s : c.islands) {
-      const std::string group = "/islands/" + std::to_string(s.island);
-      const std::string island = "island " + std::to_string(s.island) + " ";
-      if (s.generation != c.generation)
-        fail(label, ": cannot write: island ", s.island, " is at generation ", s.generation, ", the checkpoint at ",
-             c.generation, " (a checkpoint holds one generation for all islands)");
-      require_rank(label, (island + "population").c_str(), s.population, 3, "float32 [P, n, d]");
-      const std::int64_t p = s.population.size(0);
-      require_rank(label, (island + "fitness").c_str(), s.fitness, 1, "float64 [P]");
-      require_length(label, (island + "fitness").c_str(), s.fitness.size(0), p, "one per individual");
-      require_length(label, (island + "uid").c_str(), static_cast<std::int64_t>(s.uid.size()), p,
-                     "one per individual");
-      require_length(label, (island + "born").c_str(), static_cast<std::int64_t>(s.born.size()), p,
-                     "one per individual");
-      {
-        Handle g = w.group(group);
-        w.attr<std::int64_t>(g.get(), group, "island", s.island);
-        w.attr<std::int64_t>(g.get(), group, "generation", s.generation);
-        w.attr<std::uint64_t>(g.get(), group, "next_serial", s.next_serial);
-        w.attr<double>(g.get(), group, "sigma", s.sigma);
-        w.attr<std::int64_t>(g.get(), group, "evaluations", s.evaluations);
-        w.attr<std::int64_t>(g.get(), group, "nonfinite", s.nonfinite);
-        w.attr<double>(g.get(), group, "seconds", s.seconds);
-      }
-      w.tensor(group + "/population", s.population, at::kFloat);  // contiguous, unfiltered: speed
-      w.tensor(group + "/fitness", s.fitness, at::kDouble);
-      w.vector(group + "/uid", s.uid);
-      w.vector(group + "/born", s.born);
-      w.vector(group + "/op_weights", s.op_weights);
-      write_history(w, group + "/history", s.history);
-    }
-    write_migrations(w, c.migrations);
-  }, [&] {
-    AtomicWrite how;
-    how.checksums = how.metadata_checksums = true;
-    how.verify = [&](const std::string& temp) {
-      try {
-        read_checkpoint(temp, {}, at::Device(at::kCPU));
-      } catch (const Error& e) {
-        fail(label, ": the new checkpoint did not read back intact, so it was not used (", e.what(), ")");
-      }
-    };
-    how.keep_previous = previous_checkpoint(path);
-    return how;
-  }());
+  w.group("/islands");
+}
+
+CheckpointWriter::~CheckpointWriter() = default;
+
+void CheckpointWriter::add(const IslandState& s) {
+  const std::string& label = impl_->label;
+  if (!impl_->file) fail(label, ": cannot add island ", s.island, " after finish()");
+  if (s.island < 0) fail(label, ": cannot write: island index ", s.island, " is negative");
+  if (!impl_->seen.insert(s.island).second) fail(label, ": cannot write: island ", s.island, " appears twice");
+  if (s.generation != impl_->generation)
+    fail(label, ": cannot write: island ", s.island, " is at generation ", s.generation, ", the checkpoint at ",
+         impl_->generation, " (a checkpoint holds one generation for all islands)");
+  const std::string group = "/islands/" + std::to_string(s.island);
+  const std::string island = "island " + std::to_string(s.island) + " ";
+  require_rank(label, (island + "population").c_str(), s.population, 3, "float32 [P, n, d]");
+  const std::int64_t p = s.population.size(0);
+  require_rank(label, (island + "fitness").c_str(), s.fitness, 1, "float64 [P]");
+  require_length(label, (island + "fitness").c_str(), s.fitness.size(0), p, "one per individual");
+  require_length(label, (island + "uid").c_str(), static_cast<std::int64_t>(s.uid.size()), p, "one per individual");
+  require_length(label, (island + "born").c_str(), static_cast<std::int64_t>(s.born.size()), p, "one per individual");
+  Writer& w = impl_->file->writer();
+  {
+    Handle g = w.group(group);
+    w.attr<std::int64_t>(g.get(), group, "island", s.island);
+    w.attr<std::int64_t>(g.get(), group, "generation", s.generation);
+    w.attr<std::uint64_t>(g.get(), group, "next_serial", s.next_serial);
+    w.attr<double>(g.get(), group, "sigma", s.sigma);
+    w.attr<std::int64_t>(g.get(), group, "evaluations", s.evaluations);
+    w.attr<std::int64_t>(g.get(), group, "nonfinite", s.nonfinite);
+    w.attr<double>(g.get(), group, "seconds", s.seconds);
+  }
+  w.tensor(group + "/population", s.population, at::kFloat);  // contiguous, unfiltered: speed
+  w.tensor(group + "/fitness", s.fitness, at::kDouble);
+  w.vector(group + "/uid", s.uid);
+  w.vector(group + "/born", s.born);
+  w.vector(group + "/op_weights", s.op_weights);
+  write_history(w, group + "/history", s.history);
+}
+
+void CheckpointWriter::finish(const std::vector<MigrationEvent>& migrations) {
+  if (!impl_->file) fail(impl_->label, ": finish() called twice");
+  write_migrations(impl_->file->writer(), migrations);
+  impl_->file->commit();
+  impl_->file.reset();
+}
+
+void write_checkpoint(const std::string& path, const Checkpoint& c) {
+  CheckpointWriter w(path, c.provenance, c.generation);
+  for (const IslandState& s : c.islands) w.add(s);
+  w.finish(c.migrations);
 }
 
 namespace {
@@ -444,6 +467,13 @@ Checkpoint read_checkpoint(const std::string& path, const std::vector<std::int64
   for (std::int64_t i : wanted) c.islands.push_back(read_island(r, i, c.generation, device));
   c.migrations = read_migrations(r);
   return c;
+}
+
+std::vector<std::int64_t> checkpoint_islands(const std::string& path) {
+  const std::string label = checkpoint_label(path);
+  Handle file = open_for_read(path, label, kCheckpointFormat);
+  const Reader r(file.get(), label);
+  return island_indices(r);
 }
 
 Checkpoint read_checkpoint_header(const std::string& path) {

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -34,7 +35,13 @@ namespace repsearch::io::detail {
 namespace fs = std::filesystem;
 
 // Per call, not once: in a thread-safe HDF5 build the automatic error handler is per thread.
-inline void quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+// No library shutdown at exit: every file is closed explicitly, and after a failed write (a full
+// disk) HDF5's atexit close of the file it could not close crashed the process (exit 139).
+inline void quiet_hdf5() {
+  static const bool no_atexit = [] { return H5dont_atexit() >= 0; }();
+  (void)no_atexit;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 // The most specific description on HDF5's error stack; call before the next HDF5 call clears it.
 inline std::string hdf5_reason() {
@@ -313,60 +320,84 @@ inline void sync_directory(const fs::path& dir) {
   }
 }
 
-// Creates the parent directories, writes through `body(Writer&)` into `<path>.tmp-<pid>`, flushes,
-// closes, fsyncs and renames onto `path`. Any failure removes the temporary file and rethrows.
-template <class Body>
-void write_atomically(const std::string& path, const std::string& label, Body&& body, const AtomicWrite& how = {}) {
-  quiet_hdf5();
-  if (path.empty()) fail(label, ": empty file name");
-  const fs::path target(path);
-  if (target.has_parent_path()) {
-    std::error_code ec;
-    fs::create_directories(target.parent_path(), ec);
-    if (ec) fail(label, ": cannot create directory ", target.parent_path().string(), ": ", ec.message());
-  }
-  const std::string temp = path + ".tmp-" + std::to_string(::getpid());
-  try {
-    {
-      Handle fapl = own(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, label, "cannot create a file access property list");
-      if (how.metadata_checksums)
-        check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), label,
-              "cannot ask for checksummed metadata");
-      Handle file = own(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose, label,
-                        "cannot create temporary file ", temp);
-      {
-        Writer writer(file.get(), label, how.checksums);
-        body(writer);
-      }  // every object closed before the file
-      check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), label, "cannot flush temporary file ", temp);
-      check(file.close(), label, "cannot close temporary file ", temp);
+// A file written under `<path>.tmp-<pid>`: commit() flushes, closes, fsyncs, runs `how.verify`, keeps
+// the file it replaces (how.keep_previous) and renames onto `path`, so `path` is always either the
+// old or the new complete file. Destroyed without commit (an exception midway): the temporary file
+// is removed and `path` is left as it was.
+class AtomicFile {
+ public:
+  AtomicFile(std::string path, std::string label, AtomicWrite how)
+      : path_(std::move(path)), label_(std::move(label)), how_(std::move(how)) {
+    quiet_hdf5();
+    if (path_.empty()) fail(label_, ": empty file name");
+    const fs::path target(path_);
+    if (target.has_parent_path()) {
+      std::error_code ec;
+      fs::create_directories(target.parent_path(), ec);
+      if (ec) fail(label_, ": cannot create directory ", target.parent_path().string(), ": ", ec.message());
     }
-    const int fd = ::open(temp.c_str(), O_RDONLY);
+    temp_ = path_ + ".tmp-" + std::to_string(::getpid());
+    Handle fapl = own(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, label_, "cannot create a file access property list");
+    if (how_.metadata_checksums)
+      check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), label_,
+            "cannot ask for checksummed metadata");
+    file_ = own(H5Fcreate(temp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose, label_,
+                "cannot create temporary file ", temp_);
+    writer_ = std::make_unique<Writer>(file_.get(), label_, how_.checksums);
+  }
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile() {
+    if (committed_) return;
+    writer_.reset();
+    file_ = Handle();
+    std::error_code ec;
+    fs::remove(temp_, ec);
+  }
+  Writer& writer() { return *writer_; }
+
+  void commit() {  // every object the body opened must be closed before
+    writer_.reset();
+    check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), label_, "cannot flush temporary file ", temp_);
+    check(file_.close(), label_, "cannot close temporary file ", temp_);
+    const int fd = ::open(temp_.c_str(), O_RDONLY);
     if (fd < 0 || ::fsync(fd) != 0) {
       const int error = errno;
       if (fd >= 0) ::close(fd);
-      fail(label, ": cannot sync temporary file ", temp, ": ", std::strerror(error));
+      fail(label_, ": cannot sync temporary file ", temp_, ": ", std::strerror(error));
     }
     ::close(fd);
-    if (how.verify) how.verify(temp);
-    if (!how.keep_previous.empty() && fs::exists(path)) {
-      // path stays in place (old or new) at every moment; the previous copy is switched in first.
-      const std::string prev_temp = how.keep_previous + ".tmp-" + std::to_string(::getpid());
+    if (how_.verify) how_.verify(temp_);
+    if (!how_.keep_previous.empty() && fs::exists(path_)) {
+      const std::string prev_temp = how_.keep_previous + ".tmp-" + std::to_string(::getpid());
       std::remove(prev_temp.c_str());
-      if (::link(path.c_str(), prev_temp.c_str()) != 0 || std::rename(prev_temp.c_str(), how.keep_previous.c_str()) != 0) {
+      if (::link(path_.c_str(), prev_temp.c_str()) != 0 ||
+          std::rename(prev_temp.c_str(), how_.keep_previous.c_str()) != 0) {
         const int error = errno;
         std::remove(prev_temp.c_str());
-        fail(label, ": cannot keep the previous file as ", how.keep_previous, ": ", std::strerror(error));
+        fail(label_, ": cannot keep the previous file as ", how_.keep_previous, ": ", std::strerror(error));
       }
     }
-    if (std::rename(temp.c_str(), path.c_str()) != 0)
-      fail(label, ": cannot rename ", temp, " onto ", path, ": ", std::strerror(errno));
-    sync_directory(target.parent_path());
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(temp, ec);
-    throw;
+    if (std::rename(temp_.c_str(), path_.c_str()) != 0)
+      fail(label_, ": cannot rename ", temp_, " onto ", path_, ": ", std::strerror(errno));
+    committed_ = true;
+    sync_directory(fs::path(path_).parent_path());
   }
+
+ private:
+  std::string path_, label_, temp_;
+  AtomicWrite how_;
+  Handle file_;
+  std::unique_ptr<Writer> writer_;
+  bool committed_ = false;
+};
+
+// Writes through `body(Writer&)` into an AtomicFile and commits it.
+template <class Body>
+void write_atomically(const std::string& path, const std::string& label, Body&& body, const AtomicWrite& how = {}) {
+  AtomicFile file(path, label, how);
+  body(file.writer());
+  file.commit();
 }
 
 // Write-side validation: `name` must be a defined tensor of `rank` dimensions.

@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -643,12 +644,37 @@ std::uint32_t Archipelago::agreed(std::uint32_t flags) {
   return out;
 }
 
+void Archipelago::for_each_state(const std::function<void(const IslandState&)>& sink) const {
+  Timer timer(mpi_seconds_);
+  const char* what = "the island states (checkpoint gather)";
+  int mine = static_cast<int>(islands_.size());
+  std::vector<int> counts(static_cast<std::size_t>(size_));
+  MPI_Request req;
+  check(MPI_Igather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm_, &req), "MPI_Igather");
+  wait_request(&req, what);
+  if (rank_ != 0) {  // one packed island in flight at a time
+    for (const auto& s : islands_) {
+      Sends one;
+      one.post(comm_, pack_state(s), 0, kTagStates);
+      one.wait(what);
+    }
+    return;
+  }
+  for (const auto& s : islands_) sink(s);
+  for (int r = 1; r < size_; ++r)
+    for (int i = 0; i < counts[static_cast<std::size_t>(r)]; ++i) {
+      const IslandState s = unpack_state(receive(comm_, r, kTagStates, what));
+      sink(s);
+    }
+}
+
 std::vector<IslandState> Archipelago::gather_states() const {
-  std::vector<std::vector<char>> items;
-  for (const auto& s : islands_) items.push_back(pack_state(s));
-  auto all = gather_items(comm_, std::move(items), kTagStates, "the island states (checkpoint gather)");
   std::vector<IslandState> out;
-  for (const auto& b : all) out.push_back(unpack_state(b));
+  for_each_state([&](const IslandState& s) {
+    IslandState copy = s;
+    copy.population = s.population.cpu().clone();
+    out.push_back(std::move(copy));
+  });
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.island < b.island; });
   return out;
 }

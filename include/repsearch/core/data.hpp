@@ -13,13 +13,14 @@ struct Splits {
 };
 
 struct SplitSizes {
+  static constexpr std::int64_t kAll = -1;  // search: every training example not in V or H
   std::int64_t search = 3000;
   std::int64_t val = 2000;
   std::int64_t heldout = 2000;
 };
 
 // Disjoint random subsets of [0, n_train), a function of (seed, sizes, n_train) alone.
-Splits make_splits(std::int64_t n_train, const SplitSizes& sizes, std::uint64_t seed);
+Splits make_splits(std::int64_t n_train, SplitSizes sizes, std::uint64_t seed);
 
 // Per-channel statistics of images [N, C, H, W]; fitted on training images only.
 struct Standardiser {

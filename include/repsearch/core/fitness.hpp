@@ -35,6 +35,7 @@ struct FitnessConfig {
   double beta = 10.0;                // softmax temperature of the cross-entropy
   double learnable_weight = 0.1;     // ridge-probe-learnable: weight of the LOO R^2 term
   std::uint64_t seed = 0;            // draws the random features
+  std::int64_t setup_rows = 0;       // rows of S per set-up block (0: as many as fit in 128 MiB); tests
 };
 
 class Fitness {
@@ -80,6 +81,12 @@ struct RandomFeatures {
 };
 RandomFeatures make_random_features(std::int64_t input_dim, std::int64_t p, std::uint64_t seed,
                                     const at::Device& device);
+
+// A representation Z [n, d] of inputs X_S [n, D] carried to other inputs X_Q [m, D] by the fitness's
+// own kernel-ridge smoother (the same random features, seed and lambda as ridge-probe):
+// phi_Q (G + lambda I)^-1 phi_S^T Z, in row blocks. [m, d] float32.
+at::Tensor smoother_extend(const FitnessConfig& config, const at::Tensor& x_search, const at::Tensor& z,
+                           const at::Tensor& x_query);
 
 namespace detail {
 // Exposed for tests: the ridge readout of each individual, Z [P,n,d] -> (Z W [P,n,C], b [P,C]) such

@@ -20,6 +20,15 @@ at::Tensor linear_cka_batch(const at::Tensor& x, const at::Tensor& y, const at::
 // Pairwise: X [B, n, d] -> [B, B] float64 symmetric with unit diagonal.
 at::Tensor linear_cka_matrix(const at::Tensor& x);
 
+// Rows per block when an [rows, n] float32 intermediate must stay within `budget_bytes` (at least 1):
+// set-up work over n examples is done in such blocks so that no n x n (or n x features float64)
+// matrix ever exists. A block of n or more rows is the one-shot computation.
+std::int64_t block_rows(std::int64_t n, std::int64_t bytes_per_row, std::int64_t budget_bytes = std::int64_t{1} << 27);
+
+// The k nearest rows of X [n, D] to each row (itself excluded) by Euclidean distance -> [n, k] int64,
+// computed `rows` rows at a time (0: block_rows(n, 4 n)); exact: the same as the dense n x n search.
+at::Tensor nearest_neighbours(const at::Tensor& x, std::int64_t k, std::int64_t rows = 0);
+
 // The orthogonal R [d, d] minimising ||source R - target||_F (SVD of source^T target).
 at::Tensor procrustes_rotation(const at::Tensor& source, const at::Tensor& target);
 // source R: an immigrant [n, d] rotated into the basis of a receiving island's best [n, d].

@@ -54,6 +54,30 @@ struct SearchContext {
 SearchContext make_search_context(const at::Tensor& x_search, const at::Tensor& y_search, std::int64_t n_classes,
                                   std::int64_t val_pool, const SearchConfig& config);
 
+// What one rank of a search will hold, item by item, before anything is allocated; the search
+// prints it and refuses to start when it exceeds the memory of the host or the GPU.
+struct MemoryPlan {
+  struct Item {
+    std::string what;
+    double bytes = 0;
+    std::string lower;  // the options that shrink it
+  };
+  std::vector<Item> items;
+  double total() const;
+  std::string table() const;  // one line per item, then the total
+};
+struct MemoryPlanInput {
+  std::int64_t n_search = 0, n_val = 0, n_heldout = 0, input_dim = 0, n_classes = 10;
+  std::int64_t features = 2048;       // p of the fitness's random features
+  bool learnable = false;             // ridge-probe-learnable keeps an [n, p] basis
+  std::int64_t islands_here = 1;      // islands this rank hosts
+  std::int64_t islands_total = 1;     // rank 0 receives one other island at a time for checkpoints
+  bool writer = false;                // rank 0
+  double dataset_bytes = 0;           // the data set as loaded (images and labels)
+  std::int64_t elites = 8;            // candidates per island gathered for the archive
+};
+MemoryPlan plan_search_memory(const SearchConfig& config, const MemoryPlanInput& input);
+
 struct HistoryRow {
   std::int64_t generation = 0;
   double best = 0, mean = 0, std = 0;  // fitness on this generation's minibatch (finite values only)

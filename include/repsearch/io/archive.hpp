@@ -4,6 +4,7 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -64,12 +65,29 @@ struct Checkpoint {
 // replaces as previous_checkpoint(path) and renames the new one onto `path`: a crash at any moment
 // leaves a checkpoint that resumes at `path`, and a damaged new one never replaces a good one.
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+// The same, one island at a time (a rank gathering a checkpoint never holds every population): add()
+// each island, then finish() with the migration log. Destroyed unfinished, it leaves `path` as it was.
+class CheckpointWriter {
+ public:
+  CheckpointWriter(const std::string& path, const Provenance& provenance, std::int64_t generation);
+  ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+  void add(const IslandState& island);
+  void finish(const std::vector<MigrationEvent>& migrations);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 // "<dir>/checkpoint.h5" -> "<dir>/checkpoint.prev.h5"
 std::string previous_checkpoint(const std::string& path);
 // Reads provenance, generation, migrations, and the states of `islands` (all when empty), placing
 // populations on `device`. Refuses truncated, foreign or damaged files (a dataset whose CRC-32 differs
 // from the one written, non-finite or overflowing populations) with a clear error.
 Checkpoint read_checkpoint(const std::string& path, const std::vector<std::int64_t>& islands, const at::Device& device);
+// The island indices a checkpoint holds, sorted.
+std::vector<std::int64_t> checkpoint_islands(const std::string& path);
 // Provenance and generation only (cheap: for comparing configs before a resume).
 Checkpoint read_checkpoint_header(const std::string& path);
 

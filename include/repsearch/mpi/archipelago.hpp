@@ -11,6 +11,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -102,6 +103,9 @@ class Archipelago {
 
   // Collective calls: every rank must make them, in the same order.
   std::vector<IslandState> gather_states() const;        // rank 0: all islands sorted by index
+  // Rank 0: `sink` sees every island once, one at a time (its own first, then by rank), so a
+  // checkpoint never holds more than one other rank's population at once. Other ranks: sends only.
+  void for_each_state(const std::function<void(const IslandState&)>& sink) const;
   std::vector<MigrationEvent> gather_migrations() const;  // rank 0: sorted by generation, destination
   Elites collect_elites(std::int64_t k) const;
   double time_in_migration() const { return migration_seconds_; }

@@ -354,12 +354,14 @@ def load_network(path, device="cpu"):
                     [0, 1] (float; uint8 is divided by 255). The training set's per-channel
                     standardisation is applied inside. softmax(net(x), 1) on the test images equals the
                     results file's predictions/test_probabilities (for a ridge head the logits include
-                    the factor beta the probabilities were computed with: net.head.scale).
-    net.encoder(x)  the cut-layer activations [N, d], those the results trajectory records.
+                    the factor beta the probabilities were computed with: net.head.scale.scale).
+    net.encoder(x)  the cut-layer activations [N, d], those the results trajectory records;
+                    net.encoder.normalise alone standardises images as repsearch did.
     net.head        the linear head (and the logit scale): net(x) == net.head(net.encoder(x)).
     net.spec        the /model description (arch, hidden, channels, cut, classes, input_shape, ...).
 
-    Needs the /model group (written by learn/sgd since it exists) and the .pt beside the results file.
+    Needs the /model group (written by learn/sgd since it exists) and the .pt beside the results file
+    (else where learn/sgd wrote it: the results' model_path).
     """
     torch = _torch()
     results, weights = _network_files(path)

@@ -11,7 +11,17 @@ the path and the format found.
     a = rh.read_archive("runs/smoke/archive.h5")     # a["elites"]["heldout"], a["histories"][0]["best"], ...
     r = rh.read_results("runs/smoke/learn-3f.h5")     # r["accuracy"]["test"], r["trajectory"]["activations"], ...
     rh.linear_cka(x, y)                              # x: [n, d1], y: [n, d2]
+
+and, with PyTorch (Debian: python3-torch), the networks and the data behind them:
+
+    net = rh.load_network("runs/smoke/learn-3f.h5")  # torch.nn.Module; net(images in [0, 1]) -> logits
+    elites = rh.load_elites("runs/smoke/archive.h5")  # per elite: z [n_s, d], indices, labels
+    s = rh.load_split("runs/smoke/archive.h5")        # the images of S [n_s, C, H, W] float32 in [0, 1]
 """
+import gzip
+import os
+from collections import OrderedDict
+
 import numpy as np
 
 ARCHIVE_FORMAT = "repsearch-archive"
@@ -195,7 +205,345 @@ def read_results(path, activations=True, probabilities=True):
             out["predictions"] = {"test_probabilities": _dataset(f, path, "/predictions/test_probabilities")}
             if "test_labels" in f["predictions"]:  # written since the results carry labels
                 out["predictions"]["test_labels"] = f["predictions/test_labels"][()]
+        if "model" in f:  # written since results describe their network (absent in older files)
+            out["model"] = _model(f, path)
     return out
+
+
+MODEL_ATTRS = ("arch", "cut", "classes", "logit_scale", "head")
+MODEL_DATASETS = ("hidden", "channels", "input_shape", "normalisation_mean", "normalisation_std")
+
+
+def _model(f, path):
+    g = _group(f, path, "/model")
+    out = {}
+    for name in MODEL_ATTRS:
+        if name not in g.attrs:
+            raise FormatError(f"{path}: /model lacks attribute {name}")
+        out[name] = _text(g.attrs[name])
+    for name in MODEL_DATASETS:
+        out[name] = _dataset(f, path, f"/model/{name}")
+    if out["arch"] not in ("mlp", "cnn"):
+        raise FormatError(f"{path}: /model arch must be mlp or cnn, found '{out['arch']}'")
+    shape = tuple(int(v) for v in out["input_shape"])
+    if len(shape) != 3 or any(v < 1 for v in shape):
+        raise FormatError(f"{path}: /model/input_shape must be [C, H, W], found {list(shape)}")
+    for name in ("normalisation_mean", "normalisation_std"):
+        if out[name].shape != (shape[0],):
+            raise FormatError(f"{path}: /model/{name} has shape {out[name].shape}, expected ({shape[0]},)")
+    return out
+
+
+# ---- networks (PyTorch) --------------------------------------------------------------------------------
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - depends on the interpreter
+        raise ImportError("repsearch_h5 networks need PyTorch (Debian: apt-get install python3-torch; "
+                          "use /usr/bin/python3)") from e
+    return torch
+
+
+_MODULES = None
+
+
+def _modules():
+    """The torch.nn classes of load_network, defined on first use: reading files needs no PyTorch."""
+    global _MODULES
+    if _MODULES is not None:
+        return _MODULES
+    torch = _torch()
+    nn = torch.nn
+
+    class Standardise(nn.Module):
+        """(x - mean[c]) / std[c] with the training set's per-channel statistics, as repsearch's
+        Standardiser: x is the data set's images scaled to [0, 1] (uint8 images are divided by 255 here)."""
+
+        def __init__(self, mean, std, input_shape):
+            super().__init__()
+            self.input_shape = tuple(int(v) for v in input_shape)
+            self.register_buffer("mean", torch.as_tensor(np.asarray(mean, dtype=np.float32)))
+            self.register_buffer("std", torch.as_tensor(np.asarray(std, dtype=np.float32)))
+
+        def forward(self, x):
+            if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
+                raise ValueError(f"expected images [N, {', '.join(map(str, self.input_shape))}] (as the data set "
+                                 f"stores them, scaled to [0, 1]), got shape {list(x.shape)}")
+            if x.dtype == torch.uint8:
+                x = x.to(self.mean.dtype) / 255.0
+            x = x.to(self.mean.dtype)
+            return (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+
+    class Scale(nn.Module):
+        """Logits times a constant: a ridge head's probabilities are softmax(beta * logits)."""
+
+        def __init__(self, scale):
+            super().__init__()
+            self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float32))
+
+        def forward(self, x):
+            return x * self.scale
+
+    class Network(nn.Module):
+        """f = head(encoder(x)) as repsearch built it. encoder: standardisation, then repsearch's layers
+        under their own indices (so the weights' names are those of the .pt file); its output is the
+        cut layer [N, d]. head: the linear layer, then the logit scale; softmax(net(x)) are the
+        probabilities the results file stores for the test set."""
+
+        def __init__(self, spec):
+            super().__init__()
+            arch = spec["arch"]
+            c, h, w = (int(v) for v in spec["input_shape"])
+            cut, classes = int(spec["cut"]), int(spec["classes"])
+            layers = [("normalise", Standardise(spec["normalisation_mean"], spec["normalisation_std"], (c, h, w)))]
+            # Same order as Network::Network in src/core/models.cpp; the index is the C++ Sequential's.
+            if arch == "mlp":
+                mods = [nn.Flatten()]
+                width = c * h * w
+                for hidden in spec["hidden"]:
+                    mods += [nn.Linear(width, int(hidden)), nn.ReLU()]
+                    width = int(hidden)
+                mods.append(nn.Linear(width, cut))
+            elif arch == "cnn":
+                mods = []
+                for out in spec["channels"]:
+                    mods += [nn.Conv2d(c, int(out), 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+                    c, h, w = int(out), h // 2, w // 2
+                mods += [nn.Flatten(), nn.Linear(c * h * w, cut)]
+            else:
+                raise ValueError(f"unknown arch '{arch}' (expected mlp or cnn)")
+            layers += [(str(i), m) for i, m in enumerate(mods)]
+            self.encoder = nn.Sequential(OrderedDict(layers))
+            self.head = nn.Sequential(OrderedDict([("0", nn.Linear(cut, classes)), ("scale", Scale(spec["logit_scale"]))]))
+            self.spec = dict(spec)
+
+        def forward(self, x):
+            return self.head(self.encoder(x))
+
+    _MODULES = {"Standardise": Standardise, "Scale": Scale, "Network": Network}
+    return _MODULES
+
+
+def _network_files(path):
+    """(results .h5, weights .pt) for a results file or its .pt: the other one shares its stem."""
+    path = str(path)
+    stem, ext = os.path.splitext(path)
+    if ext == ".pt":
+        results = stem + ".h5"
+        if not os.path.isfile(results):
+            raise FormatError(f"{path}: no results file {results} beside it (load_network reads the network's "
+                              "description from the results file that learn/sgd write with the .pt)")
+        return results, path
+    weights = stem + ".pt"
+    if not os.path.isfile(weights):
+        # Moved results: the path learn/sgd wrote the weights to.
+        recorded = read_results(path, activations=False, probabilities=False)["attrs"].get("model_path", "")
+        if not recorded or not os.path.isfile(recorded):
+            raise FormatError(f"{path}: no weights file {weights} beside it"
+                              + (f" nor at {recorded}, where it was written" if recorded else ""))
+        weights = recorded
+    return path, weights
+
+
+def load_network(path, device="cpu"):
+    """The network of a results file (learn-*.h5, sgd-*.h5) or of its .pt, as a torch.nn.Module in
+    eval mode:
+
+    net(x)          logits [N, classes] for images x [N, C, H, W] as the data set stores them scaled to
+                    [0, 1] (float; uint8 is divided by 255). The training set's per-channel
+                    standardisation is applied inside. softmax(net(x), 1) on the test images equals the
+                    results file's predictions/test_probabilities (for a ridge head the logits include
+                    the factor beta the probabilities were computed with: net.head.scale.scale).
+    net.encoder(x)  the cut-layer activations [N, d], those the results trajectory records;
+                    net.encoder.normalise alone standardises images as repsearch did.
+    net.head        the linear head (and the logit scale): net(x) == net.head(net.encoder(x)).
+    net.spec        the /model description (arch, hidden, channels, cut, classes, input_shape, ...).
+
+    Needs the /model group (written by learn/sgd since it exists) and the .pt beside the results file
+    (else where learn/sgd wrote it: the results' model_path).
+    """
+    torch = _torch()
+    results, weights = _network_files(path)
+    with _open(results, RESULTS_FORMAT) as f:
+        if "model" not in f:
+            raise FormatError(f"{results}: no /model group: written by a repsearch that did not yet describe its "
+                              "networks; run learn/sgd again to get a loadable network")
+        spec = _model(f, results)
+        spec["description"] = _text(f.attrs["model"]) if "model" in f.attrs else ""
+    net = _modules()["Network"](spec)
+    try:
+        stored = torch.jit.load(weights, map_location="cpu").state_dict()
+    except (RuntimeError, ValueError, OSError) as e:
+        raise FormatError(f"{weights}: not a repsearch model file (torch::save archive): {e}") from None
+    expected = {k: v.shape for k, v in net.state_dict().items()
+                if not k.startswith("encoder.normalise.") and not k.startswith("head.scale.")}
+    found = {k: v.shape for k, v in stored.items()}
+    if found != expected:
+        missing = sorted(set(expected) - set(found))
+        extra = sorted(set(found) - set(expected))
+        shapes = sorted(k for k in set(found) & set(expected) if found[k] != expected[k])
+        raise FormatError(f"{weights}: its weights do not fit the network {results} describes "
+                          f"({spec['description'] or spec['arch']}): missing {missing}, unexpected {extra}, "
+                          f"other shapes {[(k, list(found[k]), list(expected[k])) for k in shapes]}")
+    net.load_state_dict(stored, strict=False)
+    net.results_path, net.weights_path = results, weights
+    return net.to(device).eval()
+
+
+# ---- searched representations and the data behind them ----------------------------------------------
+
+def load_elites(archive):
+    """The elites of an archive, best first (the archive's order), as a list of dicts:
+
+    rank, uid, fitness, heldout, island, generation   as in /elites
+    z          [n_s, d] float32: the searched cut-layer representation, row i for example indices[i]
+    indices    [n_s] int64: those examples' indices into the official training set (the search set S)
+    labels     [n_s] int64: their labels
+
+    A network regressed onto z (learn) is written as learn-<uid as hex>.h5 beside the archive.
+    """
+    a = read_archive(archive, representations=True)
+    reps = a["elites"]["representations"]
+    indices = a["data"]["search_indices"].astype(np.int64)
+    labels = a["data"]["search_labels"].astype(np.int64)
+    if reps.ndim != 3 or reps.shape[1] != len(indices) or len(labels) != len(indices):
+        raise FormatError(f"{archive}: /elites/representations has shape {reps.shape}, expected "
+                          f"[k, n_s={len(indices)}, d] with one label per search index")
+    out = []
+    for i in range(reps.shape[0]):
+        out.append({"rank": i, "uid": int(a["elites"]["uid"][i]), "fitness": float(a["elites"]["fitness"][i]),
+                    "heldout": float(a["elites"]["heldout"][i]), "island": int(a["elites"]["island"][i]),
+                    "generation": int(a["elites"]["generation"][i]), "z": reps[i], "indices": indices,
+                    "labels": labels})
+    return out
+
+
+# Where repsearch looks for each data set without --data-dir (src/io/dataset.cpp).
+DEFAULT_DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist", "mnist": "/usr/share/datasets/mnist",
+                     "cifar10": "data/cifar-10-batches-bin", "cifar100": "data/cifar-100-binary"}
+SPLITS = ("search", "val", "heldout", "test")
+
+
+def _read_bytes(path):
+    """A file's content, gunzipped when it starts with the gzip magic (as repsearch: by content, not name)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def read_idx(path):
+    """An IDX file of unsigned bytes (plain or gzip) as a uint8 array with the file's dims."""
+    data = _read_bytes(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise FormatError(f"{path}: not an IDX file of unsigned bytes (expected magic 00 00 08 <ndims>)")
+    ndims = data[3]
+    header = 4 + 4 * ndims
+    dims = tuple(int(v) for v in np.frombuffer(data, dtype=">u4", count=ndims, offset=4)) if ndims else ()
+    if len(data) != header + int(np.prod(dims)):
+        raise FormatError(f"{path}: IDX dims {list(dims)} need {header + int(np.prod(dims))} bytes, found {len(data)}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_cifar(path, cifar100):
+    """CIFAR binary records (1 label byte, or coarse + fine for CIFAR-100, then 3072 channel-major bytes):
+    (images [N, 3, 32, 32] uint8, fine labels [N] int64)."""
+    data = _read_bytes(path)
+    record = 3074 if cifar100 else 3073
+    if len(data) == 0 or len(data) % record:
+        raise FormatError(f"{path}: {len(data)} bytes is not a whole number of {record}-byte CIFAR records")
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(-1, record)
+    return rows[:, record - 3072:].reshape(-1, 3, 32, 32), rows[:, record - 3073].astype(np.int64)
+
+
+def _find(dir_, alternatives):
+    for name in alternatives:
+        p = os.path.join(dir_, name)
+        if os.path.isfile(p):
+            return p
+    raise FormatError(f"data set files: expected {' or '.join(os.path.join(dir_, n) for n in alternatives)}, "
+                      f"found neither (pass data_dir)")
+
+
+def read_dataset(name, data_dir=None):
+    """A data set as repsearch reads it: {"train_images" [N, C, H, W] uint8, "train_labels" [N] int64,
+    "test_images", "test_labels", "classes", "data_dir"}. IDX (fashion-mnist, mnist; plain or gzip) and
+    CIFAR binary (cifar10, cifar100) files, under data_dir or repsearch's default directory."""
+    if name not in DEFAULT_DATA_DIRS:
+        raise FormatError(f"data set '{name}': unknown; expected one of {', '.join(DEFAULT_DATA_DIRS)}")
+    d = data_dir or DEFAULT_DATA_DIRS[name]
+    if not os.path.isdir(d):
+        raise FormatError(f"data set '{name}': no directory {d} (pass data_dir)")
+    out = {"data_dir": d}
+    if name in ("fashion-mnist", "mnist"):
+        for part, prefix in (("train", "train"), ("test", "t10k")):
+            images = read_idx(_find(d, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images-idx3-ubyte.gz"]))
+            labels = read_idx(_find(d, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels-idx1-ubyte.gz"]))
+            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                raise FormatError(f"data set '{name}' in {d}: {part} images {images.shape} and labels "
+                                  f"{labels.shape} do not pair up")
+            out[f"{part}_images"] = images[:, None]
+            out[f"{part}_labels"] = labels.astype(np.int64)
+        out["classes"] = 10
+    else:
+        c100 = name == "cifar100"
+        train = ["train.bin"] if c100 else [f"data_batch_{i}.bin" for i in range(1, 6)]
+        parts = [read_cifar(_find(d, [f]), c100) for f in train]
+        out["train_images"] = np.concatenate([p[0] for p in parts])
+        out["train_labels"] = np.concatenate([p[1] for p in parts])
+        out["test_images"], out["test_labels"] = read_cifar(
+            _find(d, ["test.bin" if c100 else "test_batch.bin"]), c100)
+        out["classes"] = 100 if c100 else 10
+    return out
+
+
+def standardisation(train_images):
+    """Per-channel mean and std [C] float32 of uint8 training images scaled to [0, 1] (population std),
+    as repsearch's fit_standardiser; exact integer sums, so no float64 copy of the data set."""
+    x = np.asarray(train_images)
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    sums = np.array([x[:, c].sum(dtype=np.int64) for c in range(x.shape[1])], dtype=np.float64)
+    squares = np.array([np.einsum("ijk,ijk->", x[:, c].astype(np.int64), x[:, c].astype(np.int64))
+                        for c in range(x.shape[1])], dtype=np.float64)
+    mean = sums / 255.0 / count
+    var = np.maximum(squares / 255.0 ** 2 / count - mean ** 2, 0.0)
+    return mean.astype(np.float32), np.maximum(np.sqrt(var), 1e-8).astype(np.float32)
+
+
+def load_split(archive, data_dir=None, split="search"):
+    """The images of one split of an archive's search, as a dict:
+
+    images    [n, C, H, W] float32 in [0, 1]: the data set's uint8 images / 255, unstandardised (what
+              load_network's networks take)
+    labels    [n] int64;  indices [n] int64 into the official training set (test: into the test set)
+    mean, std [C] float32: the training set's per-channel statistics repsearch standardises with
+    split, dataset, data_dir
+
+    split: "search" (S, row i matches load_elites' z row i), "val" (V), "heldout" (H) or "test" (the
+    official test set, the order of the results files' predictions). The data set and its directory
+    come from the archive (data_dir overrides the directory). Reads IDX (Fashion-MNIST, MNIST) and
+    CIFAR-10/100 binary files in numpy. For S the labels are checked against the archive's.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
+    a = read_archive(archive)
+    name = a["data"]["attrs"].get("dataset", "")
+    ds = read_dataset(name, data_dir or a["data"]["attrs"].get("data_dir") or None)
+    if split == "test":
+        images, labels = ds["test_images"], ds["test_labels"]
+        indices = np.arange(len(labels), dtype=np.int64)
+    else:
+        indices = a["data"][f"{split}_indices"].astype(np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(ds["train_labels"])):
+            raise FormatError(f"{archive}: {split} indices reach {indices.max()}, but {ds['data_dir']} holds "
+                              f"{len(ds['train_labels'])} training images (another data set?)")
+        images, labels = ds["train_images"][indices], ds["train_labels"][indices]
+        if split == "search" and not np.array_equal(labels, a["data"]["search_labels"].astype(np.int64)):
+            raise FormatError(f"{archive}: the labels of S in {ds['data_dir']} differ from those the archive "
+                              "stores (another data set or version?)")
+    mean, std = standardisation(ds["train_images"])
+    return {"images": images.astype(np.float32) / np.float32(255.0), "labels": labels, "indices": indices,
+            "mean": mean, "std": std, "split": split, "dataset": name, "data_dir": ds["data_dir"]}
 
 
 # ---- linear CKA -------------------------------------------------------------------------------------

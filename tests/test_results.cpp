@@ -74,6 +74,15 @@ Results make_results(std::int64_t T, std::int64_t n_probe, std::int64_t d, std::
   r.activations = at::randn({n_probe, d, T}, at::kFloat).permute({2, 0, 1});
   r.test_probabilities = at::softmax(at::randn({n_test, C}, at::kFloat), 1);
   r.test_labels = at::randint(C, {n_test}, at::kInt);
+  r.spec.arch = "mlp";
+  r.spec.hidden = {256, 128};
+  r.spec.cut = d;
+  r.spec.classes = C;
+  r.spec.input_shape = {1, 28, 28};
+  r.spec.normalisation_mean = at::tensor({0.286041f});
+  r.spec.normalisation_std = at::tensor({0.353024f});
+  r.spec.logit_scale = 10.0;
+  r.spec.head = "ridge";
   return r;
 }
 
@@ -123,6 +132,18 @@ void check_results(const Results& r, const Results& w) {
   check_tensor(r.activations, w.activations, at::kFloat);
   check_tensor(r.test_probabilities, w.test_probabilities, at::kFloat);
   check_tensor(r.test_labels, w.test_labels, at::kInt);
+  CHECK(r.spec.present() == w.spec.present());
+  if (!w.spec.present()) return;
+  CHECK(r.spec.arch == w.spec.arch);
+  CHECK(r.spec.hidden == w.spec.hidden);
+  CHECK(r.spec.channels == w.spec.channels);
+  CHECK(r.spec.cut == w.spec.cut);
+  CHECK(r.spec.classes == w.spec.classes);
+  CHECK(r.spec.input_shape == w.spec.input_shape);
+  check_tensor(r.spec.normalisation_mean, w.spec.normalisation_mean, at::kFloat);
+  check_tensor(r.spec.normalisation_std, w.spec.normalisation_std, at::kFloat);
+  CHECK(r.spec.logit_scale == w.spec.logit_scale);
+  CHECK(r.spec.head == w.spec.head);
 }
 
 // The smallest valid archive: a repsearch HDF5 file of another format.
@@ -223,6 +244,85 @@ TEST_CASE("results: no recorded step and undefined activations are written as [0
   }
 }
 
+TEST_CASE("results: the model description of a CNN round-trips, and files without one still read") {
+  TempDir dir{"repsearch_test_results"};
+  at::manual_seed(18);
+  Results written = make_results(3, 4, 8, 6, 100);
+  written.kind = "sgd";
+  written.spec.arch = "cnn";
+  written.spec.hidden.clear();  // an empty width list is a valid dataset of 0 entries
+  written.spec.channels = {4, 8};
+  written.spec.input_shape = {3, 32, 32};
+  written.spec.normalisation_mean = at::tensor({0.49f, 0.48f, 0.45f});
+  written.spec.normalisation_std = at::tensor({0.25f, 0.24f, 0.26f});
+  written.spec.logit_scale = 1.0;
+  written.spec.head = "end-to-end";
+  const std::string path = dir.file("sgd-3.h5");
+  write_results(path, written);
+  check_results(read_results(path), written);
+
+  // What learn and sgd wrote before /model existed: same format_version, no /model group.
+  Results old = written;
+  old.spec = ModelSpec();
+  write_results(path, old);
+  const auto [rc, out] = run("h5dump -H " + quote(path));
+  REQUIRE(rc == 0);
+  CHECK_FALSE(contains(out, "GROUP \"model\""));
+  const Results read = read_results(path);
+  CHECK_FALSE(read.spec.present());
+  check_results(read, old);
+}
+
+TEST_CASE("results: a model description that disagrees with the file is refused, written or read") {
+  TempDir dir{"repsearch_test_results"};
+  at::manual_seed(19);
+  const Results good = make_results(4, 5, 3, 20, 10);
+  const std::string path = dir.file("learn-5.h5");
+  write_results(path, good);
+  const std::string before = read_bytes(path);
+
+  SUBCASE("unresolved arch") {
+    Results bad = good;
+    bad.spec.arch = "auto";
+    expect_error([&] { write_results(path, bad); }, path, {"/model arch must be mlp or cnn", "'auto'"});
+  }
+  SUBCASE("classes other than the probabilities' columns") {
+    Results bad = good;
+    bad.spec.classes = 9;
+    expect_error([&] { write_results(path, bad); }, path, {"classes 9", "10 columns of test_probabilities"});
+  }
+  SUBCASE("a cut width other than the activations'") {
+    Results bad = good;
+    bad.spec.cut = 4;
+    expect_error([&] { write_results(path, bad); }, path, {"/model cut 4", "activations have width 3"});
+  }
+  SUBCASE("statistics for another number of channels") {
+    Results bad = good;
+    bad.spec.normalisation_std = at::ones({3});
+    expect_error([&] { write_results(path, bad); }, path, {"one value per channel (1)"});
+  }
+  SUBCASE("a zero standard deviation") {
+    Results bad = good;
+    bad.spec.normalisation_std = at::zeros({1});
+    expect_error([&] { write_results(path, bad); }, path, {"normalisation_std and logit_scale must be positive"});
+    CHECK(read_bytes(path) == before);  // a refused write leaves the file as it was
+  }
+
+  SUBCASE("read: statistics of another length") {
+    edit_hdf5(path, [](hid_t file) { replace_with_doubles(file, "/model/normalisation_mean", 2); });
+    expect_error([&] { read_results(path); }, path, {"one value per channel (1)"});
+  }
+  SUBCASE("read: a missing attribute") {
+    edit_hdf5(path, [](hid_t file) {
+      const hid_t g = H5Gopen2(file, "/model", H5P_DEFAULT);
+      REQUIRE(g >= 0);
+      CHECK(H5Adelete(g, "logit_scale") >= 0);
+      H5Gclose(g);
+    });
+    expect_error([&] { read_results(path); }, path, {"missing attribute logit_scale of /model"});
+  }
+}
+
 TEST_CASE("results: layout as documented, readable by h5dump and h5py without our code") {
   TempDir dir{"repsearch_test_results"};
   at::manual_seed(13);
@@ -276,7 +376,10 @@ TEST_CASE("results: layout as documented, readable by h5dump and h5py without ou
               "print('test', repr(float(f['accuracy'].attrs['test'])))\n"
               "print('steps', *f['trajectory/steps'][()])\n"
               "print('act123', repr(float(a[1, 2, 2])))\n"
-              "print('probs', *f['predictions/test_probabilities'].shape)\n");
+              "print('probs', *f['predictions/test_probabilities'].shape)\n"
+              "m = f['model']\n"
+              "print('model', m.attrs['arch'], int(m.attrs['cut']), int(m.attrs['classes']), float(m.attrs['logit_scale']),\n"
+              "      m.attrs['head'], *m['hidden'][()], '|', *m['input_shape'][()], '|', m['normalisation_mean'].dtype)\n");
   const auto [rc_py, out] = run(python + " " + quote(script) + " " + quote(path));
   INFO("h5py (", python, "): ", out);
   REQUIRE(rc_py == 0);
@@ -293,6 +396,7 @@ TEST_CASE("results: layout as documented, readable by h5dump and h5py without ou
   CHECK(contains(out, "mse_nan True\n"));
   CHECK(contains(out, "steps 0 100 200 300\n"));
   CHECK(contains(out, "probs 20 10\n"));
+  CHECK(contains(out, "model mlp 3 10 10.0 ridge 256 128 | 1 28 28 | float32\n"));
   std::istringstream lines(out);
   std::string line;
   while (std::getline(lines, line)) {

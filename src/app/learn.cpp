@@ -70,6 +70,23 @@ void fill_common(io::Results& r, const Options& o, const std::string& kind, cons
   r.activations = tr.trajectory.activations;
 }
 
+// What a reader needs to rebuild `net` (results /model): only the widths of the built architecture.
+io::ModelSpec model_spec(const Network& net, const Prepared& p, double logit_scale, const std::string& head) {
+  const auto& c = net.config();
+  io::ModelSpec m;
+  m.arch = c.arch;
+  if (c.arch == "mlp") m.hidden = c.hidden;
+  if (c.arch == "cnn") m.channels = c.channels;
+  m.cut = c.cut;
+  m.classes = c.classes;
+  m.input_shape = c.input_shape;
+  m.normalisation_mean = p.standardiser.mean.to(at::kFloat).cpu();
+  m.normalisation_std = p.standardiser.std.to(at::kFloat).cpu();
+  m.logit_scale = logit_scale;
+  m.head = head;
+  return m;
+}
+
 EpochCallback printer(const std::string& tag, i64 epochs, const char* loss_name) {
   return [=](const TrainEpoch& e) {
     std::printf("[%s] epoch %3lld/%lld  %s %.4f", tag.c_str(), static_cast<long long>(e.epoch),
@@ -225,7 +242,10 @@ int cmd_learn(const Options& cli) {
     r.heldout_accuracy = accuracy(net, x_h, y_h);
     r.test_accuracy = accuracy(net, x_test, y_test);
     // A ridge head predicts one-hot codes: its softmax uses the fitness temperature beta.
-    r.test_probabilities = probabilities(net, x_test, o.get<std::string>("head") == "ridge" ? beta : 1.0).to(at::kFloat);
+    const auto head = o.get<std::string>("head");
+    const double logit_scale = head == "ridge" ? beta : 1.0;
+    r.test_probabilities = probabilities(net, x_test, logit_scale).to(at::kFloat);
+    r.spec = model_spec(net, p, logit_scale, head);
     r.test_labels = y_test.to(at::kInt).cpu();
     member_probs.push_back(r.test_probabilities);
     const auto base = out / ("learn-" + hex(uid));
@@ -285,6 +305,7 @@ int cmd_sgd(const Options& o) {
     r.heldout_accuracy = accuracy(net, x_h, y_h);
     r.test_accuracy = accuracy(net, x_test, y_test);
     r.test_probabilities = probabilities(net, x_test).to(at::kFloat);
+    r.spec = model_spec(net, p, 1.0, "end-to-end");
     r.test_labels = y_test.to(at::kInt).cpu();
     member_probs.push_back(r.test_probabilities);
     const auto base = out / ("sgd-" + std::string(full ? "full-" : "") + std::to_string(s));

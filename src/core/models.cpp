@@ -135,6 +135,7 @@ Network::Network(const ModelConfig& c, std::uint64_t seed, const at::Device& dev
   if (c.cut < 1 || c.classes < 2) fail("model: cut width must be >= 1 and classes >= 2, found ", c.cut, ", ", c.classes);
   torch::manual_seed(seed);  // nn initialisers draw from the default generator
   std::string arch = c.arch == "auto" ? (c.input_shape[0] == 3 ? "cnn" : "mlp") : c.arch;
+  config_.arch = arch;  // resolved: results files describe the network that was built
   auto& m = *impl_;
   m.encoder = torch::nn::Sequential();
   std::ostringstream d;

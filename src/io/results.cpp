@@ -8,12 +8,17 @@
 //                  activations [T, n_probe, d] float32 (chunks [1, n_probe, d], shuffle + gzip 4)
 //   /predictions   test_probabilities [n_test, C] float32 (gzip 4), test_labels [n_test] int32 (so ensembles
 //                  can be scored from results files alone)
+//   /model         (optional; absent in files written before it) attrs arch "mlp"|"cnn", cut, classes int64,
+//                  logit_scale float64, head, normalisation (text); datasets hidden, channels, input_shape
+//                  int64 (datasets, not attributes: hidden or channels may be empty), normalisation_mean,
+//                  normalisation_std [C] float32. Its own group, so format_version 1 readers still read the file.
 // Empty datasets (T = 0, n_test = 0, ...) are stored contiguous and unfiltered: HDF5 refuses chunks
 // larger than a fixed dimension. With T = 0, undefined activations are written as [0, n_probe, 0].
 #include <hdf5.h>
 
 #include <ATen/ATen.h>
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -38,6 +43,29 @@ at::Tensor activations_or_empty(const Results& r) {
   return at::zeros({0, r.probe_indices.size(0), 0}, at::kFloat);
 }
 
+// A /model that rebuilds the network that wrote `classes` probabilities and cut-layer `activations`
+// (written and read alike: a reader must never build a network that disagrees with its own file).
+void validate_spec(const std::string& label, const ModelSpec& m, std::int64_t classes, const at::Tensor& activations) {
+  if (m.arch != "mlp" && m.arch != "cnn") fail(label, ": /model arch must be mlp or cnn, found '", m.arch, "'");
+  if (m.input_shape.size() != 3 || *std::min_element(m.input_shape.begin(), m.input_shape.end()) < 1)
+    fail(label, ": /model input_shape must be [C, H, W] of positive sizes, found [", join(m.input_shape), "]");
+  for (const auto* widths : {&m.hidden, &m.channels})
+    for (auto w : *widths)
+      if (w < 1) fail(label, ": /model hidden and channels must be positive widths, found ", w);
+  if (m.cut < 1 || m.classes != classes)
+    fail(label, ": /model cut ", m.cut, " and classes ", m.classes, " must be >= 1 and the ", classes,
+         " columns of test_probabilities");
+  if (activations.size(0) > 0 && activations.size(2) != m.cut)
+    fail(label, ": /model cut ", m.cut, " but the trajectory's activations have width ", activations.size(2));
+  for (const auto* stat : {&m.normalisation_mean, &m.normalisation_std})
+    if (!stat->defined() || stat->dim() != 1 || stat->size(0) != m.input_shape[0])
+      fail(label, ": /model normalisation_mean and normalisation_std must hold one value per channel (",
+           m.input_shape[0], ")");
+  if (!(m.normalisation_std.to(at::kDouble) > 0).all().item<bool>() || !std::isfinite(m.logit_scale) ||
+      m.logit_scale <= 0)
+    fail(label, ": /model normalisation_std and logit_scale must be positive and finite");
+}
+
 // Everything write_results checks before it creates a file.
 void validate(const std::string& label, const Results& r, const at::Tensor& activations) {
   if (r.phase.size() != r.epochs.size())
@@ -53,6 +81,7 @@ void validate(const std::string& label, const Results& r, const at::Tensor& acti
   require_rank(label, "test_labels", r.test_labels, 1, "int32 [n_test]");
   require_length(label, "test_labels", r.test_labels.size(0), r.test_probabilities.size(0),
                  "n_test, the rows of test_probabilities");
+  if (r.spec.present()) validate_spec(label, r.spec, r.test_probabilities.size(1), activations);
 }
 
 template <class T, class F>
@@ -124,6 +153,25 @@ void write_results(const std::string& path, const Results& r) {
     w.tensor("/predictions/test_probabilities", r.test_probabilities, at::kFloat, /*compress_rows=*/true, rows,
              /*shuffle=*/false);
     w.tensor("/predictions/test_labels", r.test_labels, at::kInt);
+
+    if (r.spec.present()) {
+      const ModelSpec& m = r.spec;
+      Handle model = w.group("/model");
+      const hid_t g = model.get();
+      w.attr_string(g, "/model", "arch", m.arch);
+      w.attr<std::int64_t>(g, "/model", "cut", m.cut);
+      w.attr<std::int64_t>(g, "/model", "classes", m.classes);
+      w.attr<double>(g, "/model", "logit_scale", m.logit_scale);
+      w.attr_string(g, "/model", "head", m.head);
+      w.attr_string(g, "/model", "normalisation",
+                    "x = (images / 255 - normalisation_mean[c]) / normalisation_std[c], per channel c, "
+                    "statistics of the training set; logits = logit_scale * head(encoder(x))");
+      w.vector("/model/hidden", m.hidden);
+      w.vector("/model/channels", m.channels);
+      w.vector("/model/input_shape", m.input_shape);
+      w.tensor("/model/normalisation_mean", m.normalisation_mean, at::kFloat);
+      w.tensor("/model/normalisation_std", m.normalisation_std, at::kFloat);
+    }
   });
 }
 
@@ -193,6 +241,23 @@ Results read_results(const std::string& path) {
   out.test_labels = r.tensor("/predictions/test_labels", at::kInt, 1, "[n_test]");
   require_size(r, "/predictions/test_labels", out.test_labels.size(0), out.test_probabilities.size(0),
                "one label per row of /predictions/test_probabilities");
+
+  if (r.exists("/model")) {
+    ModelSpec& m = out.spec;
+    Handle model = r.group("/model");
+    const hid_t g = model.get();
+    m.arch = r.attr_string(g, "/model", "arch");
+    m.cut = r.attr<std::int64_t>(g, "/model", "cut");
+    m.classes = r.attr<std::int64_t>(g, "/model", "classes");
+    m.logit_scale = r.attr<double>(g, "/model", "logit_scale");
+    m.head = r.attr_string(g, "/model", "head");
+    m.hidden = r.vector<std::int64_t>("/model/hidden");
+    m.channels = r.vector<std::int64_t>("/model/channels");
+    m.input_shape = r.vector<std::int64_t>("/model/input_shape");
+    m.normalisation_mean = r.tensor("/model/normalisation_mean", at::kFloat, 1, "[C]");
+    m.normalisation_std = r.tensor("/model/normalisation_std", at::kFloat, 1, "[C]");
+    validate_spec(label, m, out.test_probabilities.size(1), out.activations);
+  }
   return out;
 }
 

@@ -27,7 +27,7 @@ class Network {
   at::Tensor encode(const at::Tensor& x) const;  // [n, d]
   at::Tensor logits(const at::Tensor& x) const;  // [n, C]
   std::string describe() const;                  // e.g. "mlp 784-256-64-10"
-  const ModelConfig& config() const { return config_; }
+  const ModelConfig& config() const { return config_; }  // arch resolved: mlp | cnn, never auto
   const at::Device& device() const { return device_; }
   void save(const std::string& path) const;      // torch::save of encoder and head
   struct Impl;

@@ -20,6 +20,22 @@ struct EpochRow {
   double seconds = 0;            // cumulative
 };
 
+// /model: what a reader needs to rebuild the network without repsearch (analysis/repsearch_h5.py
+// load_network). The network is f(x) = logit_scale * head(encoder((x - mean[c]) / std[c])), x the
+// data set's uint8 images / 255 [N, C, H, W]; the encoder and head are core/models.cpp's layers.
+struct ModelSpec {
+  std::string arch;                      // "mlp" | "cnn" (resolved, never "auto"); "" = not recorded
+  std::vector<std::int64_t> hidden;      // mlp: widths before the cut layer (empty for cnn)
+  std::vector<std::int64_t> channels;    // cnn: conv3x3-ReLU-maxpool2 blocks (empty for mlp)
+  std::int64_t cut = 0, classes = 0;
+  std::vector<std::int64_t> input_shape; // [C, H, W]
+  at::Tensor normalisation_mean;         // [C] float32, training-set statistics of the [0, 1] images
+  at::Tensor normalisation_std;          // [C] float32
+  double logit_scale = 1.0;              // test_probabilities = softmax(logit_scale * head(encoder(x)))
+  std::string head;                      // how the head was fitted: "ridge" | "ce" (learn), "end-to-end" (sgd)
+  bool present() const { return !arch.empty(); }
+};
+
 struct Results {
   // root attrs
   std::string kind;              // "learn" | "sgd"
@@ -33,6 +49,8 @@ struct Results {
   std::int64_t elite_rank = -1;  // learn only: position in the archive's elites
   std::string model, train_data; // e.g. "mlp 784-256-64-10", "search+val"
   std::string model_path;        // torch::save file beside the results
+  // /model (optional: files written before it have none, and read back with spec.present() false)
+  ModelSpec spec;
   // /metrics: one row per epoch, `phase` per row
   std::vector<std::string> phase;
   std::vector<EpochRow> epochs;

@@ -40,4 +40,4 @@ echo
 echo "Target shape: n_s = all, 4 islands on 2 ranks (2 per rank), 1 thread each, 3 generations, final checkpoint and archive:"
 mpirun --oversubscribe --bind-to none -np 2 "$bin" search --config configs/fashion_mnist.ini --islands 4 --threads 1 \
   --search-size all --generations 3 --checkpoint-minutes 0 --out "$tmp/target" >"$tmp/target.log" 2>&1
-grep -E 'set-up|peak RSS' "$tmp/target.log" | sed 's/^/    /'
+grep -E '^\[search\] (set-up|.*peak RSS)' "$tmp/target.log" | sed 's/^/    /'

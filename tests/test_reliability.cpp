@@ -69,6 +69,16 @@ TEST_CASE("config: later files win, the command line wins over all, one resolver
   auto bad = run(binary() + " config --get no-such-key");
   CHECK(bad.status == 2);
   CHECK(has(bad, "no-such-key"));
+  // Every shipped config resolves and validates (sweep_*.ini are slurm/sweep.sh's own format).
+  int shipped = 0;
+  for (const auto& f : fs::directory_iterator(std::string(REPSEARCH_SOURCE_DIR) + "/configs")) {
+    const auto name = f.path().filename().string();
+    if (f.path().extension() != ".ini" || name.rfind("sweep_", 0) == 0) continue;
+    ++shipped;
+    auto r = run(binary() + " config --config " + f.path().string());
+    CHECK_MESSAGE(r.status == 0, name, ": ", r.output);
+  }
+  CHECK(shipped >= 8);
 }
 
 TEST_CASE("errors: a failure on rank 1 is printed with its rank and host, and the job exits non-zero") {

@@ -2,8 +2,6 @@
 // search's determinism over rank counts, checkpoint/resume, signals, and the archive on disk.
 #include <doctest/doctest.h>
 #include <signal.h>
-#include <fcntl.h>
-#include <spawn.h>
 
 #include <regex>
 #include <thread>
@@ -12,8 +10,6 @@
 #include "repsearch/io/archive.hpp"
 #include "repsearch/mpi/archipelago.hpp"
 #include "testing.hpp"
-
-extern char** environ;
 
 using namespace testing;
 using repsearch::Error;
@@ -215,31 +211,14 @@ TEST_CASE("resume: checkpoint and resume") {
 
 TEST_CASE("signal: SIGTERM mid-run leaves a checkpoint and the resumed run finishes with the same result") {
   TempDir dir("repsearch_signal");
-  const auto out = dir.file("run"), log = dir.file("log.txt");
-  std::vector<std::string> args = {binary(), "search", "--config", config("smoke.ini"), "--out", out,
-                                   "--generations", "100000", "--checkpoint-interval", "0"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = 0;
-  REQUIRE(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&fa);
-  auto read_log = [&]() {
-    std::ifstream in(log);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  };
-  for (int i = 0; i < 600 && read_log().find("gen     3/") == std::string::npos; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  REQUIRE(kill(pid, SIGTERM) == 0);
-  int st = 0;
-  REQUIRE(waitpid(pid, &st, 0) == pid);
-  auto text = read_log();
-  REQUIRE_MESSAGE(WIFEXITED(st), text);
-  CHECK(WEXITSTATUS(st) == 75);
+  const auto out = dir.file("run");
+  Background job(binary() + " search --config " + config("smoke.ini") + " --out " + out +
+                     " --generations 100000 --checkpoint-interval 0",
+                 dir.file("log.txt"));
+  REQUIRE_MESSAGE(job.wait_for("gen     3/", 60), job.output());
+  REQUIRE(kill(job.pid, SIGTERM) == 0);
+  CHECK(job.wait() == 75);
+  const auto text = job.output();
   std::smatch m;
   REQUIRE_MESSAGE(std::regex_search(text, m, std::regex("stopped by signal at generation (\\d+)")), text);
   const int stopped = std::stoi(m[1]);

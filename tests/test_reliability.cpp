@@ -15,6 +15,8 @@ namespace io = repsearch::io;
 
 namespace {
 
+constexpr int repsearch_agree_lag = 3;  // mpi::Archipelago::kAgreeLag: a stop is acted on this many generations later
+
 std::string search(const std::string& out, const std::string& extra = "") {
   return binary() + " search --config " + config("smoke.ini") + " --out " + out + " " + extra;
 }
@@ -218,6 +220,17 @@ TEST_CASE("signals: SIGUSR1 to mpirun and SIGTERM or Ctrl-C to launch/search.sh 
     REQUIRE_MESSAGE(resumed.status == 0, resumed.output);
     REQUIRE(run(search(ref, "--checkpoint-interval 0 --generations " + target)).status == 0);
     check_same_result(io::read_archive(ref + "/archive.h5"), io::read_archive(out + "/archive.h5"));
+  }
+  SUBCASE("a signal during the set-up (minutes at n_s = all) still ends in a checkpoint") {
+    const auto out = dir.file("setup");
+    // 20,000 examples: seconds of set-up (kNN, smoother) after the memory plan is printed.
+    Background job(binary() + " search" + long_run + " --search-size 20000 --population 8 --out " + out,
+                   dir.file("setup.log"));
+    REQUIRE_MESSAGE(job.wait_for("GiB  total"), job.output());
+    REQUIRE(::kill(job.pid, SIGTERM) == 0);
+    CHECK_MESSAGE(job.wait() == 75, job.output());
+    CHECK(job.output().find("[search] set-up") != std::string::npos);  // it finished the set-up, then stopped
+    CHECK(io::read_checkpoint_header(out + "/checkpoint.h5").generation <= repsearch_agree_lag + 1);
   }
   SUBCASE("launch/search.sh turns SIGTERM and SIGINT into SIGUSR1 for mpirun") {
     for (int sig : {SIGTERM, SIGINT}) {

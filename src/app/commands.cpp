@@ -271,6 +271,7 @@ int cmd_config(const Options& o) {
 
 int cmd_search(const Options& o) {
   const auto started = std::chrono::steady_clock::now();
+  install_stop_handlers();  // a signal during a long set-up (minutes at n_s = all) still ends in a checkpoint
   // main owns MPI; the library gets a duplicate whose errors come back as exceptions.
   MPI_Comm comm = mpi::duplicate_with_errors_returned(MPI_COMM_WORLD);
   int rank = 0, size = 1;
@@ -359,7 +360,6 @@ int cmd_search(const Options& o) {
   } else {
     arch.initialise();
   }
-  install_stop_handlers();
 
   auto last_checkpoint = std::chrono::steady_clock::now();
   struct Written {  // what the archive needs from the last checkpoint (rank 0)

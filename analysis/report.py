@@ -142,6 +142,40 @@ def files_ensemble(results):
     return float((mean.argmax(1) == labels).mean()), None
 
 
+def ensemble_curve(results):
+    """Test accuracy of the ensemble (mean softmax) of the first m networks, m = 1..len(results), in the
+    order given (learned: elite rank; SGD: seed); [] when the files lack test labels or disagree on them."""
+    preds = [r.get("ensemble_input", {}) for r in results]
+    if not preds or not all("test_labels" in p and "test_probabilities" in p for p in preds):
+        return []
+    labels = preds[0]["test_labels"]
+    if any(p["test_labels"].shape != labels.shape or (p["test_labels"] != labels).any() for p in preds):
+        return []
+    total = np.zeros_like(np.asarray(preds[0]["test_probabilities"], dtype=float))
+    out = []
+    for p in preds:
+        total = total + np.asarray(p["test_probabilities"], dtype=float)
+        out.append(float((total.argmax(1) == labels).mean()))
+    return out
+
+
+def mean_disagreement(results):
+    """Mean pairwise share of test images on which two networks' predictions differ (nan for < 2)."""
+    m = len(results)
+    vals = [float(np.mean(results[i]["argmax"] != results[j]["argmax"])) for i in range(m) for j in range(i + 1, m)
+            if len(results[i]["argmax"]) and len(results[i]["argmax"]) == len(results[j]["argmax"])]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def config_value(archive, key, default=None):
+    """One key of an archive's resolved config text (`key = value` lines)."""
+    for line in str(archive.get("attrs", {}).get("config", "")).splitlines():
+        k, sep, v = line.partition(" = ")
+        if sep and k.strip() == key:
+            return v.strip()
+    return default
+
+
 def summary_ensemble(summary, files, label):
     """The summary's ensemble_test when it covers exactly the results files present, else (None, why)."""
     if summary is None:
@@ -252,6 +286,8 @@ def search_stats(run):
         "migration_generations": mig_gens, "migration_evaluations": mig_evals,
         "n_migrations": int(len(mig)),
         "elite_diversity": rh.elite_diversity(elites["cka"]),
+        "elite_disagreement": (float(elites["disagreement"][~np.eye(len(elites["heldout"]), dtype=bool)].mean())
+                               if "disagreement" in elites and len(elites["heldout"]) > 1 else float("nan")),
         "elite_best_heldout": float(np.max(elites["heldout"])) if len(elites["heldout"]) else float("nan"),
         "n_elites": int(len(elites["heldout"])),
         "seconds": float(np.nanmax(per_island["seconds"][:, -1])),
@@ -436,6 +472,26 @@ def figure_accuracy(run, acc, path):
     plt.close(fig)
 
 
+def figure_ensembles(run, path):
+    """Ensemble accuracy against the number of members, learned networks and SGD networks of equal count."""
+    fig, ax = plt.subplots(figsize=(7, 4.6), constrained_layout=True)
+    for key, label, color in (("learn", "learned (elites in rank order)", "tab:blue"),
+                              ("sgd", "SGD on S+V (seeds in order)", "tab:orange"),
+                              ("sgd_full", "SGD on full data", "tab:green")):
+        curve = run.get(key + "_curve") or []
+        if curve:
+            dis = run.get(key + "_disagreement")
+            ax.plot(range(1, len(curve) + 1), curve, "o-", color=color,
+                    label=f"{label}; mean pairwise disagreement {fmt(dis, 3)}")
+    ax.set_xlabel("ensemble size (first m networks, mean of softmax outputs)")
+    ax.set_ylabel("test accuracy (fraction of the official test set)")
+    ax.set_title(f"Ensemble size curves — {run['name']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
 def step_ticks(steps, max_ticks=10):
     t = len(steps)
     idx = np.arange(t) if t <= max_ticks else np.unique(np.linspace(0, t - 1, max_ticks).round().astype(int))
@@ -486,26 +542,45 @@ def figure_scaling(rows, sgd_ref, full_ref, path):
     panels = [("elite_best_heldout", "best held-out score in the archive (elite rank 0)\n[fitness score, higher = better]",
                "Held-out score vs search compute"),
               ("elite_diversity", "elite diversity\n(mean pairwise 1 − CKA, dimensionless)", "Elite diversity vs search compute")]
+    # One line per population size and selection scheme, its runs in order of compute: "grows with
+    # population and with generations" reads off the lines, not off a zigzag through every run.
+    groups = {}
+    for i, r in enumerate(rows):
+        groups.setdefault((str(r.get("population", "?")), str(r.get("selection", "fitness"))), []).append(i)
+    def pop_key(g):
+        try:
+            return (int(g[0]), g[1])
+        except ValueError:
+            return (1 << 30, g[1])
+    keys = sorted(groups, key=pop_key)
+    colors = {k: c for k, c in zip(keys, plt.cm.tab10(np.linspace(0, 1, 10))[: len(keys)])} if len(keys) <= 10 else \
+        {k: plt.cm.viridis(i / max(1, len(keys) - 1)) for i, k in enumerate(keys)}
     for ax, (key, ylabel, title) in zip(axes[:2], panels):
         ys = np.array([r[key] if finite(r[key]) else np.nan for r in rows])
-        order = np.argsort(xs)
-        ax.plot(xs[order], ys[order], "o-", color="tab:blue", label="one point per run")
+        for g in keys:
+            idx = np.array(groups[g])
+            order = idx[np.argsort(xs[idx])]
+            ax.plot(xs[order], ys[order], "o-" if g[1] == "fitness" else "s--", color=colors[g],
+                    label=f"P = {g[0]}, selection {g[1]}")
         for r, x, y in zip(rows, xs, ys):
             if finite(y):
                 label_point(ax, r["name"], x, y, xs)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
+    axes[0].legend(fontsize=8)
     ax = axes[2]
-    have = [(r, x) for r, x in zip(rows, xs) if r["learn_n"] > 0]
+    have = [i for i, r in enumerate(rows) if r["learn_n"] > 0]
     if have:
-        hx = np.array([x for _, x in have])
-        hy = np.array([r["learn_mean"] for r, _ in have])
-        he = np.array([r["learn_std"] for r, _ in have])
-        order = np.argsort(hx)
-        ax.errorbar(hx[order], hy[order], yerr=he[order], fmt="o-", color="tab:blue", capsize=4,
-                    label="learned networks: mean ± sample std")
-        for (r, x), y in zip(have, hy):
-            label_point(ax, f"{r['name']} (n={r['learn_n']})", x, y, xs)
+        for g in keys:
+            idx = np.array([i for i in groups[g] if i in have], dtype=int)
+            if not len(idx):
+                continue
+            order = idx[np.argsort(xs[idx])]
+            ax.errorbar(xs[order], [rows[i]["learn_mean"] for i in order], yerr=[rows[i]["learn_std"] for i in order],
+                        fmt="o-" if g[1] == "fitness" else "s--", color=colors[g], capsize=4,
+                        label=f"learned, P = {g[0]}, {g[1]}: mean ± sample std")
+        for i in have:
+            label_point(ax, f"{rows[i]['name']} (n={rows[i]['learn_n']})", xs[i], rows[i]["learn_mean"], xs)
     else:
         ax.text(0.5, 0.5, "no learn-*.h5 results in any run", ha="center", va="center", transform=ax.transAxes)
     for ref, color, ls, label in ((sgd_ref, "tab:orange", "--", "SGD on S+V"), (full_ref, "tab:green", "-.", "SGD on full data")):
@@ -714,6 +789,13 @@ def build(args):
             figure_diversity(run, run["search"], p)
             figures.append((f"Diversity vs search compute — {run['name']}", p, run["name"]))
         run["acc"] = accuracy_numbers(run)
+        for key in ("learn", "sgd", "sgd_full"):
+            run[key + "_curve"] = ensemble_curve(run[key]) if len(run[key]) > 1 else []
+            run[key + "_disagreement"] = mean_disagreement(run[key])
+        if run["learn_curve"] or run["sgd_curve"]:
+            p = os.path.join(out, f"ensembles-{fname}.png")
+            figure_ensembles(run, p)
+            figures.append((f"Ensemble size curves — {run['name']}", p, run["name"]))
         if run["acc"]["networks"]:
             p = os.path.join(out, f"accuracy-{fname}.png")
             figure_accuracy(run, run["acc"], p)
@@ -742,7 +824,10 @@ def build(args):
         scaling_rows.append({"name": run["name"], "evaluations": float(st["evaluations"][-1]),
                              "generations": int(st["generations"][-1]),
                              "elite_best_heldout": st["elite_best_heldout"], "elite_diversity": st["elite_diversity"],
-                             "learn_mean": lm, "learn_std": ls, "learn_n": ln})
+                             "learn_mean": lm, "learn_std": ls, "learn_n": ln,
+                             "population": config_value(run["archive"], "population", "?"),
+                             "selection": config_value(run["archive"], "selection", "fitness"),
+                             "elite_disagreement": st.get("elite_disagreement", float("nan"))})
     scaling_note = None
     if len(runs) > 1:
         if len(scaling_rows) >= 2:
@@ -770,6 +855,8 @@ def build(args):
         entry["agreement"] = acc["agreement"]
         entry["ensembles"] = {"learn": run.get("learn_ensemble"), "sgd": run.get("sgd_ensemble"),
                               "sgd_full": run.get("sgd_full_ensemble")}
+        entry["ensemble_curves"] = {k: run.get(k + "_curve") or [] for k in ("learn", "sgd", "sgd_full")}
+        entry["disagreement"] = {k: jsonable(run.get(k + "_disagreement")) for k in ("learn", "sgd", "sgd_full")}
         if run["cka"] is not None:
             entry["cka"] = {k: v for k, v in run["cka"].items()}
         else:
@@ -914,6 +1001,12 @@ def write_markdown(args, out, runs, figures, scaling_rows, sgd_ref, full_ref, sc
             if n:
                 L.append(f"- Prediction agreement, {label}: {fmt(v, 4)} (mean over {n} pairs; fraction of test "
                          "images with the same argmax)")
+        for key, label in (("learn", "learned"), ("sgd", "SGD (S+V)"), ("sgd_full", "SGD (full data)")):
+            curve = run.get(key + "_curve") or []
+            if curve:
+                L.append(f"- Ensemble size curve, {label} (m = 1..{len(curve)}): "
+                         + ", ".join(fmt(v, 4) for v in curve)
+                         + f"; mean pairwise prediction disagreement {fmt(run.get(key + '_disagreement'), 4)}")
         L.append("")
     L.append("## Figures")
     L.append("")
@@ -930,7 +1023,11 @@ def write_markdown(args, out, runs, figures, scaling_rows, sgd_ref, full_ref, sc
         "cka": "Left: linear CKA between the cut-layer activations of the best learned network (rows, training "
                "steps) and SGD seed 0 (columns), on the same probe test images. Right: CKA of each trajectory point "
                "with the same network's final point against the training step.",
-        "scaling": "One point per run against total search evaluations: best elite held-out score, elite diversity, "
+        "ensembles": "Test accuracy of the ensemble (mean softmax) of the first m networks against m: learned networks "
+                     "in elite rank order, SGD networks in seed order; the legend gives each group's mean pairwise "
+                     "prediction disagreement on the test set.",
+        "scaling": "One point per run against total search evaluations, one line per population size and selection "
+                   "scheme (runs of a line in order of compute): best elite held-out score, elite diversity, "
                    "and mean learned test accuracy (error bar: sample std over the run's networks) with the SGD "
                    "references as horizontal lines.",
     }

@@ -153,6 +153,12 @@ def read_archive(path, representations=False):
                 raise FormatError(f"{path}: /elites/{name} holds {len(elites[name])} entries, /elites/fitness {k}")
         if elites["cka"].shape != (k, k):
             raise FormatError(f"{path}: /elites/cka has shape {elites['cka'].shape}, expected ({k}, {k})")
+        # Optional (archives written before them lack them): the elites' prediction disagreement on V
+        # and how they were chosen.
+        if "disagreement" in f["/elites"]:
+            elites["disagreement"] = _dataset(f, path, "/elites/disagreement")
+        if "selection" in f["/elites"].attrs:
+            elites["selection"] = _text(f["/elites"].attrs["selection"])
         if representations:
             elites["representations"] = _dataset(f, path, "/elites/representations")
         elif "representations" in f["/elites"]:
@@ -163,6 +169,9 @@ def read_archive(path, representations=False):
         if names != [str(i) for i in range(len(names))]:
             raise FormatError(f"{path}: /islands holds {names}, expected groups 0..{len(names) - 1}")
         out["histories"] = [_columns(f, path, f"/islands/{i}/history", HISTORY_COLUMNS) for i in range(len(names))]
+        for i, h in enumerate(out["histories"]):  # optional column: NaN where absent or not computed
+            name = f"/islands/{i}/history/disagreement"
+            h["disagreement"] = np.asarray(f[name][()], dtype=float) if name in f else np.full(len(h["generation"]), np.nan)
         out["migrations"] = _columns(f, path, "/migrations", MIGRATION_COLUMNS)
     return out
 

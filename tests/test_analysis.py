@@ -199,7 +199,8 @@ class SmokeRunReport(unittest.TestCase):
 
     def test_figures_exist_are_pngs_and_are_embedded(self):
         expected = {"fitness-smoke.png", "diversity-smoke.png", "accuracy-smoke.png", "cka-smoke.png",
-                    "fitness-short.png", "diversity-short.png", "accuracy-fullref.png", "scaling.png"}
+                    "fitness-short.png", "diversity-short.png", "accuracy-fullref.png", "scaling.png",
+                    "ensembles-smoke.png"}
         self.assertEqual(set(self.json["figures"]), expected)
         for name in expected:
             path = os.path.join(self.out, name)
@@ -240,6 +241,24 @@ class SmokeRunReport(unittest.TestCase):
             agree = float(np.mean(np.argmax(a["predictions/test_probabilities"][()], 1)
                                   == np.argmax(b["predictions/test_probabilities"][()], 1)))
         self.assertAlmostEqual(self.json["runs"][0]["agreement"][0][1], agree, places=12)
+
+    def test_ensemble_curves_match_files(self):
+        # m = 1: the first network alone; m = all: the ensemble; both recomputed here from the files
+        run = self.json["runs"][0]
+        learned = sorted([n["file"] for n in run["networks"] if n["file"].startswith("learn-")],
+                         key=lambda f: int(h5py.File(os.path.join(self.run1, f), "r").attrs["elite_rank"]))
+        curve = run["ensemble_curves"]["learn"]
+        self.assertEqual(len(curve), len(learned))
+        probs, labels = [], None
+        for name in learned:
+            with h5py.File(os.path.join(self.run1, name), "r") as f:
+                probs.append(f["predictions/test_probabilities"][()])
+                labels = f["predictions/test_labels"][()]
+        self.assertAlmostEqual(curve[0], float(np.mean(probs[0].argmax(1) == labels)), places=12)
+        self.assertAlmostEqual(curve[-1], float(np.mean(np.mean(probs, axis=0).argmax(1) == labels)), places=12)
+        dis = np.mean([np.mean(probs[i].argmax(1) != probs[j].argmax(1))
+                       for i in range(len(probs)) for j in range(i + 1, len(probs))])
+        self.assertAlmostEqual(run["disagreement"]["learn"], float(dis), places=12)
 
     def test_cka_heatmap_matches_independent_computation(self):
         ck = self.json["runs"][0]["cka"]

@@ -65,6 +65,7 @@ HistoryRow make_row(std::int64_t generation, double base) {
   row.std = base * 0.1;
   row.heldout = base + 0.4;
   row.diversity = 1.0 / (1.0 + base);
+  row.disagreement = generation % 2 ? std::numeric_limits<double>::quiet_NaN() : 0.125 * base;  // NaN: not computed
   row.evaluations = 16 * (generation + 1);
   row.seconds = 0.125 * static_cast<double>(generation + 1);
   row.nonfinite = generation % 2;
@@ -88,6 +89,8 @@ Archive make_archive(std::int64_t k, std::int64_t n_s, std::int64_t d) {
   a.generation = at::randint(0, 100, {k}, at::kInt);
   for (std::int64_t i = 0; i < k; ++i) a.uid.push_back((std::uint64_t{1} << 40) + 1000 + static_cast<std::uint64_t>(i));
   a.cka = at::rand({k, k}, at::kDouble);
+  a.disagreement = at::rand({k, k}, at::kDouble);
+  a.elite_selection = "diverse tolerance=0.02 within=5";
   for (int island = 0; island < 2; ++island) {
     std::vector<HistoryRow> rows;
     for (int g = 0; g < 3; ++g) rows.push_back(make_row(g, island + 0.1 * g));
@@ -131,6 +134,7 @@ void check_history(const std::vector<HistoryRow>& r, const std::vector<HistoryRo
     CHECK(r[i].std == w[i].std);
     CHECK(r[i].heldout == w[i].heldout);
     CHECK(r[i].diversity == w[i].diversity);
+    CHECK((r[i].disagreement == w[i].disagreement || (std::isnan(r[i].disagreement) && std::isnan(w[i].disagreement))));
     CHECK(r[i].evaluations == w[i].evaluations);
     CHECK(r[i].seconds == w[i].seconds);
     CHECK(r[i].nonfinite == w[i].nonfinite);
@@ -164,6 +168,9 @@ void check_archive(const Archive& r, const Archive& w) {
   check_tensor(r.generation, w.generation, at::kInt);
   CHECK(r.uid == w.uid);
   check_tensor(r.cka, w.cka, at::kDouble);
+  REQUIRE(r.disagreement.defined() == w.disagreement.defined());
+  if (w.disagreement.defined()) check_tensor(r.disagreement, w.disagreement, at::kDouble);
+  CHECK(r.elite_selection == w.elite_selection);
   REQUIRE(r.histories.size() == w.histories.size());
   for (std::size_t i = 0; i < r.histories.size(); ++i) check_history(r.histories[i], w.histories[i]);
   check_migrations(r.migrations, w.migrations);
@@ -186,6 +193,7 @@ IslandState make_island(std::int64_t index, std::int64_t generation) {
   s.nonfinite = index;
   s.seconds = 12.5 + x;
   for (int g = 0; g <= 2; ++g) s.history.push_back(make_row(g, x + 0.5 * g));
+  if (index == 1) s.foreign = at::randn({2, 5, 3}, at::kFloat);  // island-repulsion references
   return s;
 }
 
@@ -213,6 +221,8 @@ void check_island(const IslandState& r, const IslandState& w) {
   CHECK(r.nonfinite == w.nonfinite);
   CHECK(r.seconds == w.seconds);
   check_history(r.history, w.history);
+  REQUIRE(r.foreign.defined() == w.foreign.defined());
+  if (w.foreign.defined()) check_tensor(r.foreign, w.foreign, at::kFloat);
 }
 
 }  // namespace
@@ -235,6 +245,30 @@ TEST_CASE("archive: round trip of every field and attribute") {
     check_archive(read_archive(path), second);
     CHECK_FALSE(has_tmp_file(fs::path(path).parent_path()));
   }
+}
+
+TEST_CASE("archive: files without the diversity datasets (written before them) still read") {
+  TempDir dir{"repsearch_test_archive"};
+  at::manual_seed(4);
+  Archive written = make_archive(3, 50, 4);
+  const std::string path = dir.file("old.h5");
+  write_archive(path, written);
+  {  // remove what older versions did not write
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    REQUIRE(f >= 0);
+    CHECK(H5Ldelete(f, "/elites/disagreement", H5P_DEFAULT) >= 0);
+    CHECK(H5Ldelete(f, "/islands/0/history/disagreement", H5P_DEFAULT) >= 0);
+    hid_t g = H5Gopen2(f, "/elites", H5P_DEFAULT);
+    CHECK(H5Adelete(g, "selection") >= 0);
+    H5Gclose(g);
+    H5Fclose(f);
+  }
+  const Archive read = read_archive(path);
+  CHECK_FALSE(read.disagreement.defined());
+  CHECK(read.elite_selection.empty());
+  for (const auto& row : read.histories[0]) CHECK(std::isnan(row.disagreement));
+  check_history(read.histories[1], written.histories[1]);
+  check_tensor(read.cka, written.cka, at::kDouble);
 }
 
 TEST_CASE("archive: zero elites, islands and migrations round-trip") {

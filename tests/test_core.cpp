@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "repsearch/core/data.hpp"
+#include "repsearch/core/diversity.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/fitness.hpp"
 #include "repsearch/core/linalg.hpp"
@@ -345,6 +346,144 @@ TEST_CASE("one island searches") {
     receive_migrants(s, at::matmul(best, rot).unsqueeze(0), {9.0}, {12345}, /*align=*/true);
     CHECK(s.uid[worst] == 12345u);
     CHECK(at::allclose(s.population[worst], best, 1e-4, 1e-4));
+  }
+}
+
+TEST_CASE("diversity: DNS scores, distances and far-apart choice on hand-made inputs") {
+  SUBCASE("DNS competition equals hand-computed values; the fittest gets +inf") {
+    // fitness: 0 is fittest, then 1, 2, 3 (3 ties with nobody)
+    auto f = at::tensor({4.0, 3.0, 2.0, 1.0}, F64);
+    auto d = at::tensor({0.0, 0.2, 0.5, 0.9,  //
+                         0.2, 0.0, 0.4, 0.1,  //
+                         0.5, 0.4, 0.0, 0.3,  //
+                         0.9, 0.1, 0.3, 0.0}, F64).view({4, 4});
+    auto c = dns_competition(f, d, 2);
+    CHECK(std::isinf(c[0].item<double>()));
+    CHECK(c[1].item<double>() == doctest::Approx(0.2));                // only 0 is fitter
+    CHECK(c[2].item<double>() == doctest::Approx((0.5 + 0.4) / 2));   // 0 and 1
+    CHECK(c[3].item<double>() == doctest::Approx((0.1 + 0.3) / 2));   // nearest two of 0, 1, 2
+    auto c1 = dns_competition(f, d, 1);
+    CHECK(c1[3].item<double>() == doctest::Approx(0.1));
+    // Survivors of 2: the fittest, then the most novel (2, at 0.45), not the second fittest (1, 0.2).
+    auto keep = dns_survivors(f, d, 2, 2);
+    CHECK(keep[0].item<int64_t>() == 0);
+    CHECK(keep[1].item<int64_t>() == 2);
+    // Equal top fitness: both have no fitter individual, both survive.
+    auto tie = dns_survivors(at::tensor({1.0, 1.0, 0.5}, F64), at::zeros({3, 3}, F64), 3, 2);
+    CHECK(std::vector<int64_t>{tie[0].item<int64_t>(), tie[1].item<int64_t>()} == std::vector<int64_t>{0, 1});
+    CHECK_THROWS_AS(dns_competition(f, d, 0), Error);
+    CHECK_THROWS_AS(dns_competition(f, d.slice(0, 0, 3), 2), Error);
+  }
+  SUBCASE("the fittest always survives, whatever the distances") {
+    for (uint64_t seed = 0; seed < 20; ++seed) {
+      auto g = make_generator(seed, Stream::init);
+      auto f = at::randn({12}, g, F64);
+      auto x = at::rand({12, 12}, g, F64);
+      auto d = (x + x.t()).fill_diagonal_(0.0);
+      auto keep = dns_survivors(f, d, 3, 4);
+      CHECK((keep == f.argmax()).any().item<bool>());
+    }
+  }
+  SUBCASE("CKA on probe rows: equals linear_cka on those rows; rotations are at distance 0") {
+    auto g = make_generator(5, Stream::init);
+    auto x = at::randn({3, 40, 5}, g, F32);
+    auto cross = cka_cross(x, x);
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) CHECK(cross[i][j].item<double>() == doctest::Approx(linear_cka(x[i], x[j])).epsilon(1e-4));
+    auto rotated = at::matmul(x[0], random_orthogonal(5, 3).to(at::kFloat)) * 3.0;
+    auto d = cka_distance_matrix(at::stack({x[0], rotated}));
+    CHECK(d[0][1].item<double>() == doctest::Approx(0.0).epsilon(1e-5));
+    auto rows = diversity_probe_rows(100, 10, 7);
+    CHECK(rows.numel() == 10);
+    CHECK(at::equal(rows, diversity_probe_rows(100, 10, 7)));
+    CHECK(at::equal(diversity_probe_rows(5, 10, 7), at::arange(5, at::TensorOptions().dtype(at::kLong))));
+  }
+  SUBCASE("disagreement and mean pairwise distance") {
+    auto p = at::tensor({0, 1, 2, 3, 0, 1, 2, 0, 0, 1, 1, 1}, at::TensorOptions().dtype(at::kLong)).view({3, 4});
+    auto d = disagreement_matrix(p);
+    CHECK(d[0][1].item<double>() == doctest::Approx(0.25));
+    CHECK(d[0][2].item<double>() == doctest::Approx(0.5));
+    CHECK(d[1][2].item<double>() == doctest::Approx(0.5));
+    CHECK(d[2][1].item<double>() == doctest::Approx(0.5));
+    CHECK(d[1][1].item<double>() == 0.0);
+    CHECK(mean_pairwise(d) == doctest::Approx((0.25 + 0.5 + 0.5) / 3));
+  }
+  SUBCASE("furthest apart: max-min choice from the first") {
+    // points on a line at 0, 1, 5, 6, 10: from 0 take 10, then 5 (min distance 5), then 1 or 6 (1: earlier)
+    std::vector<double> at_ = {0, 1, 5, 6, 10};
+    auto v = at::tensor(at_, F64);
+    auto d = (v.unsqueeze(0) - v.unsqueeze(1)).abs();
+    CHECK(furthest_apart(d, 4) == std::vector<int64_t>{0, 4, 2, 1});
+    CHECK(furthest_apart(d, 9).size() == 5);
+  }
+}
+
+TEST_CASE("quality-diversity selection in one island") {
+  Synthetic syn(150, 100, 100, 6, 3, 31);
+  FitnessConfig fc;
+  fc.features = 64;
+  auto fit = make_fitness(fc, syn.data);
+  SearchConfig sc;
+  sc.population = 8;
+  sc.dim = 4;
+  sc.val_batch = 100;  // the whole pool: scores comparable across generations
+  sc.seed = 3;
+  sc.selection = "dns";
+  sc.diversity_probe = 64;
+  auto ctx = make_search_context(syn.data.x_search, syn.data.y_search, 3, 100, sc);
+  CHECK(ctx.probe.numel() == 64);
+  for (const char* distance : {"cka", "disagreement"}) {
+    CAPTURE(distance);
+    SearchConfig c = sc;
+    c.qd_distance = distance;
+    auto s = init_island(0, c, ctx, fit);
+    auto algo = make_algorithm(c);
+    double best = s.fitness.max().item<double>();
+    for (int g = 0; g < 6; ++g) {
+      algo->step(s, fit, ctx);
+      // The fittest of parents + trials survives: the best score never falls on the same rows.
+      CHECK(s.fitness.max().item<double>() >= best);
+      best = s.fitness.max().item<double>();
+      record_history(s, fit, c, ctx);
+    }
+    // The stored scores and predictions are those of the population.
+    auto rows = at::arange(100, at::TensorOptions().dtype(at::kLong));
+    at::Tensor pred;
+    auto rescored = fit.score(s.population, rows, nullptr, &pred);
+    // float32 products batched differently (trials vs the whole population): equal to ~1e-7
+    CHECK(at::allclose(rescored, s.fitness, 1e-6, 1e-6));
+    REQUIRE(s.predictions.defined());
+    CHECK(at::equal(pred, s.predictions));
+    const auto& h = s.history.back();
+    CHECK(h.diversity >= 0.0);
+    CHECK(h.disagreement >= 0.0);
+    CHECK(h.disagreement <= 1.0);
+    auto again = init_island(0, c, ctx, fit);
+    for (int g = 0; g < 6; ++g) algo->step(again, fit, ctx);
+    CHECK(at::equal(again.population, s.population));  // same seed, same search
+  }
+  SUBCASE("island repulsion lowers the rank of individuals like the references") {
+    auto s = init_island(0, sc, ctx, fit);
+    SearchConfig c = sc;
+    c.island_repulsion = 1.0;
+    CHECK(at::equal(repelled(s, s.population, s.fitness, c, ctx), s.fitness));  // no references yet
+    receive_references(s, s.population.slice(0, 0, 1), ctx);
+    REQUIRE(s.foreign.sizes() == at::IntArrayRef({1, 64, 4}));
+    auto r = repelled(s, s.population, s.fitness, c, ctx);
+    // Individual 0 is the reference itself: penalised by the full weight (CKA 1).
+    CHECK(r[0].item<double>() == doctest::Approx(s.fitness[0].item<double>() - 1.0).epsilon(1e-6));
+    CHECK((r <= s.fitness + 1e-12).all().item<bool>());
+  }
+  SUBCASE("bad options are refused") {
+    SearchConfig c = sc;
+    c.selection = "novelty";
+    CHECK_THROWS_WITH_AS(make_algorithm(c), doctest::Contains("dns"), Error);
+    c = sc;
+    c.algorithm = "de";
+    CHECK_THROWS_AS(make_algorithm(c), Error);
+    c = sc;
+    c.qd_distance = "l2";
+    CHECK_THROWS_AS(make_algorithm(c), Error);
   }
 }
 

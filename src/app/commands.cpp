@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "repsearch/core/data.hpp"
+#include "repsearch/core/diversity.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/linalg.hpp"
 #include "repsearch/io/archive.hpp"
@@ -232,7 +233,7 @@ void check_memory_plan(const Options& o, const Prepared& p, const at::Device& de
   in.islands_total = o.get<i64>("islands");
   in.islands_here = static_cast<i64>(mpi::islands_of_rank(rank, size, in.islands_total).size());
   in.writer = rank == 0;
-  in.elites = o.get<i64>("elites");
+  in.elites = o.get<i64>("elites") * (o.get<std::string>("elite-selection") == "diverse" ? 4 : 1);
   in.dataset_bytes = static_cast<double>(p.dataset.train_images.nbytes() + p.dataset.test_images.nbytes() +
                                          p.dataset.train_labels.nbytes() + p.dataset.test_labels.nbytes());
   const auto plan = plan_search_memory(sc, in);
@@ -403,19 +404,21 @@ int cmd_search(const Options& o) {
   const double mpi0 = arch.time_in_mpi(), migration0 = arch.time_in_migration();
   const i64 g0 = arch.generation();
   i64 evals0 = -1;
-  double diversity = NAN;  // of the island bests: refreshed every 10 generations (it moves genomes)
   // Rank 0 prints each posted generation once all islands have reported it; no rank waits for that.
+  // The island bests' diversity is computed every 10 generations (it moves genomes' probe rows) and
+  // shown only on the lines of the generations it was computed for.
   auto report = [&](bool wait) {
     for (const auto& pr : arch.poll_progress(wait)) {
-      if (!std::isnan(pr.diversity)) diversity = pr.diversity;
+      char div[48] = "";
+      if (!std::isnan(pr.diversity)) std::snprintf(div, sizeof div, "  diversity %.3f", pr.diversity);
       if (evals0 < 0) evals0 = pr.evaluations;
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       double rate = secs > 0 ? static_cast<double>(pr.evaluations - evals0) / secs : 0.0;
       double eta = pr.generation > g0 ? secs / static_cast<double>(pr.generation - g0) *
                                             static_cast<double>(generations - pr.generation) : NAN;
-      std::printf("[search] gen %5lld/%lld  best %.4f  mean %.4f  heldout %.4f  diversity %.3f  %.0f eval/s%s  ETA %s\n",
+      std::printf("[search] gen %5lld/%lld  best %.4f  mean %.4f  heldout %.4f%s  %.0f eval/s%s  ETA %s\n",
                   static_cast<long long>(pr.generation), static_cast<long long>(generations), pr.best, pr.mean,
-                  pr.heldout, diversity, rate, pr.nonfinite ? "  (non-finite scores seen)" : "",
+                  pr.heldout, div, rate, pr.nonfinite ? "  (non-finite scores seen)" : "",
                   fmt_duration(eta).c_str());
       std::fflush(stdout);
     }
@@ -462,7 +465,10 @@ int cmd_search(const Options& o) {
   struct rusage loop_ru {};
   getrusage(RUSAGE_SELF, &loop_ru);  // peak so far: set-up and generations, before the final gathers
   auto final_state = write_checkpoint();
-  auto elites = arch.collect_elites(o.get<i64>("elites"));
+  mpi::EliteSelection elite_selection;
+  elite_selection.mode = o.get<std::string>("elite-selection");
+  elite_selection.tolerance = o.get<double>("elite-tolerance");
+  auto elites = arch.collect_elites(o.get<i64>("elites"), elite_selection);
   if (root) {
     io::Archive a;
     a.provenance = prov;
@@ -480,15 +486,18 @@ int cmd_search(const Options& o) {
     a.generation = at::tensor(elites.generation, at::TensorOptions().dtype(at::kInt));
     a.uid = elites.uid;
     a.cka = elites.cka;
+    a.disagreement = elites.disagreement;
+    a.elite_selection = elites.selection;
     a.histories = final_state.histories;
     a.migrations = final_state.migrations;
     io::write_archive(archive_path, a);
     const auto k = static_cast<double>(elites.uid.size());
     const double div = k > 1 ? (k * k - elites.cka.sum().item<double>()) / (k * (k - 1)) : 0.0;
-    std::printf("[search] archive %s: %zu elites, best held-out %.4f (island %d, generation %d), elite diversity "
-                "(mean 1-CKA) %.4f\n",
-                archive_path.c_str(), elites.uid.size(), elites.heldout.front(), elites.island.front(),
-                elites.generation.front(), div);
+    const double dis = elites.disagreement.defined() ? mean_pairwise(elites.disagreement) : NAN;
+    std::printf("[search] archive %s: %zu elites (%s), best held-out %.4f (island %d, generation %d), worst %.4f, "
+                "elite diversity (mean 1-CKA) %.4f, disagreement on V %.4f\n",
+                archive_path.c_str(), elites.uid.size(), elites.selection.c_str(), elites.heldout.front(),
+                elites.island.front(), elites.generation.front(), elites.heldout.back(), div, dis);
   }
   // Cost report: each rank's MPI share of its own time since start/resume (max over ranks), peak memory.
   const double loop = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -551,6 +560,9 @@ nlohmann::json inspect_archive(const std::string& path, bool print) {
       if (!at::isfinite(a.representations[e]).all().item<bool>()) broken.push_back(e);
     j["nonfinite_elites"] = broken;
     j["diversity"] = div;
+    // JSON has no NaN: null where the archive predates the functional measure
+    j["disagreement"] = a.disagreement.defined() ? nlohmann::json(mean_pairwise(a.disagreement)) : nlohmann::json();
+    j["elite_selection"] = a.elite_selection;
     j["migrations"] = a.migrations.size();
     if (!print) return j;
     std::cout << "archive " << path << "\n"
@@ -576,7 +588,10 @@ nlohmann::json inspect_archive(const std::string& path, bool print) {
       std::printf("  %4lld %16llx %10.4f %10.4f %6d %10d\n", e["rank"].get<long long>(),
                   static_cast<unsigned long long>(e["uid"].get<std::uint64_t>()), e["fitness"].get<double>(),
                   e["heldout"].get<double>(), e["island"].get<int>(), e["generation"].get<int>());
-    std::printf("diversity: mean pairwise 1 - CKA of the elites %.4f; %zu migrations logged\n", div, a.migrations.size());
+    std::printf("diversity: mean pairwise 1 - CKA of the elites %.4f", div);
+    if (a.disagreement.defined()) std::printf(", prediction disagreement on V %.4f", mean_pairwise(a.disagreement));
+    if (!a.elite_selection.empty()) std::printf(" (elites: %s)", a.elite_selection.c_str());
+    std::printf("; %zu migrations logged\n", a.migrations.size());
     if (!broken.empty())
       std::printf("DAMAGED: elite(s) %s hold non-finite values (NaN or inf); learn refuses them\n",
                   tensor_list(at::tensor(broken)).c_str());

@@ -13,6 +13,7 @@
 #include <map>
 #include <sstream>
 
+#include "repsearch/core/diversity.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/io/dataset.hpp"
 
@@ -100,7 +101,14 @@ po::options_description search_options() {
       ("adapt-floor", po::value<double>()->default_value(0.05), "ga: minimum probability of each operator")
       ("de-f", po::value<double>()->default_value(0.5), "de: differential weight F")
       ("de-cr", po::value<double>()->default_value(0.9), "de: per-row crossover probability")
-      ("elites", po::value<i64>()->default_value(8), "representations kept in the archive (top by held-out score)");
+      ("selection", po::value<std::string>()->default_value("fitness"), "ga survival: fitness (by score) | dns (Dominated Novelty Search over parents + trials: mean distance to the dns-k nearest fitter individuals; the fittest always survive)")
+      ("dns-k", po::value<i64>()->default_value(3), "dns: nearest fitter individuals averaged")
+      ("qd-distance", po::value<std::string>()->default_value("cka"), "dns: cka (1 - linear CKA on the diversity probe rows) | disagreement (share of the generation's V rows where two readouts predict differently)")
+      ("diversity-probe", po::value<i64>()->default_value(256), "rows of S on which CKA distances (history, dns, diverse elites, island repulsion) are computed")
+      ("island-repulsion", po::value<double>()->default_value(0.0), "> 0: survival ranks fitness - w * mean CKA to the other islands' elites received at the last migration, which become references instead of entering the population")
+      ("elites", po::value<i64>()->default_value(8), "representations kept in the archive (see --elite-selection)")
+      ("elite-selection", po::value<std::string>()->default_value("top"), "top: the best held-out scores | diverse: of the candidates (4 x elites per island) within --elite-tolerance of the best held-out score, the elites furthest apart (max-min 1 - CKA)")
+      ("elite-tolerance", po::value<double>()->default_value(0.02), "elite-selection=diverse: held-out score (the fitness's -CE) below the best still accepted");
   return d;
 }
 
@@ -350,7 +358,7 @@ std::vector<std::string> run_control_keys() {
           "stall-minutes"};
 }
 
-std::vector<std::string> allow_change_keys() { return {"elites"}; }
+std::vector<std::string> allow_change_keys() { return {"elites", "elite-selection", "elite-tolerance"}; }
 
 SplitSizes Options::splits() const {
   SplitSizes s;
@@ -409,6 +417,11 @@ SearchConfig Options::search() const {
   s.adapt_floor = get<double>("adapt-floor");
   s.de_f = get<double>("de-f");
   s.de_cr = get<double>("de-cr");
+  s.selection = get<std::string>("selection");
+  s.dns_k = get<i64>("dns-k");
+  s.qd_distance = get<std::string>("qd-distance");
+  s.diversity_probe = get<i64>("diversity-probe");
+  s.island_repulsion = get<double>("island-repulsion");
   return s;
 }
 
@@ -506,6 +519,15 @@ void validate(const Options& o) {
   if (o.get<std::string>("algorithm") == "de")
     require<i64>(o, "population", o.get<i64>("population") >= 4, ">= 4 for algorithm=de");
   positive(o, "elites");
+  one_of(o, "selection", selection_names());
+  positive(o, "dns-k");
+  one_of(o, "qd-distance", qd_distance_names());
+  if (o.get<std::string>("selection") == "dns" && o.get<std::string>("algorithm") != "ga")
+    fail("option selection: dns needs algorithm=ga, found algorithm=", o.get<std::string>("algorithm"));
+  positive(o, "diversity-probe");
+  require<double>(o, "island-repulsion", o.get<double>("island-repulsion") >= 0 && std::isfinite(o.get<double>("island-repulsion")), ">= 0");
+  one_of(o, "elite-selection", mpi::elite_selection_names());
+  require<double>(o, "elite-tolerance", o.get<double>("elite-tolerance") >= 0 && std::isfinite(o.get<double>("elite-tolerance")), ">= 0");
   mpi::validate(o.migration(), o.get<i64>("islands"));
   if (o.get<i64>("migrants") >= o.get<i64>("population"))
     fail("option migrants: must be below population (", o.get<i64>("population"), "), found ", o.get<i64>("migrants"));

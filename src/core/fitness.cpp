@@ -33,6 +33,23 @@ at::Tensor Fitness::score(const at::Tensor& population, const at::Tensor& val_ro
   return sanitise(self_->score(population, val_rows), nonfinite);
 }
 
+at::Tensor Fitness::score(const at::Tensor& population, const at::Tensor& val_rows, std::int64_t* nonfinite,
+                          at::Tensor* predictions) const {
+  if (!predictions) return score(population, val_rows, nonfinite);
+  auto [s, pred] = self_->score_predict(population, val_rows);
+  *predictions = pred.to(at::kLong).cpu();
+  return sanitise(s, nonfinite);
+}
+
+at::Tensor Fitness::predict(const at::Tensor& population, const at::Tensor& val_rows) const {
+  return self_->score_predict(population, val_rows).second.to(at::kLong).cpu();
+}
+
+void Fitness::no_predictions(const std::string& name) {
+  fail("fitness ", name, ": cannot predict classes (the plug-in has no score_predict), so the functional ",
+       "diversity and qd-distance=disagreement are unavailable with it");
+}
+
 at::Tensor Fitness::heldout(const at::Tensor& population, std::int64_t* nonfinite) const {
   return sanitise(self_->heldout(population), nonfinite);
 }
@@ -228,6 +245,13 @@ class RidgeProbe {
     check_population(pop, y_search_.size(0), name().c_str());
     return probe(pop, m_heldout_, y_heldout_);
   }
+  std::pair<at::Tensor, at::Tensor> score_predict(const at::Tensor& pop, const at::Tensor& val_rows) const {
+    check_population(pop, y_search_.size(0), name().c_str());
+    auto rows = val_rows.to(m_val_.device());
+    at::Tensor pred;
+    auto s = probe(pop, m_val_.index_select(0, rows), y_val_.index_select(0, rows), &pred);
+    return {s, pred};
+  }
   std::string name() const { return "ridge-probe"; }
   std::string parameters() const {
     std::ostringstream os;
@@ -256,12 +280,13 @@ class RidgeProbe {
         d.x_val.size(0) != d.y_val.size(0) || d.x_heldout.size(0) != d.y_heldout.size(0))
       fail("ridge-probe: inconsistent fitness data (inputs [n, D] with one label per row expected)");
   }
-  at::Tensor probe(const at::Tensor& pop, const at::Tensor& m, const at::Tensor& y) const {
+  at::Tensor probe(const at::Tensor& pop, const at::Tensor& m, const at::Tensor& y, at::Tensor* pred = nullptr) const {
     const auto P = pop.size(0), n = pop.size(1), C = n_classes_;
     auto r = detail::ridge_readout(pop, y_search_, C, cfg_.readout_ridge);
     auto flat = r.zw.permute({1, 0, 2}).reshape({n, P * C});                  // one GEMM for all P
     auto logits = at::matmul(m, flat).view({m.size(0), P, C}).permute({1, 0, 2}) + r.bias.unsqueeze(1);
     auto s = detail::neg_cross_entropy(logits, y, cfg_.beta);
+    if (pred) *pred = logits.argmax(-1).cpu();                                // [P, b]
     return at::where(r.ok, s, at::full_like(s, std::numeric_limits<double>::quiet_NaN()));
   }
 
@@ -283,6 +308,10 @@ class RidgeProbeLearnable {
     return base_.score(pop, rows) + weight_ * base_.loo_r2(pop);
   }
   at::Tensor heldout(const at::Tensor& pop) const { return base_.heldout(pop) + weight_ * base_.loo_r2(pop); }
+  std::pair<at::Tensor, at::Tensor> score_predict(const at::Tensor& pop, const at::Tensor& rows) const {
+    auto [s, pred] = base_.score_predict(pop, rows);
+    return {s + weight_ * base_.loo_r2(pop), pred};
+  }
   std::string name() const { return "ridge-probe-learnable"; }
   std::string parameters() const { return base_.parameters() + " learnable_weight=" + std::to_string(weight_); }
 

@@ -7,6 +7,7 @@
 #include <limits>
 #include <sstream>
 
+#include "repsearch/core/diversity.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/linalg.hpp"
 #include "repsearch/core/operators.hpp"
@@ -50,23 +51,71 @@ void mark_new(IslandState& s, const at::Tensor& replaced_slots) {
 // The parents' scores on this generation's rows. A fresh minibatch needs new scores; with the whole
 // V pool every generation the stored scores are already those (immigrants carry scores on the same
 // rows), so the population is not scored twice.
-at::Tensor rescore_parents(IslandState& s, const Fitness& fitness, const at::Tensor& rows, bool whole_pool) {
-  if (whole_pool && s.fitness.defined()) return s.fitness;
+// With `pred` (the fitness can predict): the parents' predictions on these rows, undefined when the
+// stored scores were reused and no stored predictions exist.
+at::Tensor rescore_parents(IslandState& s, const Fitness& fitness, const at::Tensor& rows, bool whole_pool,
+                           at::Tensor* pred) {
+  if (whole_pool && s.fitness.defined()) {
+    if (pred) *pred = s.predictions;
+    return s.fitness;
+  }
   s.evaluations += s.population.size(0);
-  return fitness.score(s.population, rows, &s.nonfinite);
+  return fitness.score(s.population, rows, &s.nonfinite, pred);
 }
+
+at::Tensor probe_of(const at::Tensor& pop, const SearchContext& ctx) { return pop.index_select(1, ctx.probe); }
 
 // Steady replacement: trial i takes slot i when it scores better on the same minibatch. Returns
 // which slots were replaced.
+// `trial_key`/`parent_key` are what is compared (the fitness, or the fitness with island repulsion).
 at::Tensor replace_if_better(IslandState& s, const at::Tensor& trials, const at::Tensor& trial_fit,
-                             const at::Tensor& parent_fit) {
-  auto better = trial_fit.gt(parent_fit);
+                             const at::Tensor& parent_fit, const at::Tensor& trial_key, const at::Tensor& parent_key,
+                             const at::Tensor& trial_pred, const at::Tensor& parent_pred) {
+  auto better = trial_key.gt(parent_key);
   auto slots = better.nonzero().squeeze(1);
   auto acc = slots.accessor<std::int64_t, 1>();
   for (std::int64_t i = 0; i < acc.size(0); ++i) s.population[acc[i]].copy_(trials[acc[i]]);  // one copy each
   mark_new(s, slots);
   s.fitness = at::where(better, trial_fit, parent_fit);
+  s.predictions = trial_pred.defined() && parent_pred.defined() ? at::where(better.unsqueeze(1), trial_pred, parent_pred)
+                                                                 : at::Tensor();
   return better;
+}
+
+// Dominated Novelty Search over parents + trials: the P best competition scores survive. In place:
+// each surviving trial takes the slot of a parent that did not survive. Returns which trials survived.
+at::Tensor dns_replace(IslandState& s, const at::Tensor& trials, const at::Tensor& trial_fit,
+                       const at::Tensor& parent_fit, const at::Tensor& trial_pred, at::Tensor parent_pred,
+                       const Fitness& fitness, const at::Tensor& rows, const SearchConfig& c, const SearchContext& ctx) {
+  const auto P = s.population.size(0);
+  at::Tensor distance;
+  if (c.qd_distance == "disagreement") {
+    if (!parent_pred.defined()) parent_pred = fitness.predict(s.population, rows);
+    distance = disagreement_matrix(at::cat({parent_pred, trial_pred}));
+  } else {
+    distance = cka_distance_matrix(at::cat({probe_of(s.population, ctx), probe_of(trials, ctx)}));
+  }
+  auto fit = at::cat({parent_fit, trial_fit});
+  auto key = at::cat({repelled(s, s.population, parent_fit, c, ctx), repelled(s, trials, trial_fit, c, ctx)});
+  auto survivors = dns_survivors(key, distance, c.dns_k, P);
+  auto alive = at::zeros({2 * P}, at::TensorOptions().dtype(at::kBool));
+  alive.index_fill_(0, survivors, true);
+  auto dead_parents = alive.slice(0, 0, P).logical_not().nonzero().squeeze(1);
+  auto new_trials = alive.slice(0, P).nonzero().squeeze(1);
+  auto dp = dead_parents.accessor<std::int64_t, 1>();
+  auto nt = new_trials.accessor<std::int64_t, 1>();
+  const bool preds = trial_pred.defined() && parent_pred.defined();
+  at::Tensor pred = preds ? parent_pred.clone() : at::Tensor();
+  s.fitness = parent_fit.clone();
+  for (std::int64_t i = 0; i < dp.size(0); ++i) {
+    const auto slot = dp[i], from = nt[i];
+    s.population[slot].copy_(trials[from]);
+    s.fitness[slot] = trial_fit[from];
+    if (preds) pred[slot].copy_(trial_pred[from]);
+  }
+  mark_new(s, dead_parents);
+  s.predictions = pred;
+  return alive.slice(0, P).clone();
 }
 
 // Offspring from the operator set, one operator per offspring chosen by adaptive probabilities.
@@ -137,16 +186,23 @@ class GeneticAlgorithm final : public Algorithm {
     const auto P = s.population.size(0);
     auto gen = make_generator(c_.seed, Stream::variation, {key(s.island), key(s.generation)});
     auto rows = minibatch_rows(c_, ctx.val_pool, s.island, s.generation);
-    auto parent_fit = rescore_parents(s, fitness, rows, c_.val_batch >= ctx.val_pool);
+    const bool track = fitness.can_predict();
+    at::Tensor parent_pred, child_pred;
+    auto parent_fit = rescore_parents(s, fitness, rows, c_.val_batch >= ctx.val_pool, track ? &parent_pred : nullptr);
     auto [children, op_of] = vary(s, parent_fit, c_, ctx, gen, P);
-    auto child_fit = fitness.score(children, rows, &s.nonfinite);
+    auto child_fit = fitness.score(children, rows, &s.nonfinite, track ? &child_pred : nullptr);
     s.evaluations += P;
-    if (c_.replacement == "steady") {
-      adapt(s, c_, op_of, replace_if_better(s, children, child_fit, parent_fit));
+    if (c_.selection == "dns") {
+      adapt(s, c_, op_of, dns_replace(s, children, child_fit, parent_fit, child_pred, parent_pred, fitness, rows, c_, ctx));
+    } else if (c_.replacement == "steady") {
+      auto child_key = repelled(s, children, child_fit, c_, ctx);
+      auto parent_key = repelled(s, s.population, parent_fit, c_, ctx);
+      adapt(s, c_, op_of,
+            replace_if_better(s, children, child_fit, parent_fit, child_key, parent_key, child_pred, parent_pred));
     } else {  // generational with elitism: the e best parents, then the best P - e children
       const auto e = std::min(c_.elitism, P);
-      auto elite = std::get<1>(parent_fit.topk(e));
-      auto kept = std::get<1>(child_fit.topk(P - e));
+      auto elite = std::get<1>(repelled(s, s.population, parent_fit, c_, ctx).topk(e));
+      auto kept = std::get<1>(repelled(s, children, child_fit, c_, ctx).topk(P - e));
       auto next = at::cat({ops::pick(s.population, elite), ops::pick(children, kept)});
       std::vector<u64> uid;
       std::vector<std::int32_t> born;
@@ -162,6 +218,9 @@ class GeneticAlgorithm final : public Algorithm {
       s.uid = uid;
       s.born = born;
       s.fitness = at::cat({parent_fit.index_select(0, elite), child_fit.index_select(0, kept)});
+      s.predictions = parent_pred.defined() && child_pred.defined()
+                          ? at::cat({parent_pred.index_select(0, elite), child_pred.index_select(0, kept)})
+                          : at::Tensor();
       // Success: a child beat the parent slot it was drawn for (same minibatch).
       adapt(s, c_, op_of, child_fit.gt(parent_fit));
     }
@@ -184,7 +243,9 @@ class DifferentialEvolution final : public Algorithm {
     if (P < 4) fail("option population: de needs at least 4 individuals, found ", P);
     auto gen = make_generator(c_.seed, Stream::variation, {key(s.island), key(s.generation)});
     auto rows = minibatch_rows(c_, ctx.val_pool, s.island, s.generation);
-    auto parent_fit = rescore_parents(s, fitness, rows, c_.val_batch >= ctx.val_pool);
+    const bool track = fitness.can_predict();
+    at::Tensor parent_pred, trial_pred;
+    auto parent_fit = rescore_parents(s, fitness, rows, c_.val_batch >= ctx.val_pool, track ? &parent_pred : nullptr);
     // a, b, c distinct and != i: the first three entries of a random order of the others.
     auto keys = at::rand({P, P}, gen, kCpuFloat);
     keys.fill_diagonal_(2.0f);
@@ -193,9 +254,10 @@ class DifferentialEvolution final : public Algorithm {
     auto forced = at::randint(n, {P, 1}, gen, kCpuLong);  // at least one row from the mutant
     take.scatter_(1, forced, true);
     auto trials = ops::de_rand1bin(s.population, abc.select(1, 0), abc.select(1, 1), abc.select(1, 2), c_.de_f, take);
-    auto trial_fit = fitness.score(trials, rows, &s.nonfinite);
+    auto trial_fit = fitness.score(trials, rows, &s.nonfinite, track ? &trial_pred : nullptr);
     s.evaluations += P;
-    replace_if_better(s, trials, trial_fit, parent_fit);
+    replace_if_better(s, trials, trial_fit, parent_fit, repelled(s, trials, trial_fit, c_, ctx),
+                      repelled(s, s.population, parent_fit, c_, ctx), trial_pred, parent_pred);
     s.seconds += seconds_since(t0);
   }
 
@@ -225,7 +287,7 @@ MemoryPlan plan_search_memory(const SearchConfig& c, const MemoryPlanInput& in) 
                m = static_cast<double>(in.n_val + in.n_heldout), C = static_cast<double>(in.n_classes);
   const double island = P * n * d * f4;
   // Steady replacement and DE hold parents and trials; generational briefly a third copy.
-  const double copies = c.algorithm == "ga" && c.replacement == "generational" ? 3.0 : 2.0;
+  const double copies = c.algorithm == "ga" && c.replacement == "generational" && c.selection != "dns" ? 3.0 : 2.0;
   MemoryPlan plan;
   auto add = [&](std::string what, double bytes, std::string lower) {
     plan.items.push_back({std::move(what), bytes, std::move(lower)});
@@ -262,6 +324,14 @@ std::vector<std::string> operator_names() { return {"pull", "column", "gaussian"
 std::vector<std::string> init_names() { return {"gaussian", "random-features", "labels"}; }
 
 std::unique_ptr<Algorithm> make_algorithm(const SearchConfig& c) {
+  const auto sel = selection_names(), dist = qd_distance_names();
+  if (std::find(sel.begin(), sel.end(), c.selection) == sel.end())
+    fail("option selection: unknown selection '", c.selection, "'; known: fitness, dns");
+  if (std::find(dist.begin(), dist.end(), c.qd_distance) == dist.end())
+    fail("option qd-distance: unknown distance '", c.qd_distance, "'; known: cka, disagreement");
+  if (c.selection == "dns" && c.algorithm != "ga") fail("option selection: dns needs algorithm ga, found ", c.algorithm);
+  if (c.dns_k < 1) fail("option dns-k: must be >= 1, found ", c.dns_k);
+  if (!(c.island_repulsion >= 0)) fail("option island-repulsion: must be >= 0, found ", c.island_repulsion);
   if (c.algorithm == "ga") return std::make_unique<GeneticAlgorithm>(c);
   if (c.algorithm == "de") return std::make_unique<DifferentialEvolution>(c);
   fail("option algorithm: unknown algorithm '", c.algorithm, "'; known: ga, de");
@@ -280,6 +350,8 @@ SearchContext make_search_context(const at::Tensor& x_search, const at::Tensor& 
   ctx.phi = make_random_features(x_search.size(1), 256, derive_seed(c.seed, Stream::operators), x_search.device())(x_search);
   // Blocked: the dense n x n distance matrix (and its temporaries) was 14.7 GB at n = 30,000.
   ctx.neighbours = nearest_neighbours(x_search, std::max<std::int64_t>(c.knn_k, 1));
+  ctx.probe = diversity_probe_rows(x_search.size(0), std::max<std::int64_t>(c.diversity_probe, 1), c.seed)
+                  .to(x_search.device());
   return ctx;
 }
 
@@ -319,13 +391,14 @@ IslandState init_island(std::int64_t island, const SearchConfig& c, const Search
     s.born.push_back(0);
   }
   auto t0 = std::chrono::steady_clock::now();
-  s.fitness = fitness.score(s.population, minibatch_rows(c, ctx.val_pool, island, 0), &s.nonfinite);
+  s.fitness = fitness.score(s.population, minibatch_rows(c, ctx.val_pool, island, 0), &s.nonfinite,
+                            fitness.can_predict() ? &s.predictions : nullptr);
   s.evaluations = P;
   s.seconds = seconds_since(t0);
   return s;
 }
 
-void record_history(IslandState& s, const Fitness& fitness, const SearchConfig& c) {
+void record_history(IslandState& s, const Fitness& fitness, const SearchConfig& c, const SearchContext& ctx) {
   HistoryRow h;
   h.generation = s.generation;
   auto finite = s.fitness.masked_select(at::isfinite(s.fitness));
@@ -342,12 +415,34 @@ void record_history(IslandState& s, const Fitness& fitness, const SearchConfig& 
   const auto P = s.population.size(0);
   auto gen = make_generator(c.seed, Stream::diversity, {key(s.island), key(s.generation)});
   auto sample = at::randperm(P, gen, kCpuLong).slice(0, 0, std::min<std::int64_t>(8, P));
-  auto cka = linear_cka_batch(s.population, best[0], sample);
+  auto probe = ctx.probe.defined() ? ctx.probe : at::arange(s.population.size(1), kCpuLong).to(s.population.device());
+  auto sampled = ops::pick(s.population, sample).index_select(1, probe);
+  auto cka = cka_cross(sampled, best.index_select(1, probe));
   h.diversity = (1.0 - cka).mean().item<double>();
+  h.disagreement = std::numeric_limits<double>::quiet_NaN();
+  if (fitness.can_predict()) {
+    auto who = at::cat({at::full({1}, b, kCpuLong), sample});
+    at::Tensor pred;
+    if (s.predictions.defined()) pred = s.predictions.index_select(0, who);
+    else pred = fitness.predict(ops::pick(s.population, who), minibatch_rows(c, ctx.val_pool, s.island, s.generation));
+    h.disagreement = pred.slice(0, 1).ne(pred.slice(0, 0, 1)).to(at::kDouble).mean().item<double>();
+  }
   h.evaluations = s.evaluations;
   h.seconds = s.seconds;
   h.nonfinite = s.nonfinite;
   s.history.push_back(h);
+}
+
+void receive_references(IslandState& s, const at::Tensor& immigrants, const SearchContext& ctx) {
+  if (immigrants.size(0) == 0) return;
+  s.foreign = immigrants.to(s.population.device()).index_select(1, ctx.probe).to(at::kFloat).contiguous();
+}
+
+at::Tensor repelled(const IslandState& s, const at::Tensor& population, const at::Tensor& fitness,
+                    const SearchConfig& c, const SearchContext& ctx) {
+  if (c.island_repulsion <= 0 || !s.foreign.defined() || s.foreign.size(0) == 0) return fitness;
+  auto similarity = cka_cross(probe_of(population, ctx), s.foreign).mean(1);
+  return fitness - c.island_repulsion * similarity;
 }
 
 void receive_migrants(IslandState& s, const at::Tensor& immigrants, const std::vector<double>& fitness,
@@ -370,6 +465,7 @@ void receive_migrants(IslandState& s, const at::Tensor& immigrants, const std::v
     s.uid[acc[i]] = uids[i];
     s.born[acc[i]] = static_cast<std::int32_t>(s.generation);
   }
+  s.predictions = at::Tensor();  // the immigrants' are unknown
 }
 
 }  // namespace repsearch

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -76,6 +77,7 @@ void write_history(Writer& w, const std::string& group, const std::vector<Histor
   w.vector(group + "/std", column<double>(rows, [](R r) { return r.std; }));
   w.vector(group + "/heldout", column<double>(rows, [](R r) { return r.heldout; }));
   w.vector(group + "/diversity", column<double>(rows, [](R r) { return r.diversity; }));
+  w.vector(group + "/disagreement", column<double>(rows, [](R r) { return r.disagreement; }));
   w.vector(group + "/evaluations", column<std::int64_t>(rows, [](R r) { return r.evaluations; }));
   w.vector(group + "/seconds", column<double>(rows, [](R r) { return r.seconds; }));
   w.vector(group + "/nonfinite", column<std::int64_t>(rows, [](R r) { return r.nonfinite; }));
@@ -132,10 +134,13 @@ std::vector<HistoryRow> read_history(const Reader& r, const std::string& group) 
   const auto seconds = r.vector<double>(group + "/seconds");
   const auto nonfinite = r.vector<std::int64_t>(group + "/nonfinite");
   const std::size_t n = generation.size();
+  // Optional: files written before the functional diversity existed read as NaN (not computed).
+  auto disagreement = r.exists(group + "/disagreement") ? r.vector<double>(group + "/disagreement")
+                                                         : std::vector<double>(n, std::numeric_limits<double>::quiet_NaN());
   require_columns(r, group, n,
                   {{"generation", n}, {"best", best.size()}, {"mean", mean.size()}, {"std", stdev.size()},
                    {"heldout", heldout.size()}, {"diversity", diversity.size()}, {"evaluations", evaluations.size()},
-                   {"seconds", seconds.size()}, {"nonfinite", nonfinite.size()}});
+                   {"seconds", seconds.size()}, {"nonfinite", nonfinite.size()}, {"disagreement", disagreement.size()}});
   std::vector<HistoryRow> rows(n);
   for (std::size_t i = 0; i < n; ++i) {
     rows[i].generation = generation[i];
@@ -144,6 +149,7 @@ std::vector<HistoryRow> read_history(const Reader& r, const std::string& group) 
     rows[i].std = stdev[i];
     rows[i].heldout = heldout[i];
     rows[i].diversity = diversity[i];
+    rows[i].disagreement = disagreement[i];
     rows[i].evaluations = evaluations[i];
     rows[i].seconds = seconds[i];
     rows[i].nonfinite = nonfinite[i];
@@ -237,6 +243,14 @@ void write_archive(const std::string& path, const Archive& a) {
     w.tensor("/elites/generation", a.generation, at::kInt);
     w.vector("/elites/uid", a.uid);
     w.tensor("/elites/cka", a.cka, at::kDouble);
+    if (a.disagreement.defined()) {
+      require_length(label, "disagreement (rows)", a.disagreement.size(0), k, "one per elite");
+      w.tensor("/elites/disagreement", a.disagreement, at::kDouble);
+    }
+    if (!a.elite_selection.empty()) {
+      Handle g = w.open_group("/elites");
+      w.attr_string(g.get(), "/elites", "selection", a.elite_selection);
+    }
 
     w.group("/islands");
     for (std::size_t i = 0; i < a.histories.size(); ++i) {
@@ -287,6 +301,15 @@ Archive read_archive(const std::string& path) {
   require_size(r, "/elites/uid", static_cast<std::int64_t>(a.uid.size()), k, per_elite);
   require_size(r, "/elites/cka", a.cka.size(0), k, per_elite);
   require_size(r, "/elites/cka", a.cka.size(1), k, per_elite);
+  if (r.exists("/elites/disagreement")) {
+    a.disagreement = r.tensor("/elites/disagreement", at::kDouble, 2, "[k, k]");
+    require_size(r, "/elites/disagreement", a.disagreement.size(0), k, per_elite);
+    require_size(r, "/elites/disagreement", a.disagreement.size(1), k, per_elite);
+  }
+  {
+    Handle g = r.group("/elites");
+    if (H5Aexists(g.get(), "selection") > 0) a.elite_selection = r.attr_string(g.get(), "/elites", "selection");
+  }
 
   const std::vector<std::int64_t> islands = island_indices(r);
   for (std::size_t i = 0; i < islands.size(); ++i)
@@ -377,6 +400,7 @@ void CheckpointWriter::add(const IslandState& s) {
   w.vector(group + "/born", s.born);
   w.vector(group + "/op_weights", s.op_weights);
   write_history(w, group + "/history", s.history);
+  if (s.foreign.defined()) w.tensor(group + "/foreign", s.foreign, at::kFloat);  // island-repulsion references
 }
 
 void CheckpointWriter::finish(const std::vector<MigrationEvent>& migrations) {
@@ -435,6 +459,7 @@ IslandState read_island(const Reader& r, std::int64_t index, std::int64_t genera
   require_size(r, group + "/uid", static_cast<std::int64_t>(s.uid.size()), p, per_individual);
   require_size(r, group + "/born", static_cast<std::int64_t>(s.born.size()), p, per_individual);
   s.history = read_history(r, group + "/history");
+  if (r.exists(group + "/foreign")) s.foreign = r.tensor(group + "/foreign", at::kFloat, 3, "[R, m, d]").to(device);
   // A population the search could not have made (it would overflow the fitness's float32 products).
   const double largest = population.numel() > 0 ? population.abs().max().item<double>() : 0.0;
   if (!(largest < 1e18))

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "repsearch/core/diversity.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/linalg.hpp"
 #include "repsearch/core/rng.hpp"
@@ -233,6 +234,8 @@ std::vector<char> pack_state(const IslandState& s) {
   w.put(s.nonfinite);
   w.put(s.seconds);
   w.put_vector(s.history);
+  w.put<std::int8_t>(s.foreign.defined() ? 1 : 0);
+  if (s.foreign.defined()) w.put_tensor(s.foreign);
   return std::move(w.buf);
 }
 
@@ -252,6 +255,7 @@ IslandState unpack_state(const std::vector<char>& b) {
   s.nonfinite = r.get<std::int64_t>();
   s.seconds = r.get<double>();
   s.history = r.get_vector<HistoryRow>();
+  if (r.get<std::int8_t>()) s.foreign = r.get_tensor();
   return s;
 }
 
@@ -438,7 +442,7 @@ void Archipelago::initialise() {
   islands_.clear();
   for (auto i : islands_of_rank(rank_, size_, n_islands_)) {
     islands_.push_back(init_island(i, search_, context_, fitness_));
-    record_history(islands_.back(), fitness_, search_);
+    record_history(islands_.back(), fitness_, search_, context_);
   }
   generation_ = 0;
 }
@@ -451,6 +455,7 @@ void Archipelago::restore(std::vector<IslandState> local) {
     if (local[i].island != want[i]) fail("resume: rank ", rank_, " got island ", local[i].island, ", expected ", want[i]);
     if (i > 0 && local[i].generation != local[0].generation) fail("resume: islands are at different generations");
     local[i].population = local[i].population.to(context_.x_search.device()).contiguous();
+    if (local[i].foreign.defined()) local[i].foreign = local[i].foreign.to(context_.x_search.device()).contiguous();
   }
   islands_ = std::move(local);
   generation_ = islands_.empty() ? 0 : islands_.front().generation;
@@ -466,7 +471,7 @@ void Archipelago::step() {
   for (auto& s : islands_) algorithm_->step(s, fitness_, context_);
   generation_ += 1;
   if (migration_.interval > 0 && generation_ % migration_.interval == 0) migrate();
-  for (auto& s : islands_) record_history(s, fitness_, search_);
+  for (auto& s : islands_) record_history(s, fitness_, search_, context_);
 }
 
 void Archipelago::migrate() {
@@ -533,7 +538,9 @@ void Archipelago::migrate() {
       uids.push_back(m.uid);
       events_.push_back({generation_, m.source, s.island, m.uid, m.fitness});
     }
-    receive_migrants(s, at::stack(genomes), fit, uids, migration_.align);
+    // island-repulsion: the other islands' elites are kept apart from, not bred with.
+    if (search_.island_repulsion > 0) receive_references(s, at::stack(genomes), context_);
+    else receive_migrants(s, at::stack(genomes), fit, uids, migration_.align);
   }
   sends.wait("migrants to be delivered");
   migration_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -553,7 +560,7 @@ void Archipelago::post_progress(bool with_diversity) {
     w.put(h.evaluations);
     w.put(h.nonfinite);
     w.put<std::int8_t>(with_diversity ? 1 : 0);
-    if (with_diversity) w.put_tensor(s.population[s.best_index()]);
+    if (with_diversity) w.put_tensor(s.population[s.best_index()].index_select(0, context_.probe));  // probe rows only
     if (rank_ == 0) p.reports[generation_].push_back(std::move(w.buf));
     else p.sends.post(comm_, std::move(w.buf), 0, kTagBests);
   }
@@ -617,11 +624,7 @@ std::vector<Progress> Archipelago::poll_progress(bool wait) {
       std::sort(bests.begin(), bests.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
       std::vector<at::Tensor> zs;
       for (auto& b : bests) zs.push_back(b.second);
-      auto m = linear_cka_matrix(at::stack(zs));
-      auto k = static_cast<double>(zs.size());
-      pr.diversity = (k * k - m.sum().item<double>()) / (k * (k - 1));
-    } else if (bests.size() == 1) {
-      pr.diversity = 0.0;
+      pr.diversity = mean_pairwise(cka_distance_matrix(at::stack(zs)));
     }
     out.push_back(pr);
   }
@@ -695,11 +698,17 @@ std::vector<MigrationEvent> Archipelago::gather_migrations() const {
   return out;
 }
 
-Elites Archipelago::collect_elites(std::int64_t k) const {
+std::vector<std::string> elite_selection_names() { return {"top", "diverse"}; }
+
+Elites Archipelago::collect_elites(std::int64_t k, const EliteSelection& selection) const {
   if (k < 1) fail("option elites: must be >= 1, found ", k);
+  const bool diverse = selection.mode == "diverse";
+  if (!diverse && selection.mode != "top") fail("option elite-selection: must be top or diverse, found '", selection.mode, "'");
+  if (!(selection.tolerance >= 0)) fail("option elite-tolerance: must be >= 0, found ", selection.tolerance);
   std::vector<std::vector<char>> items;
   for (const auto& s : islands_) {
-    auto m = std::min<std::int64_t>(k, s.population.size(0));
+    // diverse: a wider pool per island (4k by fitness) to choose far-apart elites from
+    auto m = std::min<std::int64_t>(diverse ? 4 * k : k, s.population.size(0));
     auto top = std::get<1>(s.fitness.topk(m));
     auto cand = s.population.index_select(0, top.to(s.population.device()));
     auto held = fitness_.heldout(cand);
@@ -718,6 +727,7 @@ Elites Archipelago::collect_elites(std::int64_t k) const {
   auto all = gather_items(comm_, std::move(items), kTagElites, "the elites (archive gather)");
   Elites e;
   if (rank_ != 0) return e;
+  auto c_probe = [&](const at::Tensor& z) { return z.index_select(0, context_.probe.cpu()); };
   struct Cand {
     double held, fit;
     std::int32_t island, born;
@@ -740,12 +750,33 @@ Elites Archipelago::collect_elites(std::int64_t k) const {
   std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
     return std::tie(b.held, a.island, a.uid) < std::tie(a.held, b.island, b.uid);
   });
+  {  // a migrant's copies: keep the best
+    std::vector<Cand> unique;
+    std::vector<std::uint64_t> seen;
+    for (auto& c : cands) {
+      if (std::find(seen.begin(), seen.end(), c.uid) != seen.end()) continue;
+      seen.push_back(c.uid);
+      unique.push_back(std::move(c));
+    }
+    cands = std::move(unique);
+  }
+  std::vector<std::size_t> chosen;
+  if (diverse && !cands.empty()) {
+    std::size_t within = 0;  // candidates within the tolerance of the best (a prefix: sorted by held-out)
+    while (within < cands.size() && cands[within].held >= cands.front().held - selection.tolerance) ++within;
+    std::vector<at::Tensor> probes;
+    for (std::size_t i = 0; i < within; ++i) probes.push_back(c_probe(cands[i].z));
+    for (auto i : furthest_apart(cka_distance_matrix(at::stack(probes)), k)) chosen.push_back(static_cast<std::size_t>(i));
+    for (std::size_t i = within; i < cands.size() && static_cast<std::int64_t>(chosen.size()) < k; ++i) chosen.push_back(i);
+    std::sort(chosen.begin(), chosen.end());  // best held-out first
+    e.selection = "diverse tolerance=" + std::to_string(selection.tolerance) + " within=" + std::to_string(within);
+  } else {
+    for (std::size_t i = 0; i < cands.size() && static_cast<std::int64_t>(chosen.size()) < k; ++i) chosen.push_back(i);
+    e.selection = "top";
+  }
   std::vector<at::Tensor> zs;
-  std::vector<std::uint64_t> seen;
-  for (const auto& c : cands) {
-    if (static_cast<std::int64_t>(zs.size()) == k) break;
-    if (std::find(seen.begin(), seen.end(), c.uid) != seen.end()) continue;  // a migrant's copies: keep the best
-    seen.push_back(c.uid);
+  for (auto i : chosen) {
+    const auto& c = cands[i];
     zs.push_back(c.z);
     e.heldout.push_back(c.held);
     e.fitness.push_back(c.fit);
@@ -755,6 +786,11 @@ Elites Archipelago::collect_elites(std::int64_t k) const {
   }
   e.representations = at::stack(zs).to(at::kFloat).contiguous();
   e.cka = linear_cka_matrix(e.representations);
+  if (fitness_.can_predict()) {
+    auto dev = context_.x_search.device();
+    auto all_v = at::arange(context_.val_pool, at::TensorOptions().dtype(at::kLong));
+    e.disagreement = disagreement_matrix(fitness_.predict(e.representations.to(dev), all_v));
+  }
   return e;
 }
 }  // namespace repsearch::mpi

@@ -7,6 +7,10 @@
 //   at::Tensor heldout(const at::Tensor& population) const;  // [P] float64, on the held-out split H
 //   std::string name() const;
 //   std::string parameters() const;  // "key=value ..." recorded in the archive
+// and optionally
+//   std::pair<at::Tensor, at::Tensor> score_predict(const at::Tensor& population, const at::Tensor& val_rows) const;
+//       // the score and, on the same rows, the readout's predicted classes [P, b] int64 (the
+//       // functional diversity and the `disagreement` distance of selection=dns need it)
 // wrapped by `Fitness f{MyFitness{...}}`. To add one, write the struct in fitness.cpp and add a line
 // to its registry (make_fitness); nothing else changes.
 #pragma once
@@ -14,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -45,7 +50,13 @@ class Fitness {
 
   // Non-finite scores become -inf (never propagate); `nonfinite` counts them when given.
   at::Tensor score(const at::Tensor& population, const at::Tensor& val_rows, std::int64_t* nonfinite = nullptr) const;
+  // With `predictions`: also the readout's predicted classes [P, b] int64 CPU (needs score_predict).
+  at::Tensor score(const at::Tensor& population, const at::Tensor& val_rows, std::int64_t* nonfinite,
+                   at::Tensor* predictions) const;
   at::Tensor heldout(const at::Tensor& population, std::int64_t* nonfinite = nullptr) const;
+  bool can_predict() const { return self_->can_predict(); }
+  // Predicted classes [P, b] int64 CPU on `val_rows`; Error naming the plug-in when it cannot predict.
+  at::Tensor predict(const at::Tensor& population, const at::Tensor& val_rows) const;
   std::string name() const { return self_->name(); }
   std::string parameters() const { return self_->parameters(); }
 
@@ -54,14 +65,28 @@ class Fitness {
     virtual ~Concept() = default;
     virtual at::Tensor score(const at::Tensor&, const at::Tensor&) const = 0;
     virtual at::Tensor heldout(const at::Tensor&) const = 0;
+    virtual std::pair<at::Tensor, at::Tensor> score_predict(const at::Tensor&, const at::Tensor&) const = 0;
+    virtual bool can_predict() const = 0;
     virtual std::string name() const = 0;
     virtual std::string parameters() const = 0;
   };
+  template <class T, class = void>
+  struct HasScorePredict : std::false_type {};
+  template <class T>
+  struct HasScorePredict<T, std::void_t<decltype(std::declval<const T&>().score_predict(std::declval<const at::Tensor&>(),
+                                                                                        std::declval<const at::Tensor&>()))>>
+      : std::true_type {};
+  [[noreturn]] static void no_predictions(const std::string& name);
   template <class T>
   struct Model final : Concept {
     explicit Model(T v) : impl(std::move(v)) {}
     at::Tensor score(const at::Tensor& p, const at::Tensor& r) const override { return impl.score(p, r); }
     at::Tensor heldout(const at::Tensor& p) const override { return impl.heldout(p); }
+    std::pair<at::Tensor, at::Tensor> score_predict(const at::Tensor& p, const at::Tensor& r) const override {
+      if constexpr (HasScorePredict<T>::value) return impl.score_predict(p, r);
+      else no_predictions(impl.name());
+    }
+    bool can_predict() const override { return HasScorePredict<T>::value; }
     std::string name() const override { return impl.name(); }
     std::string parameters() const override { return impl.parameters(); }
     T impl;

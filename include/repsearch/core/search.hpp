@@ -36,6 +36,16 @@ struct SearchConfig {
   double adapt_memory = 0.9, adapt_floor = 0.05;
   // de
   double de_f = 0.5, de_cr = 0.9;
+  // selection (ga): which of parents + trials survive a generation
+  std::string selection = "fitness";   // fitness: today's rule (steady or generational); dns: Dominated
+                                       // Novelty Search over parents + trials (diversity.hpp)
+  std::int64_t dns_k = 3;              // dns: nearest fitter individuals averaged
+  std::string qd_distance = "cka";     // dns: cka (1 - CKA on the probe rows) | disagreement (readout
+                                       // predictions on the generation's V rows)
+  std::int64_t diversity_probe = 256;  // rows of S on which every CKA distance is computed
+  double island_repulsion = 0.0;       // > 0: survival ranks fitness - w * mean CKA to the other islands'
+                                       // elites received at the last migration, which become references
+                                       // instead of entering the population
 };
 
 std::vector<std::string> algorithm_names();
@@ -50,6 +60,7 @@ struct SearchContext {
   std::int64_t val_pool = 0;  // |V|
   at::Tensor phi;          // [n, q] random features of S: input-predictable directions (column move)
   at::Tensor neighbours;   // [n, knn_k] input-space nearest neighbours within S (kNN smoothing)
+  at::Tensor probe;        // [m] int64 (device): the fixed rows of S every CKA distance uses
 };
 SearchContext make_search_context(const at::Tensor& x_search, const at::Tensor& y_search, std::int64_t n_classes,
                                   std::int64_t val_pool, const SearchConfig& config);
@@ -82,7 +93,9 @@ struct HistoryRow {
   std::int64_t generation = 0;
   double best = 0, mean = 0, std = 0;  // fitness on this generation's minibatch (finite values only)
   double heldout = 0;                  // held-out score of the island best
-  double diversity = 0;                // mean 1 - CKA(best, individual) over a sample of 8
+  double diversity = 0;                // mean 1 - CKA(best, individual) over a sample of 8 (probe rows)
+  double disagreement = 0;             // mean share of this generation's V rows where the readout of the
+                                       // best and of the same 8 predict differently (NaN: not computed)
   std::int64_t evaluations = 0;        // cumulative
   double seconds = 0;                  // cumulative wall time of this island's steps
   std::int64_t nonfinite = 0;          // cumulative count of NaN/Inf scores
@@ -109,6 +122,10 @@ struct IslandState {
   std::int64_t nonfinite = 0;
   double seconds = 0;
   std::vector<HistoryRow> history;
+  at::Tensor foreign;                  // [R, m, d] float32: probe rows of the other islands' elites
+                                       // (island_repulsion > 0; checkpointed), else undefined
+  at::Tensor predictions;              // [P, b] int64 CPU: readout predictions on this generation's V
+                                       // rows when known (transient: never checkpointed)
 
   std::uint64_t new_uid() { return (static_cast<std::uint64_t>(island) << 40) | next_serial++; }
   std::int64_t best_index() const;
@@ -130,8 +147,15 @@ class Algorithm {
 };
 std::unique_ptr<Algorithm> make_algorithm(const SearchConfig& config);
 
-// Appends the history row of the state's current generation (held-out of the best, diversity).
-void record_history(IslandState& state, const Fitness& fitness, const SearchConfig& config);
+// Appends the history row of the state's current generation (held-out of the best, diversity on the
+// probe rows, disagreement of predictions when the fitness can predict).
+void record_history(IslandState& state, const Fitness& fitness, const SearchConfig& config, const SearchContext& context);
+
+// island_repulsion: the probe rows of immigrants [m, n, d] replace the island's references.
+void receive_references(IslandState& state, const at::Tensor& immigrants, const SearchContext& context);
+// The score survival ranks by: fitness - w * mean CKA to the island's references (fitness when none).
+at::Tensor repelled(const IslandState& state, const at::Tensor& population, const at::Tensor& fitness,
+                    const SearchConfig& config, const SearchContext& context);
 
 // Replace the worst individuals by immigrants [m, n, d] (aligned to the island best by Procrustes).
 void receive_migrants(IslandState& state, const at::Tensor& immigrants, const std::vector<double>& fitness,

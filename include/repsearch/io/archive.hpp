@@ -40,6 +40,9 @@ struct Archive {
   at::Tensor island, generation;  // [k] int32
   std::vector<std::uint64_t> uid;
   at::Tensor cka;  // [k, k] float64
+  // Optional (absent in archives written before them; undefined / "" when absent):
+  at::Tensor disagreement;  // [k, k] float64: share of V where two elites' readouts predict differently
+  std::string elite_selection;  // attribute of /elites: how the elites were chosen ("top", "diverse ...")
   // /islands/<i>/history, index = island
   std::vector<std::vector<HistoryRow>> histories;
   // /migrations

@@ -58,16 +58,32 @@ NodePlace node_place(MPI_Comm comm);
 
 struct Progress {  // over all islands; meaningful on rank 0
   std::int64_t generation = 0;
+  // diversity: mean pairwise 1 - CKA of the island bests on the probe rows; NaN where it was not
+  // computed (not posted with_diversity, or a single island)
   double best = 0, mean = 0, heldout = 0, diversity = 0;
   std::int64_t evaluations = 0, nonfinite = 0;
 };
 
-struct Elites {  // rank 0 only: the top k over all islands by held-out score
+// How the archive's k elites are chosen from the islands' candidates (every rank count gives the
+// same choice: candidates are ordered by held-out score, island, uid before anything is picked).
+struct EliteSelection {
+  std::string mode = "top";   // top: the k best held-out scores; diverse: of the candidates whose
+                              // held-out score is within `tolerance` of the best, the k furthest apart
+                              // (max-min 1 - CKA on the probe rows, starting from the best), topped up
+                              // by held-out order when fewer qualify
+  double tolerance = 0.02;    // diverse: in held-out score units (the fitness's -CE)
+};
+std::vector<std::string> elite_selection_names();
+
+struct Elites {  // rank 0 only: k elites over all islands, best held-out score first
   at::Tensor representations;  // [k, n, d] float32 CPU
   std::vector<double> fitness, heldout;
   std::vector<std::int32_t> island, generation;
   std::vector<std::uint64_t> uid;
-  at::Tensor cka;  // [k, k]
+  at::Tensor cka;           // [k, k] linear CKA on all rows of S
+  at::Tensor disagreement;  // [k, k] share of the V pool where their readouts predict differently
+                            // (undefined when the fitness cannot predict)
+  std::string selection;    // mode used, with its tolerance
 };
 
 class Archipelago {
@@ -107,7 +123,7 @@ class Archipelago {
   // checkpoint never holds more than one other rank's population at once. Other ranks: sends only.
   void for_each_state(const std::function<void(const IslandState&)>& sink) const;
   std::vector<MigrationEvent> gather_migrations() const;  // rank 0: sorted by generation, destination
-  Elites collect_elites(std::int64_t k) const;
+  Elites collect_elites(std::int64_t k, const EliteSelection& selection = {}) const;
   double time_in_migration() const { return migration_seconds_; }
   // Wall seconds this rank spent in MPI calls (migration, gathers, progress, stop agreement), waiting included.
   double time_in_mpi() const { return mpi_seconds_; }

@@ -159,6 +159,19 @@ TEST_CASE("allow-change: structural keys are refused; an allowed change is what 
     CHECK(has(r, "cannot change on a resume"));
   }
   CHECK(io::read_checkpoint_header(out + "/checkpoint.h5").generation == 4);  // nothing was lost
+  {  // a checkpoint of an older version, whose config lacks options added since: they are at their defaults
+    auto ck = io::read_checkpoint(out + "/checkpoint.h5", {}, at::Device(at::kCPU));
+    auto& text = ck.provenance.config;
+    const auto at = text.find("\ncrossover = ") + 1;  // not set by smoke.ini: at its default
+    REQUIRE(at != 0);
+    text.erase(at, text.find('\n', at) + 1 - at);
+    io::write_checkpoint(out + "/checkpoint.h5", ck);
+    auto changed = run(search(out, "--resume --generations 6 --crossover 0.5"));  // but not a changed one
+    CHECK(changed.status == 2);
+    CHECK(has(changed, "crossover: checkpoint '(absent)', now '0.5'"));
+    auto old = run(search(out, "--resume --generations 5"));
+    CHECK_MESSAGE(old.status == 0, old.output);
+  }
   auto ok = run(search(out, "--resume --generations 6 --elites 2 --allow-change elites"));
   REQUIRE_MESSAGE(ok.status == 0, ok.output);
   auto a = io::read_archive(out + "/archive.h5");

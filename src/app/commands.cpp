@@ -312,9 +312,12 @@ int cmd_search(const Options& o) {
     std::stringstream extra(o.get<std::string>("allow-change"));
     for (std::string k; std::getline(extra, k, ',');) allowed.push_back(k);
     std::string diffs;
-    for (const auto& k : differing_keys(head.provenance.config, resolved))
+    for (const auto& k : differing_keys(head.provenance.config, resolved)) {
+      // An option added since that checkpoint was written, left at its default: the run it continues.
+      if (value_of(head.provenance.config, k) == "(absent)" && o.vm.count(k) && o.vm.at(k).defaulted()) continue;
       if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
         diffs += "\n  " + k + ": checkpoint '" + value_of(head.provenance.config, k) + "', now '" + value_of(resolved, k) + "'";
+    }
     if (!diffs.empty())
       fail("resume: ", ckpt_path, " was written with a different config; differing keys:", diffs,
            "\n(only run-control keys, generations and learner options may change on a resume, and with --allow-change ",

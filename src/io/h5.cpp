@@ -1,4 +1,4 @@
-// HDF5 archives and checkpoints (layout in DESIGN.md, "HDF5 archive"), written and read through the
+// HDF5 archives and checkpoints (layouts in README.md, "Archive" and "Resume"), written and read through the
 // RAII layer over the HDF5 C API in h5_detail.hpp: every hid_t/herr_t is checked and a failure
 // becomes a repsearch::Error naming the file, the object and HDF5's most specific reason. Writes are
 // atomic (`<path>.tmp-<pid>`, flushed, fsync'ed, renamed onto `path`).

@@ -3,7 +3,7 @@
 
 Plain h5py + numpy, no repsearch code: what a user needs to read an archive (format
 "repsearch-archive", written by `repsearch search`) or a results file (format "repsearch-results",
-written by `repsearch learn` / `repsearch sgd`) into dicts of numpy arrays. Layouts: DESIGN.md
+written by `repsearch learn` / `repsearch sgd`) into dicts of numpy arrays. Layouts: README.md
 ("HDF5 archive") and src/io/results.cpp. Any other file is refused with a FormatError that names
 the path and the format found.
 

@@ -1,4 +1,4 @@
-// HDF5 files of a search: the archive users inspect (layout in DESIGN.md) and the checkpoint a
+// HDF5 files of a search: the archive users inspect (layout in README.md, "Archive") and the checkpoint a
 // search resumes from. Both are written to `<path>.tmp-<pid>` and renamed, so a reader never sees a
 // half-written file and a crash mid-write leaves the previous file intact.
 #pragma once

@@ -545,6 +545,17 @@ TEST_CASE("checkpoint integrity: damage is detected, the previous checkpoint is 
   const auto [rc, attrs] = run("h5dump -a /islands/1/population/crc32 " + quote(path));
   CHECK(rc == 0);  // every dataset carries its CRC-32, readable by standard tools
 
+  SUBCASE("a kill between the two renames left checkpoint.prev.h5 a second link to checkpoint.h5") {
+    fs::remove(prev);
+    fs::create_hard_link(path, prev);
+    Checkpoint third = make_checkpoint();
+    third.generation = 9;
+    for (auto& s : third.islands) s.generation = 9;
+    write_checkpoint(path, third);
+    CHECK_FALSE(has_tmp_file(dir.path));  // rename() onto another link of the same file does nothing
+    CHECK(read_checkpoint_header(path).generation == 9);
+    CHECK(read_checkpoint_header(prev).generation == 8);
+  }
   SUBCASE("a changed population value (valid HDF5, stale checksum) is refused") {
     edit_hdf5(path, [](hid_t file) {
       hid_t ds = H5Dopen2(file, "/islands/1/population", H5P_DEFAULT);

@@ -377,6 +377,8 @@ class AtomicFile {
         std::remove(prev_temp.c_str());
         fail(label_, ": cannot keep the previous file as ", how_.keep_previous, ": ", std::strerror(error));
       }
+      // rename() of two links to one file (left so by a kill between the two renames) does nothing.
+      std::remove(prev_temp.c_str());
     }
     if (std::rename(temp_.c_str(), path_.c_str()) != 0)
       fail(label_, ": cannot rename ", temp_, " onto ", path_, ": ", std::strerror(errno));

@@ -12,7 +12,7 @@
 #   harness.sh exec I CMD...    run CMD on host I (its network and hostname; same files and users)
 #   harness.sh name I | addr I  host I's name / address
 #   harness.sh mpirun-args H    the mpirun options for hosts H (e.g. 0,1,2): hostfile (one slot each),
-#                               the rsh agent, TCP only over the hosts' network
+#                               the rsh agent, TCP only over the hosts' network, no core binding
 #   harness.sh mpirun H ARG...  mpirun on the first host of H, one rank per host of H
 #   harness.sh kill I           kill -9 every process on host I (the host is lost)
 #   harness.sh cut I | mend I   take host I's link down / up again (at the switch)
@@ -199,9 +199,10 @@ mpirun_args() {
   : >"$f"
   for h in $list; do echo "$(name_of "$h") slots=1" >>"$f"; done
   # TCP only (no shared memory is possible between hosts anyway; this also keeps loopback out), for
-  # the ranks (btl) and for mpirun's daemons (oob).
+  # the ranks (btl) and for mpirun's daemons (oob). No binding: every host's first rank would be bound
+  # to core 0, the same core of this one machine.
   echo "--hostfile $f --mca plm_rsh_agent $STATE/agent --mca btl tcp,self" \
-    "--mca btl_tcp_if_include $SUBNET.0/24 --mca oob_tcp_if_include $SUBNET.0/24"
+    "--mca btl_tcp_if_include $SUBNET.0/24 --mca oob_tcp_if_include $SUBNET.0/24 --bind-to none"
 }
 
 run_mpirun() {

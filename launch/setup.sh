@@ -11,6 +11,7 @@ PACKAGES=(
   libhdf5-dev hdf5-tools
   libboost-program-options-dev doctest-dev nlohmann-json3-dev libssl-dev zlib1g-dev
   dataset-fashion-mnist
+  iproute2 util-linux  # tests/multihost: ip netns, nsenter, unshare
   python3 python3-h5py python3-matplotlib python3-numpy
   python3-torch  # analysis/repsearch_h5.py load_network only; the C++ build uses libtorch-dev
 )

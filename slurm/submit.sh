@@ -20,7 +20,10 @@ job (search=ID, learn=ID, sgd=ID, analysis=ID) and writes the same lines to RUN_
 Options:
   --run-dir DIR    run directory (archive, checkpoint, results, logs); default: the config's 'out'
                    (or an extra --out), relative to the current directory
-  --ntasks N       MPI ranks of the search (default 1); islands are spread over them
+  --ntasks N       MPI ranks of the search (default 1, or one per node with --nodes); islands are
+                   spread over them
+  --nodes N        nodes the search spans (sbatch --nodes; default: as Slurm places the ranks); its
+                   ranks talk over the network between nodes (see README, "Several nodes")
   --seeds SPEC     sgd baseline seeds, one array task each: A..B, A,B,C or A (default 0..2)
   --stages LIST    comma-separated subset of search,learn,sgd,analysis (default: all); a stage
                    depends only on the stages submitted with it (learn alone needs an archive)
@@ -78,13 +81,15 @@ shift
 [[ -f "$config" ]] || die "config '$config' not found"
 config="$(abspath "$config")"
 
-run_dir="" ntasks=1 seeds="0..2" stages="search,learn,sgd,analysis" dry_run=0
+run_dir="" ntasks="" nodes="" seeds="0..2" stages="search,learn,sgd,analysis" dry_run=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --run-dir) run_dir="${2:?--run-dir needs a value}"; shift 2 ;;
     --run-dir=*) run_dir="${1#*=}"; shift ;;
     --ntasks) ntasks="${2:?--ntasks needs a value}"; shift 2 ;;
     --ntasks=*) ntasks="${1#*=}"; shift ;;
+    --nodes) nodes="${2:?--nodes needs a value}"; shift 2 ;;
+    --nodes=*) nodes="${1#*=}"; shift ;;
     --seeds) seeds="${2:?--seeds needs a value}"; shift 2 ;;
     --seeds=*) seeds="${1#*=}"; shift ;;
     --stages) stages="${2:?--stages needs a value}"; shift 2 ;;
@@ -95,7 +100,10 @@ while [[ $# -gt 0 ]]; do
     *) die "unknown option '$1' (see --help; repsearch options go after '--')" ;;
   esac
 done
+[[ -z "$nodes" || "$nodes" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer (got '$nodes')"
+[[ -n "$ntasks" ]] || ntasks="${nodes:-1}"
 [[ "$ntasks" =~ ^[1-9][0-9]*$ ]] || die "--ntasks must be a positive integer (got '$ntasks')"
+[[ -z "$nodes" ]] || ((ntasks >= nodes)) || die "--ntasks $ntasks cannot fill --nodes $nodes (at least one rank per node)"
 
 # Extra repsearch arguments: keep them for search and sgd, but take out what the jobs set themselves.
 extra=() extra_out=""
@@ -211,7 +219,7 @@ submit() { # submit KIND SBATCH-ARGS...: sbatch, echo the job id (a placeholder 
 ids=()
 search_id="" learn_id="" sgd_id="" analysis_id=""
 if [[ -n "${want[search]:-}" ]]; then
-  search_id="$(submit search "${common[@]}" --job-name="rs-search-$name" --ntasks="$ntasks" \
+  search_id="$(submit search "${common[@]}" --job-name="rs-search-$name" ${nodes:+"--nodes=$nodes"} --ntasks="$ntasks" \
     --cpus-per-task="${SITE_CPUS_SEARCH:-1}" $(time_flag "${SITE_TIME_SEARCH:-}") \
     --signal="B:USR1@$signal_s" --requeue --open-mode=append \
     --output="$run_dir/slurm-search-%j.out" ${gpus[@]+"${gpus[@]}"} \

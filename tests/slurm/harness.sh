@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# A private, real Slurm on this machine for the Slurm tests: one node "localhost" with 4 CPUs (declared,
-# whatever the core count) and 2 fake GPUs (gres File=/dev/null, /dev/zero), its own munged, its own
-# ports, every file under one state directory. Nothing is installed as a service and nothing outside
-# the state directory is configured; the daemons are stopped by the PIDs in their pid files.
+# A private, real Slurm on this machine for the Slurm tests: 4 CPUs in all (declared, whatever the core
+# count) and 2 fake GPUs per node (gres File=/dev/null, /dev/zero), its own munged, its own ports, every
+# file under one state directory. Nothing is installed as a service and nothing outside the state
+# directory is configured; the daemons are stopped by the PIDs in their pid files.
+#
+# Nodes: one node "localhost", or, with SLURM_HARNESS_HOSTS, one node per host made by
+# tests/multihost/harness.sh (network namespaces): node i is named after host i, NodeAddr is its
+# address, its slurmd runs on it under its name, and slurmctld runs on host 0. Clients must then run
+# on one of the hosts too (tests/multihost/harness.sh exec 0 CMD...): slurmctld listens there only.
 #
 #   tests/slurm/harness.sh start   install what is missing (Debian, as root), write the config, start
-#                                  munged + slurmctld + slurmd, wait for the node to be idle
+#                                  munged + slurmctld + one slurmd per node, wait for the nodes to be idle
 #   tests/slurm/harness.sh env     print the exports a client needs: eval "$(harness.sh env)"
 #   tests/slurm/harness.sh stop    cancel the jobs left, stop the daemons by PID, keep the state dir
 #   tests/slurm/harness.sh status  the daemons' PIDs and sinfo
@@ -13,6 +18,7 @@
 # Environment:
 #   SLURM_HARNESS_DIR   state directory (default /tmp/repsearch-slurm-$UID); must be an absolute path
 #                       readable by the munge user (start makes it mode 0755)
+#   SLURM_HARNESS_HOSTS a tests/multihost state directory (MULTIHOST_DIR) whose hosts become the nodes
 #
 # munged runs as user munge with its key, socket, pid file and log in $STATE/munge.
 #
@@ -37,8 +43,35 @@ skip() {
   exit 1
 }
 
+# ---- nodes ------------------------------------------------------------------------------------------
+HOSTS_DIR="${SLURM_HARNESS_HOSTS:-}"
+MULTIHOST="$(cd "$(dirname "${BASH_SOURCE[0]}")/../multihost" && pwd)/harness.sh"
+NODES=(localhost) ADDRS=("")
+CPUS_IN_ALL=4
+if [[ -n "$HOSTS_DIR" ]]; then
+  [[ -s "$HOSTS_DIR/hosts" ]] || {
+    err "SLURM_HARNESS_HOSTS=$HOSTS_DIR holds no hosts (tests/multihost/harness.sh up N first)"
+    exit 1
+  }
+  mapfile -t NODES <"$HOSTS_DIR/hosts"
+  ADDRS=()
+  for ((i = 0; i < ${#NODES[@]}; i++)); do
+    ADDRS+=("$(MULTIHOST_DIR="$HOSTS_DIR" "$MULTIHOST" addr "$i")") || exit 1
+  done
+fi
+CPUS_PER_NODE=$((CPUS_IN_ALL / ${#NODES[@]} > 0 ? CPUS_IN_ALL / ${#NODES[@]} : 1))
+
+# on_node I CMD...: CMD where node I lives (its host, under its name), or here for localhost.
+on_node() {
+  local i="$1"
+  shift
+  if [[ -n "$HOSTS_DIR" ]]; then MULTIHOST_DIR="$HOSTS_DIR" "$MULTIHOST" exec "$i" "$@"; else "$@"; fi
+}
+# The harness's own client commands run where slurmctld is reachable.
+client() { on_node 0 "$@"; }
+
 # ---- processes by pid file -------------------------------------------------------------------------
-# pid_of NAME: the PID in $STATE/run/NAME.pid when that process is alive and is ours (its command line
+# pid_of NAME: the PID in $STATE/run/NAME.pid (slurmd-NODE for a node's slurmd) when that process is alive and is ours (its command line
 # mentions the state directory), else nothing.
 pidfile() { if [[ "$1" == munged ]]; then echo "$STATE/munge/munged.pid"; else echo "$STATE/run/$1.pid"; fi; }
 
@@ -123,15 +156,23 @@ pick_ports() {
 
 write_config() {
   local mem
+  local i ctld nodes="" gres=""
   # RealMemory from slurmd -C (never more than the host has), at most 8 GiB.
   mem="$(slurmd -C 2>/dev/null | grep -o 'RealMemory=[0-9]*' | cut -d= -f2)"
   [[ -n "$mem" ]] || mem=1024
   ((mem > 8192)) && mem=8192
   pick_ports || return 1
+  ctld="localhost"
+  [[ -n "$HOSTS_DIR" ]] && ctld="${NODES[0]}(${ADDRS[0]})"
+  for ((i = 0; i < ${#NODES[@]}; i++)); do
+    nodes+="NodeName=${NODES[$i]}${ADDRS[$i]:+ NodeAddr=${ADDRS[$i]}} CPUs=$CPUS_PER_NODE Boards=1 SocketsPerBoard=1"
+    nodes+=" CoresPerSocket=$CPUS_PER_NODE ThreadsPerCore=1 RealMemory=$mem Gres=gpu:2 State=UNKNOWN"$'\n'
+    gres+="NodeName=${NODES[$i]} Name=gpu File=/dev/null"$'\n'"NodeName=${NODES[$i]} Name=gpu File=/dev/zero"$'\n'
+  done
   cat >"$CONF" <<EOF
-# Written by tests/slurm/harness.sh: a private single-node Slurm for the repsearch tests.
+# Written by tests/slurm/harness.sh: a private Slurm for the repsearch tests (${#NODES[@]} node(s)).
 ClusterName=repsearchtest
-SlurmctldHost=localhost
+SlurmctldHost=$ctld
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 SlurmUser=root
@@ -157,21 +198,22 @@ KillWait=10
 MinJobAge=600
 InactiveLimit=0
 StateSaveLocation=$STATE/state
-SlurmdSpoolDir=$STATE/spool
+# Per node (%n): several slurmd share this machine's files. TmpFS also holds the pmix plugin's
+# per-step directories, which would collide between nodes in one /tmp.
+SlurmdSpoolDir=$STATE/spool/%n
+TmpFS=$STATE/tmp/%n
 SlurmctldPidFile=$STATE/run/slurmctld.pid
-SlurmdPidFile=$STATE/run/slurmd.pid
+SlurmdPidFile=$STATE/run/slurmd-%n.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
-SlurmdLogFile=$STATE/log/slurmd.log
+SlurmdLogFile=$STATE/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
-NodeName=localhost CPUs=4 Boards=1 SocketsPerBoard=1 CoresPerSocket=4 ThreadsPerCore=1 RealMemory=$mem Gres=gpu:2 State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+${nodes}PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
-  cat >"$STATE/etc/gres.conf" <<EOF
-# Two fake GPUs: enough for --gpus-per-task scripts (each task sees CUDA_VISIBLE_DEVICES).
-NodeName=localhost Name=gpu File=/dev/null
-NodeName=localhost Name=gpu File=/dev/zero
-EOF
+  {
+    echo "# Two fake GPUs per node: enough for --gpus-per-task scripts (each task sees CUDA_VISIBLE_DEVICES)."
+    printf '%s' "$gres"
+  } >"$STATE/etc/gres.conf"
   cat >"$STATE/etc/cgroup.conf" <<EOF
 CgroupPlugin=autodetect
 EOF
@@ -196,7 +238,8 @@ start_munged() {
     --key-file="$STATE/munge/munge.key" \
     --pid-file="$STATE/munge/munged.pid" \
     --log-file="$STATE/munge/munged.log" \
-    --seed-file="$STATE/munge/munged.seed" || {
+    --seed-file="$STATE/munge/munged.seed" \
+    --origin=127.0.0.1 || { # not this host's name: a namespace host's name resolves nowhere
     err "munged failed to start:"
     tail -n 5 "$STATE/munge/munged.log" >&2
     return 1
@@ -212,16 +255,21 @@ start_munged() {
   log "munged pid $(pid_of munged)"
 }
 
-node_state() { scontrol -o show node localhost 2>/dev/null | grep -o 'State=[^ ]*' | cut -d= -f2; }
+node_state() { client scontrol -o show node "$1" 2>/dev/null | grep -o 'State=[^ ]*' | cut -d= -f2; }
+slurmds_up() { # every node's slurmd alive
+  local n
+  for n in "${NODES[@]}"; do pid_of "slurmd-$n" >/dev/null || return 1; done
+}
 
 start() {
-  local i pid st
+  local i pid st n k logs
   [[ $EUID -eq 0 ]] || skip "slurmd must run as root (this is uid $EUID)"
-  if pid_of slurmctld >/dev/null && pid_of slurmd >/dev/null && pid_of munged >/dev/null; then
+  if pid_of slurmctld >/dev/null && slurmds_up && pid_of munged >/dev/null; then
     log "already running in $STATE"
     return 0
   fi
-  mkdir -p "$STATE"/{etc,run,log,state,spool}
+  mkdir -p "$STATE"/{etc,run,log,state,spool,tmp}
+  for n in "${NODES[@]}"; do mkdir -p "$STATE/spool/$n" "$STATE/tmp/$n"; done
   chmod 0755 "$STATE" "$STATE/run" "$STATE/log"
   ensure_packages
   if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
@@ -232,13 +280,13 @@ start() {
 
   pid_of munged >/dev/null || start_munged || return 1
 
-  slurmctld -f "$CONF" -c -i || { # -c: no jobs from an earlier start
+  on_node 0 slurmctld -f "$CONF" -c -i || { # -c: no jobs from an earlier start
     err "slurmctld failed to start:"
     tail -n 20 "$STATE/log/slurmctld.log" >&2
     return 1
   }
   for ((i = 0; i < 100; i++)); do
-    scontrol ping 2>/dev/null | grep -q 'is UP' && break
+    client scontrol ping 2>/dev/null | grep -q 'is UP' && break
     sleep 0.1
   done
   pid="$(pid_of slurmctld)" || {
@@ -248,50 +296,56 @@ start() {
   }
   log "slurmctld pid $pid (port $CTLD_PORT)"
 
-  slurmd -f "$CONF" -N localhost >"$STATE/log/slurmd.start" 2>&1
-  for ((i = 0; i < 10 * WAIT_IDLE_S; i++)); do
-    st="$(node_state)"
-    [[ "$st" == IDLE* ]] && break
-    if ! pid_of slurmd >/dev/null && ((i > 20)); then break; fi
-    sleep 0.1
+  for ((k = 0; k < ${#NODES[@]}; k++)); do
+    on_node "$k" slurmd -f "$CONF" -N "${NODES[$k]}" >"$STATE/log/slurmd-${NODES[$k]}.start" 2>&1
   done
-  if ! pid_of slurmd >/dev/null; then
-    if grep -qi 'cgroup' "$STATE/log/slurmd.log" "$STATE/log/slurmd.start" 2>/dev/null; then
-      grep -hi 'cgroup' "$STATE/log/slurmd.log" "$STATE/log/slurmd.start" | tail -n 5 >&2
-      stop_pid slurmctld
-      stop_pid munged
-      skip "slurmd cannot start on this host because of cgroups (its cgroup plugin failed: no usable cgroup filesystem; log lines above)"
+  for ((k = 0; k < ${#NODES[@]}; k++)); do
+    n="${NODES[$k]}"
+    logs=("$STATE/log/slurmd-$n.log" "$STATE/log/slurmd-$n.start")
+    for ((i = 0; i < 10 * WAIT_IDLE_S; i++)); do
+      st="$(node_state "$n")"
+      [[ "$st" == IDLE* ]] && break
+      if ! pid_of "slurmd-$n" >/dev/null && ((i > 20)); then break; fi
+      sleep 0.1
+    done
+    if ! pid_of "slurmd-$n" >/dev/null; then
+      if grep -qi 'cgroup' "${logs[@]}" 2>/dev/null; then
+        grep -hi 'cgroup' "${logs[@]}" | tail -n 5 >&2
+        stop
+        skip "slurmd cannot start on this host because of cgroups (its cgroup plugin failed: no usable cgroup filesystem; log lines above)"
+      fi
+      err "slurmd of node $n failed to start:"
+      tail -n 20 "${logs[@]}" >&2
+      return 1
     fi
-    err "slurmd failed to start:"
-    tail -n 20 "$STATE/log/slurmd.log" "$STATE/log/slurmd.start" >&2
-    return 1
-  fi
-  [[ "$st" == IDLE* ]] || {
-    err "node localhost not idle after ${WAIT_IDLE_S} s (state '$st'):"
-    scontrol show node localhost >&2
-    return 1
-  }
-  log "slurmd pid $(pid_of slurmd) (port $SLURMD_PORT); node localhost idle; SLURM_CONF=$CONF"
+    [[ "$st" == IDLE* ]] || {
+      err "node $n not idle after ${WAIT_IDLE_S} s (state '$st'):"
+      client scontrol show node "$n" >&2
+      return 1
+    }
+    log "slurmd pid $(pid_of "slurmd-$n") (port $SLURMD_PORT): node $n${ADDRS[$k]:+ (${ADDRS[$k]})} idle"
+  done
+  log "${#NODES[@]} node(s) idle; SLURM_CONF=$CONF${HOSTS_DIR:+; clients on host 0 (${NODES[0]})}"
 }
 
 # ---- stop -------------------------------------------------------------------------------------------
 stop() {
-  local i jobs
+  local i jobs n
   client_env
   if pid_of slurmctld >/dev/null; then
-    jobs="$(squeue -h -o %A 2>/dev/null | tr '\n' ' ')"
+    jobs="$(client squeue -h -o %A 2>/dev/null | tr '\n' ' ')"
     if [[ -n "${jobs// /}" ]]; then
       log "cancelling jobs left: $jobs"
       # shellcheck disable=SC2086
-      scancel $jobs 2>/dev/null
+      client scancel $jobs 2>/dev/null
       for ((i = 0; i < 300; i++)); do
-        [[ -z "$(squeue -h -o %A 2>/dev/null)" ]] && break
+        [[ -z "$(client squeue -h -o %A 2>/dev/null)" ]] && break
         sleep 0.1
       done
     fi
   fi
-  # slurmd first (its job steps are gone by now), then the controller, then munged.
-  stop_pid slurmd
+  # slurmds first (their job steps are gone by now), then the controller, then munged.
+  for n in "${NODES[@]}"; do stop_pid "slurmd-$n"; done
   stop_pid slurmctld
   stop_pid munged
   return 0
@@ -299,11 +353,11 @@ stop() {
 
 status() {
   local n
-  for n in munged slurmctld slurmd; do
+  for n in munged slurmctld "${NODES[@]/#/slurmd-}"; do
     if pid_of "$n" >/dev/null; then echo "$n: pid $(pid_of "$n")"; else echo "$n: not running"; fi
   done
   client_env
-  pid_of slurmctld >/dev/null && sinfo
+  pid_of slurmctld >/dev/null && client sinfo
   return 0
 }
 
@@ -321,6 +375,7 @@ case "${1:-}" in
   env)
     echo "export SLURM_CONF=$(printf '%q' "$CONF")"
     echo "unset SLURM_JOB_ID SLURM_JOBID SLURM_JOB_NAME SLURM_NODELIST SLURM_JOB_NODELIST SQUEUE_FORMAT"
+    [[ -z "$HOSTS_DIR" ]] || echo "# clients reach slurmctld from the hosts only: MULTIHOST_DIR=$HOSTS_DIR tests/multihost/harness.sh exec 0 CMD..."
     ;;
   status) status ;;
   *)

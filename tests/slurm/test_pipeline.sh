@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# The Slurm pipeline against a real Slurm on this machine (tests/slurm/harness.sh: slurmctld + slurmd,
-# one node with 4 CPUs and 2 fake GPUs):
+# The Slurm pipeline against a real Slurm on this machine with two nodes: two hosts made of network
+# namespaces (tests/multihost/harness.sh), one slurmd on each (NodeAddr = the host's address, 2 CPUs
+# and 2 fake GPUs each), slurmctld on host 0 (tests/slurm/harness.sh). This script makes the hosts,
+# then runs itself on host 0, where slurmctld is reachable; the hosts go when it ends.
 #
-#  1. slurm/submit.sh configs/smoke.ini --ntasks 2 --seeds 0..1: search (2 ranks, 1 fake GPU each)
-#     -> learn array (4 elites) + sgd array (2 seeds) -> analysis; every job must end COMPLETED 0:0
-#     and the run directory must hold archive.h5, 4 learn-*.h5, sgd-0.h5, sgd-1.h5 (and
-#     report/report.md when analysis/report.py exists).
-#  2. Preemption: a longer search alone; once it logs generation 10, SIGUSR1 to its batch shell
+#  1. slurm/submit.sh configs/smoke.ini --nodes 2 --seeds 0..1: search (2 ranks, one per node, 1 fake
+#     GPU each; srun, MPI over TCP between the nodes) -> learn array (4 elites) + sgd array (2 seeds)
+#     -> analysis; every job must end COMPLETED 0:0, the run directory must hold archive.h5,
+#     4 learn-*.h5, sgd-0.h5, sgd-1.h5 (and report/report.md when analysis/report.py exists), and the
+#     archive must name both nodes.
+#  2. Preemption: a longer 2-node search alone; once it logs generation 10, SIGUSR1 to its batch shell
 #     (scancel --signal=USR1 --batch); the search checkpoints and exits 75, the job requeues itself,
 #     runs again with --resume ("resumed at generation N", 0 < N < G) and completes; its archive must
 #     equal that of the same search run straight through outside Slurm (elites, fitness, held-out).
 #
-# Runs as root (slurmd). Exit status: 0 pass, 1 fail, 77 skip (the reason is printed).
+# Runs as root (namespaces, slurmd). Exit status: 0 pass, 1 fail, 77 skip (the reason is printed).
 # Environment: REPSEARCH_BIN (default build/repsearch), KEEP_TMP=1 keeps the temporary directory,
 # TEST_SLURM_TIMEOUT (seconds per wait, default 150; at most 4 waits, so CTest needs TIMEOUT >= 700).
 set -uo pipefail
@@ -19,6 +22,7 @@ set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="${REPSEARCH_BIN:-$repo/build/repsearch}"
 harness="$repo/tests/slurm/harness.sh"
+multihost="$repo/tests/multihost/harness.sh"
 timeout_s="${TEST_SLURM_TIMEOUT:-150}"
 gens=400 # the preemption search: long enough to be signalled mid-run (tens of seconds here)
 py=/usr/bin/python3
@@ -39,6 +43,39 @@ fail() {
 [[ -x "$bin" ]] || skip "repsearch binary $bin not built"
 [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || -d /usr/share/datasets/fashion-mnist ]] ||
   skip "Fashion-MNIST not installed (dataset-fashion-mnist)"
+
+# ---- the two hosts; the test itself runs on host 0 ------------------------------------------------------
+if [[ -z "${REPSEARCH_PIPELINE_HOSTS:-}" ]]; then
+  hosts_dir="$(mktemp -d /tmp/repsearch-slurm-hosts.XXXXXX)"
+  export MULTIHOST_DIR="$hosts_dir" MULTIHOST_OWNER=$$
+  body=""
+  # shellcheck disable=SC2317  # called by the EXIT trap
+  outer_cleanup() {
+    local rc=$?
+    [[ -n "$body" ]] && kill -TERM "$body" 2>/dev/null && wait "$body" 2>/dev/null
+    "$multihost" down # also whatever the body left running on the hosts
+    rm -rf "$hosts_dir"
+    exit "$rc"
+  }
+  trap outer_cleanup EXIT
+  trap 'exit 1' INT TERM
+  "$multihost" up 2
+  rc=$?
+  [[ $rc -eq 77 ]] && skip "this machine cannot make the two hosts (see the harness's message above)"
+  [[ $rc -eq 0 ]] || {
+    echo "[test_pipeline] FAIL: tests/multihost/harness.sh up 2 failed (exit $rc)" >&2
+    exit 1
+  }
+  REPSEARCH_PIPELINE_HOSTS="$hosts_dir" "$multihost" exec 0 "$repo/tests/slurm/test_pipeline.sh" "$@" &
+  body=$!
+  wait "$body"
+  rc=$?
+  body=""
+  exit "$rc"
+fi
+export SLURM_HARNESS_HOSTS="$REPSEARCH_PIPELINE_HOSTS"
+nodes=("$("$multihost" name 0)" "$("$multihost" name 1)")
+log "on host ${nodes[0]}; Slurm nodes ${nodes[*]}"
 
 tmp="$(mktemp -d /tmp/repsearch-slurm-test.XXXXXX)"
 chmod 0755 "$tmp" # the munge user must reach the harness's munge directory inside
@@ -164,8 +201,10 @@ dump_logs() { # dump_logs DIR: the jobs' logs and the daemons' log tails
   done
   echo "----- slurmctld.log (last 20 lines)"
   tail -n 20 "$SLURM_HARNESS_DIR/log/slurmctld.log"
-  echo "----- slurmd.log (last 20 lines)"
-  tail -n 20 "$SLURM_HARNESS_DIR/log/slurmd.log"
+  for f in "$SLURM_HARNESS_DIR"/log/slurmd-*.log; do
+    echo "----- $(basename "$f") (last 20 lines)"
+    tail -n 20 "$f"
+  done
 }
 
 # check_completed ID...: every record COMPLETED with ExitCode=0:0.
@@ -179,8 +218,8 @@ check_completed() {
 
 # ---- 1. the pipeline ----------------------------------------------------------------------------------
 run="$tmp/run"
-log "submitting the pipeline: slurm/submit.sh configs/smoke.ini --run-dir $run --ntasks 2 --seeds 0..1"
-if ! out="$("$repo/slurm/submit.sh" "$repo/configs/smoke.ini" --run-dir "$run" --ntasks 2 --seeds 0..1 2>&1)"; then
+log "submitting the pipeline: slurm/submit.sh configs/smoke.ini --run-dir $run --nodes 2 --seeds 0..1"
+if ! out="$("$repo/slurm/submit.sh" "$repo/configs/smoke.ini" --run-dir "$run" --nodes 2 --seeds 0..1 2>&1)"; then
   echo "$out"
   echo "[test_pipeline] FAIL: submit.sh failed" >&2
   exit 1
@@ -220,18 +259,23 @@ if [[ -f "$repo/analysis/report.py" ]]; then
 else
   log "analysis/report.py not present: the analysis job had nothing to run (report.md not checked)"
 fi
-grep -q 'search.sbatch.* 2 rank(s) x 1 thread(s), GPUs per task: 1' "$run"/slurm-search-"$search_id".out ||
-  fail "the search log does not show 2 ranks x 1 thread with 1 GPU per task"
+grep -q 'search.sbatch.* (2 node(s)) .* 2 rank(s) x 1 thread(s), GPUs per task: 1' "$run"/slurm-search-"$search_id".out ||
+  fail "the search log does not show 2 nodes, 2 ranks x 1 thread with 1 GPU per task"
 if [[ -f "$run/archive.h5" ]]; then
   ranks="$("$bin" inspect --json --file "$run/archive.h5" 2>/dev/null | grep -o '"n_ranks": *[0-9]*' | grep -o '[0-9]*$')"
   [[ "$ranks" == 2 ]] || fail "archive says n_ranks=$ranks, expected 2"
+  # srun placed one rank per node: each rank's host name is in the archive, in rank order.
+  hosts="$("$bin" inspect --json --file "$run/archive.h5" 2>/dev/null | grep -o '"hosts": *"[^"]*"' | cut -d'"' -f4)"
+  [[ "$(tr , '\n' <<<"$hosts" | sort | tr '\n' ' ')" == "$(printf '%s\n' "${nodes[@]}" | sort | tr '\n' ' ')" ]] ||
+    fail "archive hosts '$hosts', expected one rank on each of ${nodes[*]}"
+  log "the archive names the ranks' hosts: $hosts"
 fi
 log "pipeline part done ($failures failure(s) so far)"
 
 # ---- 2. preemption: USR1 -> checkpoint -> requeue -> resume ----------------------------------------------
 pre="$tmp/preempt"
-log "submitting a $gens-generation search alone (--checkpoint-interval 0)"
-if ! out="$("$repo/slurm/submit.sh" "$repo/configs/smoke.ini" --run-dir "$pre" --ntasks 2 --stages search \
+log "submitting a $gens-generation search alone on both nodes (--checkpoint-interval 0)"
+if ! out="$("$repo/slurm/submit.sh" "$repo/configs/smoke.ini" --run-dir "$pre" --nodes 2 --stages search \
   -- --generations "$gens" --checkpoint-interval 0 2>&1)"; then
   echo "$out"
   echo "[test_pipeline] FAIL: submit.sh --stages search failed" >&2
@@ -274,8 +318,8 @@ log "job $pre_id requeued: $(show_jobs "$pre_id" | sed 's/^ *//')"
 # Release it only once the first run's allocation is gone: started too early, slurmctld kills the new
 # run ("Job credential revoked", seen once on a loaded machine).
 limit=$((SECONDS + timeout_s))
-until [[ "$(sinfo -h -N -n localhost -o %T 2>/dev/null)" == idle ]]; do
-  ((SECONDS > limit)) && { fail "the node did not return to idle after the requeue"; break; }
+until [[ "$(sinfo -h -N -o %T 2>/dev/null | sort -u)" == idle ]]; do
+  ((SECONDS > limit)) && { fail "the nodes did not return to idle after the requeue"; break; }
   sleep 0.2
 done
 sleep 2

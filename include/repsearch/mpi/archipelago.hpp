@@ -125,7 +125,8 @@ class Archipelago {
   std::vector<MigrationEvent> gather_migrations() const;  // rank 0: sorted by generation, destination
   Elites collect_elites(std::int64_t k, const EliteSelection& selection = {}) const;
   double time_in_migration() const { return migration_seconds_; }
-  // Wall seconds this rank spent in MPI calls (migration, gathers, progress, stop agreement), waiting included.
+  // Wall seconds this rank spent in MPI calls (migration, gathers, progress, stop agreement), waiting
+  // included; not the time in for_each_state's sink (rank 0 writes the checkpoint there).
   double time_in_mpi() const { return mpi_seconds_; }
 
  private:

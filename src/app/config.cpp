@@ -232,7 +232,8 @@ std::string describe_command(const std::string& cmd) {
     return "learn: train networks by regressing the cut layer onto an archive's elites, fit the head, evaluate";
   if (cmd == "sgd") return "sgd: the same network trained end to end with cross-entropy (the baseline)";
   if (cmd == "config")
-    return "config: print the options as every command resolves them (defaults < --config files in order < command line)";
+    return "config: print the options as every command resolves them (defaults < --config files in order < command "
+           "line); every option of search, learn and sgd is accepted (see their --help)";
   return cmd;
 }
 

@@ -246,36 +246,9 @@ settle() {
 temporaries() { compgen -G "$1/*.tmp-*" 2>/dev/null | tr '\n' ' ' || true; }
 what_signal() { if (($1 > 128)); then echo " (signal $(kill -l $(($1 - 128)) 2>/dev/null || echo $(($1 - 128))))"; fi; }
 
-# same_archive A B: the datasets that must be deterministic, compared bit for bit (not the wall-time
-# `seconds` column); prints the differences, 1 if any.
-same_archive() {
-  "$py" - "$1" "$2" <<'PY'
-import sys
-import h5py
-try:
-    a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
-except Exception as e:  # noqa: BLE001
-    print(f"cannot open: {e}")
-    sys.exit(1)
-names = [f"/elites/{n}" for n in ("representations", "fitness", "heldout", "uid")]
-for island in sorted(set(a["/islands"]) | set(b["/islands"]), key=int):
-    names += [f"/islands/{island}/history/{n}" for n in ("best", "mean", "heldout", "evaluations")]
-names += [f"/migrations/{n}" for n in sorted(set(a["/migrations"]) | set(b["/migrations"]))]
-bad = []
-for n in names:
-    if n not in a or n not in b:
-        bad.append(f"{n}: missing in {'the result' if n not in a else 'the reference'}")
-        continue
-    x, y = a[n][()], b[n][()]
-    if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
-        bad.append(f"{n}: differs ({x.dtype}{list(x.shape)} vs {y.dtype}{list(y.shape)})")
-for line in bad[:8]:
-    print(line)
-if len(bad) > 8:
-    print(f"... {len(bad) - 8} more")
-sys.exit(1 if bad else 0)
-PY
-}
+# same_archive A B: tests/same_archive.py: the datasets that must be deterministic, bit for bit (not
+# the wall-time `seconds` column); prints the differences, 1 if any.
+same_archive() { "$py" "$repo/tests/same_archive.py" "$1" "$2"; }
 
 # damage FILE MODE OFFSET SEED: damages FILE in place and prints what and where (the dataset whose
 # data holds the first damaged byte, or "metadata/free space"); exit 3 if the bytes did not change.

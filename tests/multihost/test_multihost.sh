@@ -116,30 +116,9 @@ on_hosts() {
   timeout -k 5 120 "$hosts" mpirun "$h" "$bin" search --config "$config" "$@" >"$logf" 2>&1
 }
 
-# same_archive A B: the datasets that must be deterministic, bit for bit (as tests/fault_inject.sh);
+# same_archive A B: tests/same_archive.py: the datasets that must be deterministic, bit for bit;
 # prints the differences, 1 if any.
-same_archive() {
-  "$py" - "$1" "$2" <<'PY'
-import sys
-import h5py
-a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
-names = [f"/elites/{n}" for n in ("representations", "fitness", "heldout", "uid")]
-for island in sorted(set(a["/islands"]) | set(b["/islands"]), key=int):
-    names += [f"/islands/{island}/history/{n}" for n in ("best", "mean", "heldout", "evaluations")]
-names += [f"/migrations/{n}" for n in sorted(set(a["/migrations"]) | set(b["/migrations"]))]
-bad = []
-for n in names:
-    if n not in a or n not in b:
-        bad.append(f"{n}: missing in {'the result' if n not in a else 'the reference'}")
-        continue
-    x, y = a[n][()], b[n][()]
-    if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
-        bad.append(f"{n}: differs ({x.dtype}{list(x.shape)} vs {y.dtype}{list(y.shape)})")
-print("\n".join(bad))
-print(f"compared {len(names)} datasets, {len(bad)} different, {len(a['/migrations/generation'])} migrations")
-sys.exit(1 if bad else 0)
-PY
-}
+same_archive() { "$py" "$repo/tests/same_archive.py" "$1" "$2"; }
 
 # provenance ARCHIVE KEY: a provenance field of an archive (inspect --json).
 provenance() { "$bin" inspect --json --file "$1" | "$py" -c "import json, sys; print(json.load(sys.stdin)['provenance']['$2'])"; }

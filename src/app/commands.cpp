@@ -80,8 +80,7 @@ Error with_previous_checkpoint(const std::string& ckpt_path, const std::string& 
   std::string hint;
   if (fs::exists(prev)) {
     try {
-      auto h = io::read_checkpoint_header(prev);
-      for (auto i : io::checkpoint_islands(prev)) io::read_checkpoint(prev, {i}, at::Device(at::kCPU));  // verified
+      auto h = io::verify_checkpoint(prev);
       hint = "\nthe previous checkpoint " + prev + " (generation " + std::to_string(h.generation) +
              ") reads back intact: to resume from it, move it onto " + ckpt_path + " and run with --resume again";
     } catch (const Error& e) {

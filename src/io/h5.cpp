@@ -345,8 +345,7 @@ CheckpointWriter::CheckpointWriter(const std::string& path, const Provenance& pr
   const std::string label = impl_->label;
   how.verify = [label](const std::string& temp) {  // read back in full, one island at a time
     try {
-      const Checkpoint head = read_checkpoint_header(temp);
-      for (std::int64_t i : checkpoint_islands(temp)) read_checkpoint(temp, {i}, at::Device(at::kCPU));
+      verify_checkpoint(temp);
     } catch (const Error& e) {
       fail(label, ": the new checkpoint did not read back intact, so it was not used (", e.what(), ")");
     }
@@ -499,6 +498,12 @@ std::vector<std::int64_t> checkpoint_islands(const std::string& path) {
   Handle file = open_for_read(path, label, kCheckpointFormat);
   const Reader r(file.get(), label);
   return island_indices(r);
+}
+
+Checkpoint verify_checkpoint(const std::string& path) {
+  Checkpoint head = read_checkpoint_header(path);
+  for (std::int64_t i : checkpoint_islands(path)) read_checkpoint(path, {i}, at::Device(at::kCPU));
+  return head;
 }
 
 Checkpoint read_checkpoint_header(const std::string& path) {

@@ -193,27 +193,42 @@ struct Sends {
 };
 
 // Every rank's items reach rank 0 (root's own first, then by rank). One message per item.
-std::vector<std::vector<char>> gather_items(MPI_Comm comm, std::vector<std::vector<char>> local, int tag,
-                                            const char* what) {
+// Every rank's `n_local` items reach rank 0 one at a time, so no rank holds more than one packed item
+// in flight: rank 0 calls `own(i)` for its own, then `received(bytes)` for the others' in rank order;
+// other ranks send `pack(i)` and wait for each before packing the next.
+void stream_to_root(MPI_Comm comm, int tag, const char* what, std::size_t n_local,
+                    const std::function<std::vector<char>(std::size_t)>& pack,
+                    const std::function<void(std::size_t)>& own,
+                    const std::function<void(std::vector<char>)>& received) {
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  int mine = static_cast<int>(local.size());
+  int mine = static_cast<int>(n_local);
   std::vector<int> counts(static_cast<std::size_t>(size));
   MPI_Request req;
   check(MPI_Igather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm, &req), "MPI_Igather");
   wait_request(&req, what);
   if (rank != 0) {
-    Sends sends;
-    sends.bufs.reserve(local.size());
-    sends.reqs.reserve(local.size());
-    for (auto& b : local) sends.post(comm, std::move(b), 0, tag);
-    sends.wait(what);
-    return {};
+    for (std::size_t i = 0; i < n_local; ++i) {
+      Sends one;
+      one.post(comm, pack(i), 0, tag);
+      one.wait(what);
+    }
+    return;
   }
-  std::vector<std::vector<char>> all = std::move(local);
+  for (std::size_t i = 0; i < n_local; ++i) own(i);
   for (int r = 1; r < size; ++r)
-    for (int i = 0; i < counts[static_cast<std::size_t>(r)]; ++i) all.push_back(receive(comm, r, tag, what));
+    for (int i = 0; i < counts[static_cast<std::size_t>(r)]; ++i) received(receive(comm, r, tag, what));
+}
+
+// Every rank's items reach rank 0 (root's own first, then by rank).
+std::vector<std::vector<char>> gather_items(MPI_Comm comm, std::vector<std::vector<char>> local, int tag,
+                                            const char* what) {
+  std::vector<std::vector<char>> all;
+  stream_to_root(
+      comm, tag, what, local.size(), [&](std::size_t i) { return std::move(local[i]); },
+      [&](std::size_t i) { all.push_back(std::move(local[i])); },
+      [&](std::vector<char> b) { all.push_back(std::move(b)); });
   return all;
 }
 
@@ -649,32 +664,16 @@ std::uint32_t Archipelago::agreed(std::uint32_t flags) {
 
 void Archipelago::for_each_state(const std::function<void(const IslandState&)>& sink) const {
   Timer timer(mpi_seconds_);
-  const char* what = "the island states (checkpoint gather)";
-  int mine = static_cast<int>(islands_.size());
-  std::vector<int> counts(static_cast<std::size_t>(size_));
-  MPI_Request req;
-  check(MPI_Igather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm_, &req), "MPI_Igather");
-  wait_request(&req, what);
-  if (rank_ != 0) {  // one packed island in flight at a time
-    for (const auto& s : islands_) {
-      Sends one;
-      one.post(comm_, pack_state(s), 0, kTagStates);
-      one.wait(what);
-    }
-    return;
-  }
   // Rank 0 writes the checkpoint in `sink`: disk time, not MPI time.
   auto write = [&](const IslandState& s) {
     const auto t0 = std::chrono::steady_clock::now();
     sink(s);
     mpi_seconds_ -= std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  for (const auto& s : islands_) write(s);
-  for (int r = 1; r < size_; ++r)
-    for (int i = 0; i < counts[static_cast<std::size_t>(r)]; ++i) {
-      const IslandState s = unpack_state(receive(comm_, r, kTagStates, what));
-      write(s);
-    }
+  stream_to_root(
+      comm_, kTagStates, "the island states (checkpoint gather)", islands_.size(),
+      [&](std::size_t i) { return pack_state(islands_[i]); }, [&](std::size_t i) { write(islands_[i]); },
+      [&](std::vector<char> b) { write(unpack_state(b)); });
 }
 
 std::vector<IslandState> Archipelago::gather_states() const {

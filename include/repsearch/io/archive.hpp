@@ -91,6 +91,9 @@ std::string previous_checkpoint(const std::string& path);
 Checkpoint read_checkpoint(const std::string& path, const std::vector<std::int64_t>& islands, const at::Device& device);
 // The island indices a checkpoint holds, sorted.
 std::vector<std::int64_t> checkpoint_islands(const std::string& path);
+// Reads a whole checkpoint back, one island at a time (checksums, finite values), and returns its
+// header; Error as read_checkpoint's when anything is damaged.
+Checkpoint verify_checkpoint(const std::string& path);
 // Provenance and generation only (cheap: for comparing configs before a resume).
 Checkpoint read_checkpoint_header(const std::string& path);
 

@@ -151,7 +151,7 @@ TEST_CASE("allow-change: structural keys are refused; an allowed change is what 
   TempDir dir("repsearch_rel_allow");
   const auto out = dir.file("run");
   REQUIRE(run(search(out, "--generations 4")).status == 0);
-  for (const std::string& change : {"--islands 2 --allow-change islands", "--dim 8 --allow-change dim",
+  for (const std::string change : {"--islands 2 --allow-change islands", "--dim 8 --allow-change dim",
                                     "--population 16 --allow-change population", "--sigma 0.5 --allow-change sigma"}) {
     auto r = run(search(out, "--resume --generations 6 " + change));
     CHECK_MESSAGE(r.status == 2, change, "\n", r.output);

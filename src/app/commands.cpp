@@ -435,7 +435,7 @@ int cmd_search(const Options& o) {
   while (arch.generation() < generations) {
     arch.step();
     const i64 g = arch.generation();
-    std::uint32_t want = g_stop_signal != 0 ? kStop : 0;
+    std::uint32_t want = g_stop_signal != 0 ? std::uint32_t{kStop} : 0u;
     if (root && ck_seconds > 0 && !ck_requested &&
         std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint).count() >= ck_seconds) {
       want |= kCheckpointDue;

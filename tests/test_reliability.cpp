@@ -4,9 +4,14 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 
+#include <functional>
 #include <regex>
+#include <stdexcept>
+#include <typeinfo>
 #include <sstream>
 
+#include "config.hpp"
+#include "repsearch/core/error.hpp"
 #include "repsearch/io/archive.hpp"
 #include "testing.hpp"
 
@@ -81,6 +86,83 @@ TEST_CASE("config: later files win, the command line wins over all, one resolver
     CHECK_MESSAGE(r.status == 0, name, ": ", r.output);
   }
   CHECK(shipped >= 8);
+}
+
+namespace {
+
+// The E that f throws; fails the test on any other outcome.
+template <class E>
+E thrown(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e;
+  }
+  FAIL("expected ", typeid(E).name(), ", nothing was thrown");
+  throw std::logic_error("unreachable");
+}
+
+repsearch::OptionError option_error(const std::string& command, const std::vector<std::string>& args) {
+  namespace app = repsearch::app;
+  return thrown<repsearch::OptionError>([&] { app::validate(app::parse_options(command, args)); });
+}
+
+}  // namespace
+
+TEST_CASE("config: option errors carry the option, the value given and what it may be; file errors the file") {
+  auto e = option_error("search", {"--population", "1"});
+  CHECK(e.option == "population");
+  CHECK(e.value == "1");
+  CHECK(e.expected == ">= 2");
+  CHECK(std::string(e.what()) == "option population: must be >= 2, found 1");
+  e = option_error("search", {"--crossover", "1.5"});
+  CHECK(e.option == "crossover");
+  CHECK(e.value == "1.5");
+  CHECK(e.expected == "in [0, 1]");
+  e = option_error("search", {"--operators", "pull,teleport"});
+  CHECK(e.option == "operators");
+  CHECK(e.value == "teleport");
+  CHECK(std::string(e.what()).find("unknown operator 'teleport'") != std::string::npos);
+  e = option_error("data", {"--dataset", "imagenet"});
+  CHECK(e.option == "dataset");
+  CHECK(e.value == "imagenet");
+  CHECK(e.expected.find("fashion-mnist") != std::string::npos);
+  CHECK(std::string(e.what()).find("found 'imagenet'") != std::string::npos);
+  e = option_error("search", {"--val-batch", "600", "--val-size", "500"});
+  CHECK(e.option == "val-batch");
+  CHECK(e.value == "600");
+  CHECK(e.expected == "at most val-size (500)");
+  e = option_error("sgd", {"--seeds", "3..1"});
+  CHECK(e.option == "seeds");
+  CHECK(e.value == "3..1");
+  e = option_error("search", {"--no-such-option", "3"});
+  CHECK(e.option == "no-such-option");
+  CHECK(std::string(e.what()).find("see 'repsearch search --help'") != std::string::npos);
+  e = option_error("search", {"--search-size", "lots"});
+  CHECK(e.option == "search-size");
+  CHECK(e.value == "lots");
+  // init=labels needs a column per class: 10 for Fashion-MNIST, 100 for CIFAR-100.
+  e = option_error("search", {"--init", "labels", "--dim", "8"});
+  CHECK(e.option == "dim");
+  CHECK(e.value == "8");
+  CHECK(std::string(e.what()).find("number of classes (10)") != std::string::npos);
+  e = option_error("search", {"--init", "labels", "--dim", "50", "--dataset", "cifar100"});
+  CHECK(e.option == "dim");
+  CHECK(e.expected == ">= 100 for init=labels");
+  CHECK(std::string(e.what()).find("number of classes (100)") != std::string::npos);
+  repsearch::app::validate(repsearch::app::parse_options("search", {"--init", "labels", "--dim", "50"}));
+
+  TempDir dir("repsearch_rel_config_typed");
+  const auto absent = dir.file("absent.ini");
+  auto in = thrown<repsearch::InputError>([&] { repsearch::app::parse_options("search", {"--config", absent}); });
+  CHECK(in.file == absent);
+  CHECK(in.reason.find("no such file") != std::string::npos);
+  CHECK(std::string(in.what()) == "config file " + absent + ": " + in.reason);
+  const auto bad_key = dir.file("bad_key.ini");
+  write_file(bad_key, "populaton = 9\n");
+  in = thrown<repsearch::InputError>([&] { repsearch::app::parse_options("search", {"--config", bad_key}); });
+  CHECK(in.file == bad_key);
+  CHECK(in.reason.find("populaton") != std::string::npos);
 }
 
 TEST_CASE("errors: a failure on rank 1 is printed with its rank and host, and the job exits non-zero") {

@@ -278,7 +278,11 @@ Options parse_options(const std::string& command, const std::vector<std::string>
   try {
     po::store(po::command_line_parser(args).options(cli).positional(positional).run(), o.vm);
   } catch (const po::error& e) {
-    fail("command line: ", e.what(), " (see 'repsearch ", command, " --help')");
+    std::string option;
+    if (const auto* named = dynamic_cast<const po::error_with_option_name*>(&e)) option = named->get_option_name();
+    option.erase(0, option.find_first_not_of('-'));
+    throw OptionError(option, "", "an option (and value) that 'repsearch " + command + " --help' lists",
+                      detail::cat("command line: ", e.what(), " (see 'repsearch ", command, " --help')"));
   }
   if (o.vm.count("help")) {
     o.help = true;
@@ -294,16 +298,19 @@ Options parse_options(const std::string& command, const std::vector<std::string>
       std::error_code ec;
       const auto st = std::filesystem::status(path, ec);
       if (!std::filesystem::exists(st))
-        fail("config file ", path, ": cannot be opened: no such file (expected a readable INI file)");
+        throw InputError(path, "cannot be opened: no such file (expected a readable INI file)",
+                         "config file " + path + ": cannot be opened: no such file (expected a readable INI file)");
       if (!std::filesystem::is_regular_file(st))
-        fail("config file ", path, ": cannot be opened: not a regular file (expected a readable INI file, found a ",
-             std::filesystem::is_directory(st) ? "directory" : "special file", ")");
+        fail_input(path, "config file ", path, ": cannot be opened: not a regular file (expected a readable INI file, found a ",
+                   std::filesystem::is_directory(st) ? "directory" : "special file", ")");
       std::ifstream in(path);
-      if (!in) fail("config file ", path, ": cannot be opened: ", std::strerror(errno), " (expected a readable INI file)");
+      if (!in)
+        fail_input(path, "config file ", path, ": cannot be opened: ", std::strerror(errno), " (expected a readable INI file)");
       try {
         po::store(po::parse_config_file(in, file_opts, /*allow_unregistered=*/false), o.vm);
       } catch (const po::error& e) {
-        fail("config file ", path, ": ", e.what(), " (expected 'key = value' lines with keys from 'repsearch search --help')");
+        fail_input(path, "config file ", path, ": ", e.what(),
+                   " (expected 'key = value' lines with keys from 'repsearch search --help')");
       }
     }
   }
@@ -368,7 +375,8 @@ SplitSizes Options::splits() const {
     s.search = SplitSizes::kAll;
   } else {
     if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos || std::stoll(text) < 1)
-      fail("option search-size: expected a positive integer or 'all', found '", text, "'");
+      throw OptionError("search-size", text, "a positive integer or 'all'",
+                        "option search-size: expected a positive integer or 'all', found '" + text + "'");
     s.search = std::stoll(text);
   }
   s.val = get<i64>("val-size");
@@ -440,7 +448,7 @@ namespace {
 
 template <class T>
 void require(const Options& o, const std::string& key, bool ok, const std::string& allowed) {
-  if (!ok) fail("option ", key, ": must be ", allowed, ", found ", value_text(o.vm.at(key)));
+  if (!ok) throw OptionError(key, value_text(o.vm.at(key)), allowed);
 }
 void positive(const Options& o, const std::string& key) { require<i64>(o, key, o.get<i64>(key) > 0, "a positive integer"); }
 void fraction(const Options& o, const std::string& key, bool open_zero = false) {
@@ -456,7 +464,7 @@ void one_of(const Options& o, const std::string& key, const std::vector<std::str
   if (std::find(names.begin(), names.end(), v) == names.end()) {
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    fail("option ", key, ": must be one of ", list, ", found '", v, "'");
+    throw OptionError(key, v, "one of " + list, detail::cat("option ", key, ": must be one of ", list, ", found '", v, "'"));
   }
 }
 
@@ -478,8 +486,10 @@ void validate(const Options& o) {
   require<double>(o, "learnable-weight", o.get<double>("learnable-weight") >= 0, ">= 0");
   positive(o, "val-batch");
   if (o.get<i64>("val-batch") > o.get<i64>("val-size"))
-    fail("option val-batch: must not exceed val-size (", o.get<i64>("val-size"), "), the pool it is drawn from, found ",
-         o.get<i64>("val-batch"));
+    throw OptionError("val-batch", std::to_string(o.get<i64>("val-batch")),
+                      detail::cat("at most val-size (", o.get<i64>("val-size"), ")"),
+                      detail::cat("option val-batch: must not exceed val-size (", o.get<i64>("val-size"),
+                                  "), the pool it is drawn from, found ", o.get<i64>("val-batch")));
   one_of(o, "algorithm", algorithm_names());
   positive(o, "islands");
   require<i64>(o, "population", o.get<i64>("population") >= 2, ">= 2");
@@ -492,18 +502,23 @@ void validate(const Options& o) {
                "in [0, population)");
   fraction(o, "crossover");
   auto ops = split_list(o.get<std::string>("operators"));
-  if (ops.empty()) fail("option operators: needs at least one of pull, column, gaussian, knn, found ''");
+  if (ops.empty())
+    throw OptionError("operators", o.get<std::string>("operators"), "at least one of pull, column, gaussian, knn",
+                      "option operators: needs at least one of pull, column, gaussian, knn, found ''");
   for (const auto& op : ops) {
     auto known = operator_names();
     if (std::find(known.begin(), known.end(), op) == known.end())
-      fail("option operators: unknown operator '", op, "'; known: pull, column, gaussian, knn");
+      throw OptionError("operators", op, "pull, column, gaussian or knn",
+                        "option operators: unknown operator '" + op + "'; known: pull, column, gaussian, knn");
   }
   fraction(o, "mutation-rate", true);
   positive_real(o, "sigma");
   positive_real(o, "sigma-min");
   positive_real(o, "sigma-max");
   if (o.get<double>("sigma-min") > o.get<double>("sigma-max"))
-    fail("option sigma-min: must not exceed sigma-max (", o.get<double>("sigma-max"), "), found ", o.get<double>("sigma-min"));
+    throw OptionError("sigma-min", value_text(o.vm.at("sigma-min")), detail::cat("at most sigma-max (", o.get<double>("sigma-max"), ")"),
+                      detail::cat("option sigma-min: must not exceed sigma-max (", o.get<double>("sigma-max"), "), found ",
+                                  o.get<double>("sigma-min")));
   fraction(o, "pull-fraction", true);
   fraction(o, "pull-alpha");
   require<double>(o, "pull-noise", o.get<double>("pull-noise") >= 0, ">= 0");
@@ -524,14 +539,18 @@ void validate(const Options& o) {
   positive(o, "dns-k");
   one_of(o, "qd-distance", qd_distance_names());
   if (o.get<std::string>("selection") == "dns" && o.get<std::string>("algorithm") != "ga")
-    fail("option selection: dns needs algorithm=ga, found algorithm=", o.get<std::string>("algorithm"));
+    throw OptionError("selection", "dns", "fitness unless algorithm=ga",
+                      "option selection: dns needs algorithm=ga, found algorithm=" + o.get<std::string>("algorithm"));
   positive(o, "diversity-probe");
   require<double>(o, "island-repulsion", o.get<double>("island-repulsion") >= 0 && std::isfinite(o.get<double>("island-repulsion")), ">= 0");
   one_of(o, "elite-selection", mpi::elite_selection_names());
   require<double>(o, "elite-tolerance", o.get<double>("elite-tolerance") >= 0 && std::isfinite(o.get<double>("elite-tolerance")), ">= 0");
   mpi::validate(o.migration(), o.get<i64>("islands"));
   if (o.get<i64>("migrants") >= o.get<i64>("population"))
-    fail("option migrants: must be below population (", o.get<i64>("population"), "), found ", o.get<i64>("migrants"));
+    throw OptionError("migrants", std::to_string(o.get<i64>("migrants")),
+                      detail::cat("below population (", o.get<i64>("population"), ")"),
+                      detail::cat("option migrants: must be below population (", o.get<i64>("population"), "), found ",
+                                  o.get<i64>("migrants")));
   require<i64>(o, "checkpoint-interval", o.get<i64>("checkpoint-interval") >= 0, ">= 0");
   require<double>(o, "checkpoint-minutes", o.get<double>("checkpoint-minutes") >= 0, ">= 0");
   positive(o, "log-every");
@@ -541,26 +560,31 @@ void validate(const Options& o) {
     const auto known = config_file_options();
     for (const auto& key : split_list(o.get<std::string>("allow-change"))) {
       if (!known.find_nothrow(key, false))
-        fail("option allow-change: unknown key '", key, "' (expected option names such as elites)");
+        throw OptionError("allow-change", key, "option names such as elites",
+                          "option allow-change: unknown key '" + key + "' (expected option names such as elites)");
       if (std::find(automatic.begin(), automatic.end(), key) == automatic.end() &&
           std::find(extra.begin(), extra.end(), key) == extra.end())
-        fail("option allow-change: '", key, "' shapes what the search computes or what the archive holds, so it cannot ",
-             "change on a resume (the archive's config would not describe the run); keys that may: ",
-             [&] {
-               std::string list;
-               for (const auto& k : extra) list += (list.empty() ? "" : ", ") + k;
-               return list;
-             }(),
-             " and the run-control keys (see 'repsearch search --help'); start a new run directory instead");
+      {
+        std::string list;
+        for (const auto& k : extra) list += (list.empty() ? "" : ", ") + k;
+        throw OptionError("allow-change", key, list + " or a run-control key",
+                          detail::cat("option allow-change: '", key, "' shapes what the search computes or what the archive ",
+                                      "holds, so it cannot change on a resume (the archive's config would not describe the ",
+                                      "run); keys that may: ", list, " and the run-control keys (see 'repsearch search ",
+                                      "--help'); start a new run directory instead"));
+      }
     }
   }
   one_of(o, "arch", {"auto", "mlp", "cnn"});
   for (const char* key : {"hidden", "channels"}) {
     auto list = split_list(o.get<std::string>(key));
-    if (list.empty()) fail("option ", key, ": expected comma-separated positive integers, found ''");
+    const auto text = o.get<std::string>(key);
+    bool ok = !list.empty();
     for (const auto& v : list)
-      if (v.find_first_not_of("0123456789") != std::string::npos || std::stoll(v) < 1)
-        fail("option ", key, ": expected comma-separated positive integers, found '", o.get<std::string>(key), "'");
+      ok = ok && v.size() <= 12 && v.find_first_not_of("0123456789") == std::string::npos && std::stoll(v) >= 1;
+    if (!ok)
+      throw OptionError(key, text, "comma-separated positive integers",
+                        detail::cat("option ", key, ": expected comma-separated positive integers, found '", text, "'"));
   }
   one_of(o, "optimizer", {"adam", "sgd"});
   positive_real(o, "lr");
@@ -578,13 +602,19 @@ void validate(const Options& o) {
   require<i64>(o, "trajectory-points", o.get<i64>("trajectory-points") >= 2, ">= 2");
   one_of(o, "data", {"search+val", "full"});
   parse_seeds(o.get<std::string>("seeds"));
-  if (o.get<std::string>("init") == "labels" && o.get<i64>("dim") < 10)
-    fail("option dim: init=labels needs dim >= the number of classes (10), found ", o.get<i64>("dim"));
+  const i64 classes = io::dataset_classes(o.get<std::string>("dataset"));
+  if (o.get<std::string>("init") == "labels" && o.get<i64>("dim") < classes)
+    throw OptionError("dim", std::to_string(o.get<i64>("dim")), detail::cat(">= ", classes, " for init=labels"),
+                      detail::cat("option dim: init=labels needs dim >= the number of classes (", classes, "), found ",
+                                  o.get<i64>("dim")));
 }
 
 std::vector<std::uint64_t> parse_seeds(const std::string& text) {
   std::vector<std::uint64_t> out;
-  auto bad = [&]() { fail("option seeds: expected 'N', 'A,B,C' or 'A..B' (non-negative integers), found '", text, "'"); };
+  auto bad = [&]() {
+    throw OptionError("seeds", text, "'N', 'A,B,C' or 'A..B' (non-negative integers)",
+                      "option seeds: expected 'N', 'A,B,C' or 'A..B' (non-negative integers), found '" + text + "'");
+  };
   auto number = [&](const std::string& s) -> std::uint64_t {
     if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) bad();
     return std::stoull(s);

@@ -112,7 +112,7 @@ void replace_file(const fs::path& path, Write&& write) {
     write(tmp);
     std::error_code ec;
     fs::rename(tmp, path, ec);
-    if (ec) fail("cannot rename ", tmp, " onto ", path.string(), ": ", ec.message());
+    if (ec) fail_output(path.string(), "cannot rename ", tmp, " onto ", path.string(), ": ", ec.message());
   } catch (...) {
     std::error_code ec;
     fs::remove(tmp, ec);
@@ -125,14 +125,15 @@ void write_summary(const fs::path& path, const nlohmann::json& j) {
     std::ofstream out(tmp);
     out << j.dump(2) << "\n";
     out.flush();
-    if (!out) fail("cannot write ", tmp, ": ", std::strerror(errno));
+    if (!out) fail_output(tmp, "cannot write ", tmp, ": ", std::strerror(errno));
   });
 }
 
 }  // namespace
 
 int cmd_learn(const Options& cli) {
-  if (!cli.vm.count("archive")) fail("learn: --archive PATH is required (the archive.h5 of a search)");
+  if (!cli.vm.count("archive"))
+    throw OptionError("archive", "", "the archive.h5 of a search", "learn: --archive PATH is required (the archive.h5 of a search)");
   const auto archive_path = cli.get<std::string>("archive");
   auto archive = io::read_archive(archive_path);
   Options o = cli;
@@ -142,8 +143,9 @@ int cmd_learn(const Options& cli) {
   const auto device = choose_device(o.get<std::string>("device"), 0);
   auto p = prepare(o, device, /*fitness_inputs=*/false);
   if (!at::equal(p.splits.search, archive.search_indices) || !at::equal(p.splits.val, archive.val_indices))
-    fail("learn: the splits rebuilt from the archive's config differ from those stored in ", archive_path,
-         " (another data set version?)");
+    throw InputError(archive_path, "its stored splits differ from those its config rebuilds (another data set version?)",
+                     "learn: the splits rebuilt from the archive's config differ from those stored in " + archive_path +
+                         " (another data set version?)");
   const i64 k = archive.representations.size(0);
   std::vector<i64> chosen;
   const auto which = o.get<std::string>("elite");
@@ -152,21 +154,27 @@ int cmd_learn(const Options& cli) {
   } else if (which.rfind("0x", 0) == 0) {
     const std::string digits = which.substr(2);
     if (digits.empty() || digits.size() > 16 || digits.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
-      fail("option elite: expected a uid of 1 to 16 hexadecimal digits after 0x, found '", which, "'");
+      throw OptionError("elite", which, "a uid of 1 to 16 hexadecimal digits after 0x",
+                        "option elite: expected a uid of 1 to 16 hexadecimal digits after 0x, found '" + which + "'");
     const auto uid = std::stoull(digits, nullptr, 16);
     for (i64 e = 0; e < k; ++e)
       if (archive.uid[static_cast<std::size_t>(e)] == uid) chosen.push_back(e);
-    if (chosen.empty()) fail("option elite: no elite with uid ", which, " in ", archive_path);
+    if (chosen.empty())
+      throw OptionError("elite", which, "the uid of an elite in " + archive_path,
+                        "option elite: no elite with uid " + which + " in " + archive_path);
   } else {
     if (which.empty() || which.size() > 18 || which.find_first_not_of("0123456789") != std::string::npos)
-      fail("option elite: expected a rank (0 = best), a uid (0x...) or 'all', found '", which, "'");
+      throw OptionError("elite", which, "a rank (0 = best), a uid (0x...) or 'all'",
+                        "option elite: expected a rank (0 = best), a uid (0x...) or 'all', found '" + which + "'");
     auto e = std::stoll(which);
-    if (e >= k) fail("option elite: rank ", e, " but ", archive_path, " holds ", k, " elites");
+    if (e >= k)
+      throw OptionError("elite", which, detail::cat("a rank below ", k),
+                        detail::cat("option elite: rank ", e, " but ", archive_path, " holds ", k, " elites"));
     chosen.push_back(e);
   }
   for (auto e : chosen)
     if (!at::isfinite(archive.representations[e]).all().item<bool>())
-      fail("archive ", archive_path, ": elite ", e, " (uid ", hex(archive.uid[static_cast<std::size_t>(e)]),
+      fail_input(archive_path, "archive ", archive_path, ": elite ", e, " (uid ", hex(archive.uid[static_cast<std::size_t>(e)]),
            ") holds non-finite values (NaN or inf): the archive was damaged or the search diverged; choose another elite");
   // Beside the archive given, unless --out was given: the archive's own `out` may be another machine's path.
   const fs::path out = cli.has("out") ? fs::path(cli.get<std::string>("out"))

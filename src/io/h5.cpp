@@ -194,7 +194,7 @@ std::string checkpoint_label(const std::string& path) { return "checkpoint " + p
 
 // ---- archive --------------------------------------------------------------------------------------
 
-void write_archive(const std::string& path, const Archive& a) {
+void write_archive(const std::string& path, const Archive& a) try {
   const std::string label = archive_label(path);
   write_atomically(path, label, [&](Writer& w) {
     {
@@ -260,9 +260,11 @@ void write_archive(const std::string& path, const Archive& a) {
     }
     write_migrations(w, a.migrations);
   });
+} catch (...) {
+  detail::rethrow_as_output(path);
 }
 
-Archive read_archive(const std::string& path) {
+Archive read_archive(const std::string& path) try {
   const std::string label = archive_label(path);
   Handle file = open_for_read(path, label, kArchiveFormat);
   const Reader r(file.get(), label);
@@ -319,6 +321,8 @@ Archive read_archive(const std::string& path) {
     a.histories.push_back(read_history(r, "/islands/" + std::to_string(i) + "/history"));
   a.migrations = read_migrations(r);
   return a;
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
 // ---- checkpoint -----------------------------------------------------------------------------------
@@ -336,7 +340,7 @@ struct CheckpointWriter::Impl {
 };
 
 CheckpointWriter::CheckpointWriter(const std::string& path, const Provenance& provenance, std::int64_t generation)
-    : impl_(std::make_unique<Impl>()) {
+    try : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
   impl_->label = checkpoint_label(path);
   impl_->generation = generation;
@@ -362,11 +366,13 @@ CheckpointWriter::CheckpointWriter(const std::string& path, const Provenance& pr
     w.attr<std::int64_t>(root.get(), "/", "pending_migrants", 0);
   }
   w.group("/islands");
+} catch (...) {
+  detail::rethrow_as_output(path);
 }
 
 CheckpointWriter::~CheckpointWriter() = default;
 
-void CheckpointWriter::add(const IslandState& s) {
+void CheckpointWriter::add(const IslandState& s) try {
   const std::string& label = impl_->label;
   if (!impl_->file) fail(label, ": cannot add island ", s.island, " after finish()");
   if (s.island < 0) fail(label, ": cannot write: island index ", s.island, " is negative");
@@ -400,13 +406,17 @@ void CheckpointWriter::add(const IslandState& s) {
   w.vector(group + "/op_weights", s.op_weights);
   write_history(w, group + "/history", s.history);
   if (s.foreign.defined()) w.tensor(group + "/foreign", s.foreign, at::kFloat);  // island-repulsion references
+} catch (...) {
+  detail::rethrow_as_output(impl_->path);
 }
 
-void CheckpointWriter::finish(const std::vector<MigrationEvent>& migrations) {
+void CheckpointWriter::finish(const std::vector<MigrationEvent>& migrations) try {
   if (!impl_->file) fail(impl_->label, ": finish() called twice");
   write_migrations(impl_->file->writer(), migrations);
   impl_->file->commit();
   impl_->file.reset();
+} catch (...) {
+  detail::rethrow_as_output(impl_->path);
 }
 
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
@@ -473,7 +483,7 @@ IslandState read_island(const Reader& r, std::int64_t index, std::int64_t genera
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path, const std::vector<std::int64_t>& islands,
-                           const at::Device& device) {
+                           const at::Device& device) try {
   const std::string label = checkpoint_label(path);
   Handle file = open_for_read(path, label, kCheckpointFormat);
   const Reader probe(file.get(), label);
@@ -491,13 +501,17 @@ Checkpoint read_checkpoint(const std::string& path, const std::vector<std::int64
   for (std::int64_t i : wanted) c.islands.push_back(read_island(r, i, c.generation, device));
   c.migrations = read_migrations(r);
   return c;
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
-std::vector<std::int64_t> checkpoint_islands(const std::string& path) {
+std::vector<std::int64_t> checkpoint_islands(const std::string& path) try {
   const std::string label = checkpoint_label(path);
   Handle file = open_for_read(path, label, kCheckpointFormat);
   const Reader r(file.get(), label);
   return island_indices(r);
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
 Checkpoint verify_checkpoint(const std::string& path) {
@@ -506,18 +520,20 @@ Checkpoint verify_checkpoint(const std::string& path) {
   return head;
 }
 
-Checkpoint read_checkpoint_header(const std::string& path) {
+Checkpoint read_checkpoint_header(const std::string& path) try {
   const std::string label = checkpoint_label(path);
   Handle file = open_for_read(path, label, kCheckpointFormat);
   const Reader r(file.get(), label);
   return read_header(r);
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
 }  // namespace repsearch::io
 
 namespace repsearch::io {
 
-std::string read_format(const std::string& path) {
+std::string read_format(const std::string& path) try {
   using namespace detail;
   const std::string label = "file " + path;
   Handle file = open_for_read(path, label, "repsearch");
@@ -526,6 +542,8 @@ std::string read_format(const std::string& path) {
   const htri_t present = H5Aexists(root.get(), "format");
   if (present <= 0) return "";
   return r.attr_string(root.get(), "/", "format");
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
 }  // namespace repsearch::io

@@ -59,6 +59,29 @@ inline std::string hdf5_reason() {
   return reason;
 }
 
+// Inside a catch: any failure while reading `file` leaves as an InputError about it (what() unchanged);
+// one while writing it, as an OutputError. Other exceptions (LibTorch's, std::bad_alloc) pass unchanged.
+[[noreturn]] inline void rethrow_as_input(const std::string& file) {
+  try {
+    throw;
+  } catch (const InputError&) {
+    throw;
+  } catch (const OptionError&) {
+    throw;
+  } catch (const Error& e) {
+    throw InputError(file, repsearch::detail::reason_after(e.what(), file), e.what());
+  }
+}
+[[noreturn]] inline void rethrow_as_output(const std::string& file) {
+  try {
+    throw;
+  } catch (const OutputError&) {
+    throw;
+  } catch (const Error& e) {
+    throw OutputError(file, repsearch::detail::reason_after(e.what(), file), e.what());
+  }
+}
+
 template <class... Args>
 [[noreturn]] void h5fail(const std::string& label, Args&&... what) {
   const std::string reason = hdf5_reason();

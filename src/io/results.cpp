@@ -94,7 +94,7 @@ std::vector<T> column(const std::vector<EpochRow>& rows, F field) {
 
 }  // namespace
 
-void write_results(const std::string& path, const Results& r) {
+void write_results(const std::string& path, const Results& r) try {
   const std::string label = results_label(path);
   const at::Tensor activations = activations_or_empty(r);
   validate(label, r, activations);
@@ -173,9 +173,11 @@ void write_results(const std::string& path, const Results& r) {
       w.tensor("/model/normalisation_std", m.normalisation_std, at::kFloat);
     }
   });
+} catch (...) {
+  detail::rethrow_as_output(path);
 }
 
-Results read_results(const std::string& path) {
+Results read_results(const std::string& path) try {
   const std::string label = results_label(path);
   Handle file = open_for_read(path, label, kResultsFormat);
   const Reader r(file.get(), label);
@@ -259,6 +261,8 @@ Results read_results(const std::string& path) {
     validate_spec(label, m, out.test_probabilities.size(1), out.activations);
   }
   return out;
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
 }  // namespace repsearch::io

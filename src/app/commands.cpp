@@ -126,6 +126,18 @@ std::string now_iso() {
   return buf;
 }
 
+io::Origin run_origin(const Options& o) {
+  io::Origin origin;
+  origin.repsearch_version = REPSEARCH_VERSION;
+  origin.git_commit = REPSEARCH_GIT_COMMIT;
+  origin.created = now_iso();
+  origin.command_line = "repsearch " + o.command + " " + o.command_line;
+  origin.config = o.resolved();
+  origin.config_sha256 = o.sha256();
+  origin.seed = o.get<std::uint64_t>("seed");
+  return origin;
+}
+
 std::string fmt_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   auto t = static_cast<long>(s + 0.5);

@@ -33,13 +33,7 @@ void write_provenance(Writer& w, hid_t root, const char* format, const Provenanc
                       std::int64_t version = kFormatVersion) {
   w.attr_string(root, "/", "format", format);
   w.attr<std::int64_t>(root, "/", "format_version", version);
-  w.attr_string(root, "/", "repsearch_version", p.repsearch_version);
-  w.attr_string(root, "/", "git_commit", p.git_commit);
-  w.attr_string(root, "/", "created", p.created);
-  w.attr_string(root, "/", "command_line", p.command_line);
-  w.attr_string(root, "/", "config", p.config);
-  w.attr_string(root, "/", "config_sha256", p.config_sha256);
-  w.attr<std::uint64_t>(root, "/", "seed", p.seed);
+  write_origin(w, root, p);
   w.attr<std::int64_t>(root, "/", "n_islands", p.n_islands);
   w.attr<std::int64_t>(root, "/", "n_ranks", p.n_ranks);
   w.attr_string(root, "/", "hosts", p.hosts);
@@ -106,13 +100,7 @@ Provenance read_provenance(const Reader& r) {
   Handle root = r.group("/");
   const hid_t g = root.get();
   Provenance p;
-  p.repsearch_version = r.attr_string(g, "/", "repsearch_version");
-  p.git_commit = r.attr_string(g, "/", "git_commit");
-  p.created = r.attr_string(g, "/", "created");
-  p.command_line = r.attr_string(g, "/", "command_line");
-  p.config = r.attr_string(g, "/", "config");
-  p.config_sha256 = r.attr_string(g, "/", "config_sha256");
-  p.seed = r.attr<std::uint64_t>(g, "/", "seed");
+  static_cast<Origin&>(p) = read_origin(r, g);
   p.n_islands = r.attr<std::int64_t>(g, "/", "n_islands");
   p.n_ranks = r.attr<std::int64_t>(g, "/", "n_ranks");
   p.hosts = r.attr_string(g, "/", "hosts");

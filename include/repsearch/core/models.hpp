@@ -52,9 +52,13 @@ struct TrainConfig {
   std::int64_t eval_batch = 2048;
 };
 
+// One epoch of a training loop; also a row of a results file's /metrics (io::EpochRow).
 struct TrainEpoch {
-  std::int64_t epoch = 0;
-  double loss = 0, train_accuracy = NAN, val_accuracy = NAN, examples_per_s = 0, seconds = 0;
+  std::int64_t epoch = 0;      // 1-based
+  double loss = 0;             // mean training loss of the epoch (MSE for regress, CE otherwise)
+  double train_accuracy = NAN, val_accuracy = NAN;  // NaN where not measured
+  double examples_per_s = 0;
+  double seconds = 0;          // cumulative
 };
 
 struct Trajectory {

@@ -213,7 +213,7 @@ const Group& fitness_group() {
      .opt<i64>("features", 2048, "p: random ReLU features of the input", positive())
      .opt<double>("lambda", 0.1, "kernel ridge strength relative to tr(phi^T phi)/p (>= 1e-3 used)", positive_real())
      .opt<double>("readout-ridge", 1e-3, "ridge of the Z -> labels readout relative to tr(Z^T Z)/d", positive_real())
-     .opt<double>("beta", 10.0, "softmax temperature of the fitness cross-entropy", positive_real())
+     .opt<double>("beta", 10.0, "logit scale of the fitness cross-entropy: softmax(beta * logits), an inverse temperature", positive_real())
      .opt<double>("learnable-weight", 0.1, "ridge-probe-learnable: weight of the LOO R^2 term", non_negative())
      .opt<i64>("val-batch", 512, "V minibatch drawn per island and generation", both(positive(), [](const Options& o, const S& k) {
        if (o.get<i64>(k) > o.get<i64>("val-size"))

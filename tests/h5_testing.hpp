@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <typeinfo>
 #include <iterator>
 #include <string>
 #include <utility>
@@ -54,16 +55,21 @@ inline std::string h5py_python() {
   return python;
 }
 
-// `action` must throw repsearch::Error whose message names `path` and contains each of `words`.
-inline void expect_error(const std::function<void()>& action, const std::string& path,
-                         const std::vector<std::string>& words) {
+// `action` must throw E (repsearch::InputError from a reader, OutputError from a writer) about `path`:
+// its file is `path`, its message names it, ends with its reason and contains each of `words`.
+template <class E>
+void expect_error(const std::function<void()>& action, const std::string& path, const std::vector<std::string>& words) {
   std::string message;
   try {
     action();
-  } catch (const repsearch::Error& e) {
+  } catch (const E& e) {
     message = e.what();
+    CHECK(e.file == path);
+    CHECK_FALSE(e.reason.empty());
+    CHECK(message.size() >= e.reason.size());
+    CHECK(message.compare(message.size() - std::min(message.size(), e.reason.size()), std::string::npos, e.reason) == 0);
   } catch (const std::exception& e) {
-    FAIL("expected repsearch::Error, got another exception: ", e.what());
+    FAIL("expected ", typeid(E).name(), ", got another exception: ", e.what());
   }
   INFO("message: ", message);
   REQUIRE_MESSAGE(!message.empty(), "expected repsearch::Error for ", path, ", nothing was thrown");

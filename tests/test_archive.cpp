@@ -387,7 +387,7 @@ TEST_CASE("checkpoint: round trip, a subset of islands, header only") {
   CHECK(rc == 0);
   CHECK(contains(rng, "counter-based"));
 
-  expect_error([&] { read_checkpoint(path, {5, 1, 7}, at::Device(at::kCPU)); }, path, {"no island 5, 7", "0, 1, 2"});
+  expect_error<repsearch::InputError>([&] { read_checkpoint(path, {5, 1, 7}, at::Device(at::kCPU)); }, path, {"no island 5, 7", "0, 1, 2"});
 }
 
 TEST_CASE("checkpoint: refuses to write islands at different generations") {
@@ -395,7 +395,7 @@ TEST_CASE("checkpoint: refuses to write islands at different generations") {
   Checkpoint c = make_checkpoint();
   c.islands[1].generation = 6;
   const std::string path = dir.file("checkpoint.h5");
-  expect_error([&] { write_checkpoint(path, c); }, path, {"generation 6"});
+  expect_error<repsearch::OutputError>([&] { write_checkpoint(path, c); }, path, {"generation 6"});
   CHECK_FALSE(fs::exists(path));
   CHECK_FALSE(has_tmp_file(dir.path));
 }
@@ -411,17 +411,17 @@ TEST_CASE("archive: a failed write leaves the previous file intact and no tempor
   SUBCASE("inconsistent /elites: throws midway, after /data was written") {
     Archive bad = good;
     bad.cka = at::zeros({3, 4}, at::kDouble);
-    expect_error([&] { write_archive(path, bad); }, path, {"cka", "expected 3"});
+    expect_error<repsearch::OutputError>([&] { write_archive(path, bad); }, path, {"cka", "expected 3"});
   }
   SUBCASE("inconsistent /data: throws before the first dataset") {
     Archive bad = good;
     bad.search_labels = at::zeros({49}, at::kInt);
-    expect_error([&] { write_archive(path, bad); }, path, {"search_labels", "49"});
+    expect_error<repsearch::OutputError>([&] { write_archive(path, bad); }, path, {"search_labels", "49"});
   }
   SUBCASE("fitness of another length") {
     Archive bad = good;
     bad.fitness = at::zeros({4}, at::kDouble);
-    expect_error([&] { write_archive(path, bad); }, path, {"fitness", "4 entries"});
+    expect_error<repsearch::OutputError>([&] { write_archive(path, bad); }, path, {"fitness", "4 entries"});
   }
   CHECK(read_bytes(path) == before);
   CHECK_FALSE(has_tmp_file(dir.path));
@@ -437,13 +437,13 @@ TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") 
 
   SUBCASE("nonexistent path") {
     const std::string path = dir.file("missing.h5");
-    expect_error([&] { read_archive(path); }, path, {"no such file"});
-    expect_error([&] { read_checkpoint_header(path); }, path, {"no such file"});
+    expect_error<repsearch::InputError>([&] { read_archive(path); }, path, {"no such file"});
+    expect_error<repsearch::InputError>([&] { read_checkpoint_header(path); }, path, {"no such file"});
   }
   SUBCASE("a text file") {
     const std::string path = dir.file("notes.h5");
     write_file(path, "this is not HDF5\n");
-    expect_error([&] { read_archive(path); }, path, {"not an HDF5 file"});
+    expect_error<repsearch::InputError>([&] { read_archive(path); }, path, {"not an HDF5 file"});
   }
   SUBCASE("an HDF5 file without a format attribute") {
     const std::string path = dir.file("foreign.h5");
@@ -454,30 +454,30 @@ TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") 
     REQUIRE(group >= 0);
     H5Gclose(group);
     REQUIRE(H5Fclose(file) >= 0);
-    expect_error([&] { read_archive(path); }, path, {"no format attribute", "not a repsearch file"});
-    expect_error([&] { read_checkpoint(path, {}, at::Device(at::kCPU)); }, path, {"no format attribute"});
+    expect_error<repsearch::InputError>([&] { read_archive(path); }, path, {"no format attribute", "not a repsearch file"});
+    expect_error<repsearch::InputError>([&] { read_checkpoint(path, {}, at::Device(at::kCPU)); }, path, {"no format attribute"});
   }
   SUBCASE("a checkpoint passed as an archive, and the reverse") {
     const std::string path = dir.file("checkpoint.h5");
     write_checkpoint(path, make_checkpoint());
-    expect_error([&] { read_archive(path); }, path,
+    expect_error<repsearch::InputError>([&] { read_archive(path); }, path,
                  {"expected a repsearch archive (format=repsearch-archive), found format='repsearch-checkpoint'"});
-    expect_error([&] { read_checkpoint_header(archive); }, archive, {"found format='repsearch-archive'"});
+    expect_error<repsearch::InputError>([&] { read_checkpoint_header(archive); }, archive, {"found format='repsearch-archive'"});
   }
   SUBCASE("another format_version") {
     edit_hdf5(archive, [](hid_t file) {
       REQUIRE(H5Adelete(file, "format_version") >= 0);
       write_int64_attr(file, "format_version", 2);
     });
-    expect_error([&] { read_archive(archive); }, archive, {"format_version 2"});
+    expect_error<repsearch::InputError>([&] { read_archive(archive); }, archive, {"format_version 2"});
   }
   SUBCASE("missing /elites/representations") {
     edit_hdf5(archive, [](hid_t file) { REQUIRE(H5Ldelete(file, "/elites/representations", H5P_DEFAULT) >= 0); });
-    expect_error([&] { read_archive(archive); }, archive, {"missing dataset /elites/representations"});
+    expect_error<repsearch::InputError>([&] { read_archive(archive); }, archive, {"missing dataset /elites/representations"});
   }
   SUBCASE("missing /migrations group") {
     edit_hdf5(archive, [](hid_t file) { REQUIRE(H5Ldelete(file, "/migrations", H5P_DEFAULT) >= 0); });
-    expect_error([&] { read_archive(archive); }, archive, {"missing group /migrations"});
+    expect_error<repsearch::InputError>([&] { read_archive(archive); }, archive, {"missing group /migrations"});
   }
   SUBCASE("inconsistent shapes: fitness of length k + 1") {
     edit_hdf5(archive, [](hid_t file) {
@@ -492,7 +492,7 @@ TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") 
       H5Dclose(ds);
       H5Sclose(space);
     });
-    expect_error([&] { read_archive(archive); }, archive, {"/elites/fitness", "4 entries", "should have 3"});
+    expect_error<repsearch::InputError>([&] { read_archive(archive); }, archive, {"/elites/fitness", "4 entries", "should have 3"});
   }
   SUBCASE("an object of the wrong kind: a group where a dataset belongs") {
     edit_hdf5(archive, [](hid_t file) {
@@ -501,7 +501,7 @@ TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") 
       REQUIRE(group >= 0);
       H5Gclose(group);
     });
-    expect_error([&] { read_archive(archive); }, archive, {"[HDF5]", "/elites/representations", "expected a dataset"});
+    expect_error<repsearch::InputError>([&] { read_archive(archive); }, archive, {"[HDF5]", "/elites/representations", "expected a dataset"});
   }
   SUBCASE("values of the wrong class: floating-point island indices") {
     edit_hdf5(archive, [](hid_t file) {
@@ -515,14 +515,14 @@ TEST_CASE("archive and checkpoint readers refuse bad files with a clear error") 
       H5Dclose(ds);
       H5Sclose(space);
     });
-    expect_error([&] { read_archive(archive); }, archive, {"/elites/island", "floating-point", "expected integer"});
+    expect_error<repsearch::InputError>([&] { read_archive(archive); }, archive, {"/elites/island", "floating-point", "expected integer"});
   }
   SUBCASE("a truncated archive") {
     const std::string path = dir.file("truncated.h5");
     const std::string bytes = read_bytes(archive);
     REQUIRE(bytes.size() > 1000);
     write_file(path, bytes.substr(0, bytes.size() / 2));
-    expect_error([&] { read_archive(path); }, path, {"truncated"});
+    expect_error<repsearch::InputError>([&] { read_archive(path); }, path, {"truncated"});
   }
 }
 
@@ -566,7 +566,7 @@ TEST_CASE("checkpoint integrity: damage is detected, the previous checkpoint is 
       REQUIRE(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, all.data()) >= 0);
       H5Dclose(ds);
     });
-    expect_error([&] { read_checkpoint(path, {}, at::Device(at::kCPU)); }, path,
+    expect_error<repsearch::InputError>([&] { read_checkpoint(path, {}, at::Device(at::kCPU)); }, path,
                  {"/islands/1/population", "corrupt", "CRC-32"});
     read_checkpoint(path, {0, 2}, at::Device(at::kCPU));  // the intact islands still read
   }
@@ -575,7 +575,7 @@ TEST_CASE("checkpoint integrity: damage is detected, the previous checkpoint is 
       REQUIRE(H5Adelete(file, "generation") >= 0);
       write_int64_attr(file, "generation", 9);
     });
-    expect_error([&] { read_checkpoint_header(path); }, path, {"root attributes", "corrupt"});
+    expect_error<repsearch::InputError>([&] { read_checkpoint_header(path); }, path, {"root attributes", "corrupt"});
   }
   SUBCASE("64 bytes of 0xFF in the middle of the file are refused") {
     const auto size = fs::file_size(path);
@@ -585,14 +585,14 @@ TEST_CASE("checkpoint integrity: damage is detected, the previous checkpoint is 
       const std::string ff(64, '\xff');
       f.write(ff.data(), 64);
     }
-    expect_error([&] { read_checkpoint(path, {}, at::Device(at::kCPU)); }, path, {});
+    expect_error<repsearch::InputError>([&] { read_checkpoint(path, {}, at::Device(at::kCPU)); }, path, {});
   }
   SUBCASE("a population that is not finite is never written over a good checkpoint") {
     Checkpoint bad = make_checkpoint();
     bad.generation = 9;
     for (auto& s : bad.islands) s.generation = 9;
     bad.islands[2].population[0][0][0] = std::numeric_limits<float>::quiet_NaN();
-    expect_error([&] { write_checkpoint(path, bad); }, path, {"did not read back intact", "non-finite"});
+    expect_error<repsearch::OutputError>([&] { write_checkpoint(path, bad); }, path, {"did not read back intact", "non-finite"});
     CHECK(read_checkpoint_header(path).generation == 8);  // untouched
     CHECK(read_checkpoint_header(prev).generation == 7);
     CHECK_FALSE(has_tmp_file(dir.path));

@@ -80,6 +80,7 @@ TEST_CASE("options: bad options and configs get a clear error and a non-zero exi
   expect(binary() + " search --sigma-min 3 --sigma-max 1", {"sigma-min", "sigma-max"});
   expect(binary() + " search --islands 2 --topology graph --migration-edges '0->5'", {"migration-edges", "0->5"});
   expect(binary() + " search --no-such-option 3", {"no-such-option"});
+  expect(binary() + " data --epochs 3", {"'--epochs' is not an option of 'repsearch data'", "learn, sgd"});
   expect(binary() + " data --dataset imagenet", {"option dataset", "imagenet", "fashion-mnist"});
   expect(binary() + " data --data-dir " + dir.file("nowhere"), {"nowhere"});
   expect(binary() + " frobnicate", {"unknown command 'frobnicate'"});

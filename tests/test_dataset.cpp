@@ -93,6 +93,25 @@ std::string error_of(const std::function<void()>& f) {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
+// The message of the repsearch::InputError that f throws, after checking its fields: the file it
+// names lies in `where` (a file or its directory) and appears in the message, which ends with the reason.
+// Any other outcome fails the test.
+std::string input_error_of(const std::string& where, const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const repsearch::InputError& e) {
+    const std::string m = e.what();
+    CHECK_MESSAGE(e.file.rfind(where, 0) == 0, "file '", e.file, "' not in '", where, "'");
+    CHECK(contains(m, e.file));
+    CHECK_FALSE(e.reason.empty());
+    CHECK(m.size() >= e.reason.size());
+    CHECK(m.compare(m.size() - std::min(m.size(), e.reason.size()), std::string::npos, e.reason) == 0);
+    return m;
+  }
+  FAIL_CHECK("expected repsearch::InputError, nothing was thrown");
+  return "";
+}
+
 #define CHECK_ERROR_MENTIONS(msg, part) CHECK_MESSAGE(contains(msg, part), "message: " << (msg) << "\nlacks: " << (part))
 
 // A fake MNIST-style directory: 4 IDX files with the given images/labels.
@@ -196,21 +215,21 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
   SUBCASE("missing file") {
     const std::string p = d.file("nope-idx3-ubyte");
     CHECK_THROWS_AS(read_idx(p), Error);
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "no such file");
   }
   SUBCASE("a directory instead of a file") {
     const std::string p = d.file("adir");
     fs::create_directories(p);
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "directory");
   }
   SUBCASE("empty file") {
     const std::string p = d.file("empty");
     write_plain(p, {});
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "header");
   }
@@ -219,7 +238,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     Bytes b = idx_bytes({10, 28, 28}, {});
     b.resize(9);
     write_plain(p, b);
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "header of 16 bytes");
     CHECK_ERROR_MENTIONS(m, "truncated");
@@ -229,7 +248,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     Bytes b = idx_bytes({3, 4, 5}, image_data(3, 4, 5));
     b.resize(b.size() - 7);
     write_plain(p, b);
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "truncated");
     CHECK_ERROR_MENTIONS(m, "expected 60 data bytes");
@@ -240,7 +259,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     Bytes b = idx_bytes({3, 4, 5}, image_data(3, 4, 5));
     b.resize(b.size() - 1);
     write_gz(p, b);
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "truncated");
     CHECK_ERROR_MENTIONS(m, "found 59");
@@ -253,7 +272,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     REQUIRE(raw.size() > 40);
     raw.resize(raw.size() / 2);
     write_plain(p, raw);
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "gzip");
   }
@@ -263,7 +282,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     b.push_back(0);
     b.push_back(0);
     write_plain(p, b);
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "trailing");
     CHECK_ERROR_MENTIONS(m, "expected 4 data bytes");
@@ -275,7 +294,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     b[0] = 0x89;
     b[1] = 0x50;  // a PNG, say
     write_plain(p, b);
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "magic");
     CHECK_ERROR_MENTIONS(m, "0x89 0x50 0x08 0x02");
@@ -285,7 +304,7 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
     Bytes b = idx_bytes({2, 2}, {1, 2, 3, 4});
     b[2] = 0x0D;
     write_plain(p, b);
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "unsigned byte");
     CHECK_ERROR_MENTIONS(m, "0x0d");
@@ -293,21 +312,21 @@ TEST_CASE("read_idx: bad inputs are errors naming the file") {
   SUBCASE("zero dimensions") {
     const std::string p = d.file("nodims");
     write_plain(p, Bytes{0, 0, 8, 0, 1, 2});
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "dimensions, found 0");
   }
   SUBCASE("more than 4 dimensions") {
     const std::string p = d.file("fivedims");
     write_plain(p, idx_bytes({1, 1, 1, 1, 1}, {7}));
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "dimensions, found 5");
   }
   SUBCASE("dimension sizes whose product overflows") {
     const std::string p = d.file("huge");
     write_plain(p, idx_bytes({0xffffffffu, 0xffffffffu, 0xffffffffu}, {1, 2, 3}));
-    const std::string m = error_of([&] { read_idx(p); });
+    const std::string m = input_error_of(p, [&] { read_idx(p); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "truncated");
   }
@@ -368,14 +387,14 @@ TEST_CASE("read_cifar: bad inputs are errors naming the file") {
   SUBCASE("missing file") {
     const std::string p = d.file("data_batch_9.bin");
     CHECK_THROWS_AS(read_cifar(p, false), Error);
-    const std::string m = error_of([&] { read_cifar(p, false); });
+    const std::string m = input_error_of(p, [&] { read_cifar(p, false); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "no such file");
   }
   SUBCASE("empty file") {
     const std::string p = d.file("empty.bin");
     write_plain(p, {});
-    const std::string m = error_of([&] { read_cifar(p, false); });
+    const std::string m = input_error_of(p, [&] { read_cifar(p, false); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "empty");
   }
@@ -384,7 +403,7 @@ TEST_CASE("read_cifar: bad inputs are errors naming the file") {
     Bytes b = cifar_bytes({{1}, {2}});
     b.resize(b.size() - 100);  // 6146 - 100 = 6046
     write_plain(p, b);
-    const std::string m = error_of([&] { read_cifar(p, false); });
+    const std::string m = input_error_of(p, [&] { read_cifar(p, false); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "multiple of the record size 3073");
     CHECK_ERROR_MENTIONS(m, "6046");
@@ -392,7 +411,7 @@ TEST_CASE("read_cifar: bad inputs are errors naming the file") {
   SUBCASE("CIFAR-100 file read as CIFAR-10: size not a multiple") {
     const std::string p = d.file("c100.bin");
     write_plain(p, cifar_bytes({{1, 2}, {3, 4}}));  // 2 * 3074 = 6148
-    const std::string m = error_of([&] { read_cifar(p, false); });
+    const std::string m = input_error_of(p, [&] { read_cifar(p, false); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "3073");
     CHECK_ERROR_MENTIONS(m, "6148");
@@ -400,7 +419,7 @@ TEST_CASE("read_cifar: bad inputs are errors naming the file") {
   SUBCASE("CIFAR-100 size not a multiple of 3074") {
     const std::string p = d.file("c100short.bin");
     write_plain(p, cifar_bytes({{1}, {2}}));  // 6146 bytes
-    const std::string m = error_of([&] { read_cifar(p, true); });
+    const std::string m = input_error_of(p, [&] { read_cifar(p, true); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "3074");
     CHECK_ERROR_MENTIONS(m, "6146");
@@ -408,21 +427,21 @@ TEST_CASE("read_cifar: bad inputs are errors naming the file") {
   SUBCASE("CIFAR-10 label out of range") {
     const std::string p = d.file("badlabel.bin");
     write_plain(p, cifar_bytes({{1}, {2}, {10}}));
-    const std::string m = error_of([&] { read_cifar(p, false); });
+    const std::string m = input_error_of(p, [&] { read_cifar(p, false); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "label < 10, found 10 in record 2");
   }
   SUBCASE("CIFAR-100 fine label out of range") {
     const std::string p = d.file("badfine.bin");
     write_plain(p, cifar_bytes({{1, 2}, {3, 100}}));
-    const std::string m = error_of([&] { read_cifar(p, true); });
+    const std::string m = input_error_of(p, [&] { read_cifar(p, true); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "fine label < 100, found 100 in record 1");
   }
   SUBCASE("CIFAR-100 coarse label out of range") {
     const std::string p = d.file("badcoarse.bin");
     write_plain(p, cifar_bytes({{20, 2}}));
-    const std::string m = error_of([&] { read_cifar(p, true); });
+    const std::string m = input_error_of(p, [&] { read_cifar(p, true); });
     CHECK_ERROR_MENTIONS(m, p);
     CHECK_ERROR_MENTIONS(m, "coarse label < 20, found 20 in record 0");
   }
@@ -444,6 +463,13 @@ TEST_CASE("load_dataset: unknown name lists the known names") {
                                                    [] { repsearch::io::default_data_dir("imagenet"); }}) {
     CHECK_THROWS_AS(f(), Error);
     const std::string m = error_of(f);
+    try {
+      f();
+    } catch (const repsearch::OptionError& e) {
+      CHECK(e.option == "dataset");
+      CHECK(e.value == "imagenet");
+      for (const auto& n : repsearch::io::dataset_names()) CHECK(contains(e.expected, n));
+    }
     CHECK_ERROR_MENTIONS(m, "imagenet");
     CHECK_ERROR_MENTIONS(m, "unknown");
     for (const auto& n : repsearch::io::dataset_names()) CHECK_ERROR_MENTIONS(m, n);
@@ -518,13 +544,15 @@ TEST_CASE("load_dataset: CIFAR-10 and CIFAR-100 directories") {
     TempDir d;
     for (int b = 1; b <= 4; ++b) write_plain(d.file("data_batch_" + std::to_string(b) + ".bin"), cifar_bytes({{1}}));
     write_plain(d.file("test_batch.bin"), cifar_bytes({{7}}));
-    const std::string m = error_of([&] { repsearch::io::load_dataset("cifar10", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("cifar10", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("data_batch_5.bin"));
     CHECK_ERROR_MENTIONS(m, "--data-dir");
     CHECK_ERROR_MENTIONS(m, "fetch_datasets.sh");
   }
   SUBCASE("cifar100: a missing relative directory is explained with the current directory") {
-    const std::string m = error_of([] { repsearch::io::load_dataset("cifar100", "no-such-dir-repsearch"); });
+    const std::string m =
+        input_error_of("no-such-dir-repsearch", [] { repsearch::io::load_dataset("cifar100", "no-such-dir-repsearch"); });
     CHECK_ERROR_MENTIONS(m, (fs::path("no-such-dir-repsearch") / "train.bin").string());
     CHECK_ERROR_MENTIONS(m, "current directory");
   }
@@ -535,7 +563,8 @@ TEST_CASE("load_dataset: CIFAR-10 and CIFAR-100 directories") {
     bad.pop_back();
     write_plain(d.file("data_batch_3.bin"), bad);
     write_plain(d.file("test_batch.bin"), cifar_bytes({{7}}));
-    const std::string m = error_of([&] { repsearch::io::load_dataset("cifar10", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("cifar10", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("data_batch_3.bin"));
     CHECK_ERROR_MENTIONS(m, "record size 3073");
   }
@@ -545,7 +574,7 @@ TEST_CASE("load_dataset: bad MNIST-style directories") {
   TempDir d;
   SUBCASE("missing files: both paths tried, --data-dir and fetch_datasets.sh suggested") {
     const std::string dir = d.file("does-not-exist");
-    const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", dir); });
+    const std::string m = input_error_of(dir, [&] { repsearch::io::load_dataset("mnist", dir); });
     const std::string plain = (fs::path(dir) / "train-images-idx3-ubyte").string();
     CHECK_ERROR_MENTIONS(m, plain);
     CHECK_ERROR_MENTIONS(m, plain + ".gz");
@@ -554,7 +583,8 @@ TEST_CASE("load_dataset: bad MNIST-style directories") {
     CHECK_ERROR_MENTIONS(m, "does not exist");
   }
   SUBCASE("missing fashion-mnist suggests the Debian package") {
-    const std::string m = error_of([&] { repsearch::io::load_dataset("fashion-mnist", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("fashion-mnist", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("train-images-idx3-ubyte"));
     CHECK_ERROR_MENTIONS(m, "dataset-fashion-mnist");
     CHECK_ERROR_MENTIONS(m, "--data-dir");
@@ -562,14 +592,16 @@ TEST_CASE("load_dataset: bad MNIST-style directories") {
   SUBCASE("one of four files missing") {
     write_mnist_dir(d, 4, 2);
     fs::remove(d.file("t10k-labels-idx1-ubyte"));
-    const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("mnist", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("t10k-labels-idx1-ubyte"));
     CHECK_ERROR_MENTIONS(m, "found neither");
   }
   SUBCASE("wrong dimension count: a labels file where the images file should be") {
     write_mnist_dir(d, 4, 2);
     write_plain(d.file("train-images-idx3-ubyte"), idx_bytes({4}, {1, 2, 3, 4}));
-    const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("mnist", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("train-images-idx3-ubyte"));
     CHECK_ERROR_MENTIONS(m, "3 dimensions");
     CHECK_ERROR_MENTIONS(m, "found 1 dimension");
@@ -577,7 +609,8 @@ TEST_CASE("load_dataset: bad MNIST-style directories") {
   SUBCASE("wrong dimension count: an images file where the labels file should be") {
     write_mnist_dir(d, 4, 2);
     write_plain(d.file("t10k-labels-idx1-ubyte"), idx_bytes({2, 28, 28}, image_data(2, 28, 28)));
-    const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("mnist", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("t10k-labels-idx1-ubyte"));
     CHECK_ERROR_MENTIONS(m, "1 dimension");
     CHECK_ERROR_MENTIONS(m, "found 3");
@@ -585,7 +618,8 @@ TEST_CASE("load_dataset: bad MNIST-style directories") {
   SUBCASE("image/label count mismatch names both files and both counts") {
     write_mnist_dir(d, 4, 2);
     write_plain(d.file("train-labels-idx1-ubyte"), idx_bytes({5}, {1, 2, 3, 4, 5}));
-    const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("mnist", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("train-images-idx3-ubyte"));
     CHECK_ERROR_MENTIONS(m, d.file("train-labels-idx1-ubyte"));
     CHECK_ERROR_MENTIONS(m, "mismatch");
@@ -595,7 +629,8 @@ TEST_CASE("load_dataset: bad MNIST-style directories") {
   SUBCASE("label out of range names the file, index and value") {
     write_mnist_dir(d, 4, 2);
     write_plain(d.file("t10k-labels-idx1-ubyte"), idx_bytes({2}, {3, 10}));
-    const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("mnist", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("t10k-labels-idx1-ubyte"));
     CHECK_ERROR_MENTIONS(m, "[0, 10)");
     CHECK_ERROR_MENTIONS(m, "found label 10 at index 1");
@@ -606,21 +641,24 @@ TEST_CASE("load_dataset: bad MNIST-style directories") {
     b.resize(b.size() - 28);
     write_gz(d.file("train-images-idx3-ubyte.gz"), b);
     fs::remove(d.file("train-images-idx3-ubyte"));
-    const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("mnist", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("train-images-idx3-ubyte.gz"));
     CHECK_ERROR_MENTIONS(m, "truncated");
   }
   SUBCASE("wrong magic surfaces through load_dataset") {
     write_mnist_dir(d, 4, 2);
     write_plain(d.file("t10k-images-idx3-ubyte"), Bytes{'h', 'e', 'l', 'l', 'o', '\n'});
-    const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("mnist", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("t10k-images-idx3-ubyte"));
     CHECK_ERROR_MENTIONS(m, "0x68 0x65 0x6c 0x6c");
   }
   SUBCASE("train and test images of different sizes") {
     write_mnist_dir(d, 4, 2);
     write_plain(d.file("t10k-images-idx3-ubyte"), idx_bytes({2, 32, 32}, image_data(2, 32, 32)));
-    const std::string m = error_of([&] { repsearch::io::load_dataset("mnist", d.path.string()); });
+    const std::string m =
+        input_error_of(d.path.string(), [&] { repsearch::io::load_dataset("mnist", d.path.string()); });
     CHECK_ERROR_MENTIONS(m, d.file("t10k-images-idx3-ubyte"));
     CHECK_ERROR_MENTIONS(m, "same size");
   }

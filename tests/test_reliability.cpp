@@ -4,9 +4,14 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 
+#include <functional>
 #include <regex>
+#include <stdexcept>
+#include <typeinfo>
 #include <sstream>
 
+#include "config.hpp"
+#include "repsearch/core/error.hpp"
 #include "repsearch/io/archive.hpp"
 #include "testing.hpp"
 
@@ -83,6 +88,167 @@ TEST_CASE("config: later files win, the command line wins over all, one resolver
   CHECK(shipped >= 8);
 }
 
+namespace {
+
+// The E that f throws; fails the test on any other outcome.
+template <class E>
+E thrown(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e;
+  }
+  FAIL("expected ", typeid(E).name(), ", nothing was thrown");
+  throw std::logic_error("unreachable");
+}
+
+repsearch::OptionError option_error(const std::string& command, const std::vector<std::string>& args) {
+  namespace app = repsearch::app;
+  return thrown<repsearch::OptionError>([&] { app::validate(app::parse_options(command, args)); });
+}
+
+}  // namespace
+
+TEST_CASE("config: option errors carry the option, the value given and what it may be; file errors the file") {
+  auto e = option_error("search", {"--population", "1"});
+  CHECK(e.option == "population");
+  CHECK(e.value == "1");
+  CHECK(e.expected == ">= 2");
+  CHECK(std::string(e.what()) == "option population: must be >= 2, found 1");
+  e = option_error("search", {"--crossover", "1.5"});
+  CHECK(e.option == "crossover");
+  CHECK(e.value == "1.5");
+  CHECK(e.expected == "in [0, 1]");
+  e = option_error("search", {"--operators", "pull,teleport"});
+  CHECK(e.option == "operators");
+  CHECK(e.value == "teleport");
+  CHECK(std::string(e.what()).find("unknown operator 'teleport'") != std::string::npos);
+  e = option_error("data", {"--dataset", "imagenet"});
+  CHECK(e.option == "dataset");
+  CHECK(e.value == "imagenet");
+  CHECK(e.expected.find("fashion-mnist") != std::string::npos);
+  CHECK(std::string(e.what()).find("found 'imagenet'") != std::string::npos);
+  e = option_error("search", {"--val-batch", "600", "--val-size", "500"});
+  CHECK(e.option == "val-batch");
+  CHECK(e.value == "600");
+  CHECK(e.expected == "at most val-size (500)");
+  e = option_error("sgd", {"--seeds", "3..1"});
+  CHECK(e.option == "seeds");
+  CHECK(e.value == "3..1");
+  e = option_error("search", {"--no-such-option", "3"});
+  CHECK(e.option == "no-such-option");
+  CHECK(std::string(e.what()).find("see 'repsearch search --help'") != std::string::npos);
+  e = option_error("search", {"--search-size", "lots"});
+  CHECK(e.option == "search-size");
+  CHECK(e.value == "lots");
+  // init=labels needs a column per class: 10 for Fashion-MNIST, 100 for CIFAR-100.
+  e = option_error("search", {"--init", "labels", "--dim", "8"});
+  CHECK(e.option == "dim");
+  CHECK(e.value == "8");
+  CHECK(std::string(e.what()).find("number of classes (10)") != std::string::npos);
+  e = option_error("search", {"--init", "labels", "--dim", "50", "--dataset", "cifar100"});
+  CHECK(e.option == "dim");
+  CHECK(e.expected == ">= 100 for init=labels");
+  CHECK(std::string(e.what()).find("number of classes (100)") != std::string::npos);
+  repsearch::app::validate(repsearch::app::parse_options("search", {"--init", "labels", "--dim", "50"}));
+
+  TempDir dir("repsearch_rel_config_typed");
+  const auto absent = dir.file("absent.ini");
+  auto in = thrown<repsearch::InputError>([&] { repsearch::app::parse_options("search", {"--config", absent}); });
+  CHECK(in.file == absent);
+  CHECK(in.reason.find("no such file") != std::string::npos);
+  CHECK(std::string(in.what()) == "config file " + absent + ": " + in.reason);
+  const auto bad_key = dir.file("bad_key.ini");
+  write_file(bad_key, "populaton = 9\n");
+  in = thrown<repsearch::InputError>([&] { repsearch::app::parse_options("search", {"--config", bad_key}); });
+  CHECK(in.file == bad_key);
+  CHECK(in.reason.find("populaton") != std::string::npos);
+}
+
+TEST_CASE("config: each command takes its own options on the command line; config files may hold any") {
+  namespace app = repsearch::app;
+  // Another command's option: named, with the command that was given and those that take it.
+  auto e = option_error("data", {"--epochs", "3"});
+  CHECK(e.option == "epochs");
+  const std::string m = e.what();
+  CHECK(m.find("'--epochs' is not an option of 'repsearch data'") != std::string::npos);
+  CHECK(m.find("search, learn, sgd, config") != std::string::npos);
+  e = option_error("learn", {"--archive", "a.h5", "--dim", "8"});  // the archive's config says what dim is
+  CHECK(e.option == "dim");
+  CHECK(std::string(e.what()).find("'repsearch learn'") != std::string::npos);
+  CHECK(option_error("sgd", {"--resume"}).option == "resume");
+  CHECK(option_error("sgd", {"--elite", "0"}).option == "elite");
+  CHECK(option_error("search", {"--archive", "a.h5"}).option == "archive");
+  CHECK(option_error("search", {"--get", "dim"}).option == "get");
+  CHECK(option_error("inspect", {"--seed", "3"}).option == "seed");
+  CHECK(option_error("config", {"--elite", "0"}).option == "elite");
+  // What each takes: search stores the learner's options for learn; sgd takes a search's command line.
+  CHECK(app::parse_options("search", {"--epochs", "5"}).get<std::int64_t>("epochs") == 5);
+  CHECK(app::parse_options("sgd", {"--generations", "5", "--dim", "8"}).get<std::int64_t>("dim") == 8);
+  CHECK(app::parse_options("config", {"--resume", "--elites", "3"}).get<std::int64_t>("elites") == 3);
+  CHECK(app::parse_options("learn", {"--archive", "a.h5", "--epochs", "2"}).get<std::int64_t>("epochs") == 2);
+  CHECK(app::parse_options("inspect", {"a.h5", "--json"}).get<std::vector<std::string>>("file").size() == 1);
+  // A config file shared by search, learn and sgd: every command reads all of its keys.
+  TempDir dir("repsearch_rel_config_commands");
+  const auto shared = dir.file("shared.ini");
+  write_file(shared, "population = 6\nepochs = 4\nseeds = 0..1\nmigration-interval = 3\n");
+  for (const std::string command : {"data", "search", "sgd", "config"}) {
+    const auto o = app::parse_options(command, {"--config", shared});
+    app::validate(o);
+    CHECK(o.get<std::int64_t>("population") == 6);
+    CHECK(o.get<std::int64_t>("epochs") == 4);
+    CHECK(o.resolved() == app::parse_options("config", {"--config", shared}).resolved());
+  }
+  // --help lists what the command takes, and names what it takes besides.
+  const auto help = [](const std::string& command) { return app::parse_options(command, {"--help"}).help_text; };
+  CHECK(help("search").find("--migration-interval") != std::string::npos);
+  CHECK(help("search").find("Also taken: the Learner (learn and sgd) options") != std::string::npos);
+  CHECK(help("sgd").find("--seeds") != std::string::npos);
+  CHECK(help("sgd").find("Also taken: the Fitness, Search, Migration, Run control options") != std::string::npos);
+  CHECK(help("data").find("--population") == std::string::npos);
+  CHECK(help("data").find("--search-size") != std::string::npos);
+  CHECK(help("learn").find("--archive") != std::string::npos);
+  CHECK(help("inspect").find("--json") != std::string::npos);
+  CHECK(help("inspect").find("--seed") == std::string::npos);
+}
+
+TEST_CASE("config: the library structs' defaults are the options' declared defaults") {
+  namespace app = repsearch::app;
+  const auto o = app::parse_options("search", {});
+#define SAME(got, want, field) CHECK_MESSAGE(got.field == want.field, #field)
+  const auto s = o.search();
+  const repsearch::SearchConfig sd;
+  SAME(s, sd, algorithm); SAME(s, sd, population); SAME(s, sd, dim); SAME(s, sd, init); SAME(s, sd, val_batch);
+  SAME(s, sd, seed); SAME(s, sd, replacement); SAME(s, sd, tournament); SAME(s, sd, elitism); SAME(s, sd, crossover);
+  SAME(s, sd, crossover_align); SAME(s, sd, operators); SAME(s, sd, mutation_rate); SAME(s, sd, sigma);
+  SAME(s, sd, self_adapt); SAME(s, sd, sigma_min); SAME(s, sd, sigma_max); SAME(s, sd, pull_fraction);
+  SAME(s, sd, pull_alpha); SAME(s, sd, pull_noise); SAME(s, sd, column_scale); SAME(s, sd, knn_k);
+  SAME(s, sd, knn_fraction); SAME(s, sd, knn_noise); SAME(s, sd, adapt_memory); SAME(s, sd, adapt_floor);
+  SAME(s, sd, de_f); SAME(s, sd, de_cr); SAME(s, sd, selection); SAME(s, sd, dns_k); SAME(s, sd, qd_distance);
+  SAME(s, sd, diversity_probe); SAME(s, sd, island_repulsion);
+  const auto f = o.fitness();
+  const repsearch::FitnessConfig fd;
+  SAME(f, fd, name); SAME(f, fd, features); SAME(f, fd, lambda); SAME(f, fd, readout_ridge); SAME(f, fd, beta);
+  SAME(f, fd, learnable_weight); SAME(f, fd, seed);
+  const auto g = o.migration();
+  const repsearch::mpi::MigrationConfig gd;
+  SAME(g, gd, topology); SAME(g, gd, edges); SAME(g, gd, interval); SAME(g, gd, migrants); SAME(g, gd, align);
+  const auto t = o.train();
+  const repsearch::TrainConfig td;
+  SAME(t, td, optimizer); SAME(t, td, lr); SAME(t, td, momentum); SAME(t, td, weight_decay); SAME(t, td, epochs);
+  SAME(t, td, batch); SAME(t, td, schedule); SAME(t, td, seed); SAME(t, td, trajectory_points);
+  const auto n = o.model({1, 28, 28}, 10);
+  const repsearch::ModelConfig nd;
+  SAME(n, nd, arch); SAME(n, nd, hidden); SAME(n, nd, channels); SAME(n, nd, cut); SAME(n, nd, classes);
+  const auto z = o.splits();
+  const repsearch::SplitSizes zd;
+  SAME(z, zd, search); SAME(z, zd, val); SAME(z, zd, heldout);
+  const repsearch::mpi::EliteSelection ed;
+  CHECK(o.get<std::string>("elite-selection") == ed.mode);
+  CHECK(o.get<double>("elite-tolerance") == ed.tolerance);
+#undef SAME
+}
+
 TEST_CASE("errors: a failure on rank 1 is printed with its rank and host, and the job exits non-zero") {
   TempDir dir("repsearch_rel_errors");
   const auto out = dir.file("run");
@@ -151,7 +317,7 @@ TEST_CASE("allow-change: structural keys are refused; an allowed change is what 
   TempDir dir("repsearch_rel_allow");
   const auto out = dir.file("run");
   REQUIRE(run(search(out, "--generations 4")).status == 0);
-  for (const std::string& change : {"--islands 2 --allow-change islands", "--dim 8 --allow-change dim",
+  for (const std::string change : {"--islands 2 --allow-change islands", "--dim 8 --allow-change dim",
                                     "--population 16 --allow-change population", "--sigma 0.5 --allow-change sigma"}) {
     auto r = run(search(out, "--resume --generations 6 " + change));
     CHECK_MESSAGE(r.status == 2, change, "\n", r.output);

@@ -240,7 +240,7 @@ TEST_CASE("results: no recorded step and undefined activations are written as [0
 
   SUBCASE("but not when steps were recorded") {
     written.steps = at::arange(2, at::kLong);
-    expect_error([&] { write_results(path, written); }, path, {"activations is undefined"});
+    expect_error<repsearch::OutputError>([&] { write_results(path, written); }, path, {"activations is undefined"});
   }
 }
 
@@ -284,33 +284,33 @@ TEST_CASE("results: a model description that disagrees with the file is refused,
   SUBCASE("unresolved arch") {
     Results bad = good;
     bad.spec.arch = "auto";
-    expect_error([&] { write_results(path, bad); }, path, {"/model arch must be mlp or cnn", "'auto'"});
+    expect_error<repsearch::OutputError>([&] { write_results(path, bad); }, path, {"/model arch must be mlp or cnn", "'auto'"});
   }
   SUBCASE("classes other than the probabilities' columns") {
     Results bad = good;
     bad.spec.classes = 9;
-    expect_error([&] { write_results(path, bad); }, path, {"classes 9", "10 columns of test_probabilities"});
+    expect_error<repsearch::OutputError>([&] { write_results(path, bad); }, path, {"classes 9", "10 columns of test_probabilities"});
   }
   SUBCASE("a cut width other than the activations'") {
     Results bad = good;
     bad.spec.cut = 4;
-    expect_error([&] { write_results(path, bad); }, path, {"/model cut 4", "activations have width 3"});
+    expect_error<repsearch::OutputError>([&] { write_results(path, bad); }, path, {"/model cut 4", "activations have width 3"});
   }
   SUBCASE("statistics for another number of channels") {
     Results bad = good;
     bad.spec.normalisation_std = at::ones({3});
-    expect_error([&] { write_results(path, bad); }, path, {"one value per channel (1)"});
+    expect_error<repsearch::OutputError>([&] { write_results(path, bad); }, path, {"one value per channel (1)"});
   }
   SUBCASE("a zero standard deviation") {
     Results bad = good;
     bad.spec.normalisation_std = at::zeros({1});
-    expect_error([&] { write_results(path, bad); }, path, {"normalisation_std and logit_scale must be positive"});
+    expect_error<repsearch::OutputError>([&] { write_results(path, bad); }, path, {"normalisation_std and logit_scale must be positive"});
     CHECK(read_bytes(path) == before);  // a refused write leaves the file as it was
   }
 
   SUBCASE("read: statistics of another length") {
     edit_hdf5(path, [](hid_t file) { replace_with_doubles(file, "/model/normalisation_mean", 2); });
-    expect_error([&] { read_results(path); }, path, {"one value per channel (1)"});
+    expect_error<repsearch::InputError>([&] { read_results(path); }, path, {"one value per channel (1)"});
   }
   SUBCASE("read: a missing attribute") {
     edit_hdf5(path, [](hid_t file) {
@@ -319,7 +319,7 @@ TEST_CASE("results: a model description that disagrees with the file is refused,
       CHECK(H5Adelete(g, "logit_scale") >= 0);
       H5Gclose(g);
     });
-    expect_error([&] { read_results(path); }, path, {"missing attribute logit_scale of /model"});
+    expect_error<repsearch::InputError>([&] { read_results(path); }, path, {"missing attribute logit_scale of /model"});
   }
 }
 
@@ -428,18 +428,18 @@ TEST_CASE("results: overwriting is atomic; a refused write leaves the previous f
   SUBCASE("a phase per metric row") {
     Results bad = first;
     bad.phase.pop_back();
-    expect_error([&] { write_results(path, bad); }, path, {"4 phases for 5 metric rows"});
+    expect_error<repsearch::OutputError>([&] { write_results(path, bad); }, path, {"4 phases for 5 metric rows"});
   }
   SUBCASE("activations of another number of steps") {
     Results bad = first;
     bad.steps = at::arange(3, at::kLong);
-    expect_error([&] { write_results(path, bad); }, path,
+    expect_error<repsearch::OutputError>([&] { write_results(path, bad); }, path,
                  {"activations (axis 0)", "4 entries", "expected 3", "length of steps"});
   }
   SUBCASE("an undefined tensor") {
     Results bad = first;
     bad.test_probabilities = at::Tensor();
-    expect_error([&] { write_results(path, bad); }, path, {"test_probabilities is undefined"});
+    expect_error<repsearch::OutputError>([&] { write_results(path, bad); }, path, {"test_probabilities is undefined"});
   }
   CHECK(read_bytes(path) == before);
   CHECK_FALSE(has_tmp_file(dir.path));
@@ -455,50 +455,50 @@ TEST_CASE("results reader refuses bad files with a clear error") {
 
   SUBCASE("nonexistent path") {
     const std::string path = dir.file("missing.h5");
-    expect_error([&] { read_results(path); }, path, {"no such file", "repsearch-results"});
+    expect_error<repsearch::InputError>([&] { read_results(path); }, path, {"no such file", "repsearch-results"});
   }
   SUBCASE("a text file") {
     const std::string path = dir.file("notes.h5");
     write_file(path, "this is not HDF5\n");
-    expect_error([&] { read_results(path); }, path, {"not an HDF5 file"});
+    expect_error<repsearch::InputError>([&] { read_results(path); }, path, {"not an HDF5 file"});
   }
   SUBCASE("an archive passed as results, and the reverse") {
     const std::string archive = dir.file("archive.h5");
     write_archive(archive, make_tiny_archive());
-    expect_error([&] { read_results(archive); }, archive,
+    expect_error<repsearch::InputError>([&] { read_results(archive); }, archive,
                  {"expected a repsearch results file (format=repsearch-results), found format='repsearch-archive'"});
-    expect_error([&] { read_archive(results); }, results, {"found format='repsearch-results'"});
+    expect_error<repsearch::InputError>([&] { read_archive(results); }, results, {"found format='repsearch-results'"});
   }
   SUBCASE("an HDF5 file without a format attribute") {
     edit_hdf5(results, [](hid_t file) { REQUIRE(H5Adelete(file, "format") >= 0); });
-    expect_error([&] { read_results(results); }, results, {"no format attribute", "not a repsearch file"});
+    expect_error<repsearch::InputError>([&] { read_results(results); }, results, {"no format attribute", "not a repsearch file"});
   }
   SUBCASE("another format_version") {
     edit_hdf5(results, [](hid_t file) {
       REQUIRE(H5Adelete(file, "format_version") >= 0);
       write_int64_attr(file, "format_version", 2);
     });
-    expect_error([&] { read_results(results); }, results, {"format_version 2"});
+    expect_error<repsearch::InputError>([&] { read_results(results); }, results, {"format_version 2"});
   }
   SUBCASE("a missing root attribute") {
     edit_hdf5(results, [](hid_t file) { REQUIRE(H5Adelete(file, "kind") >= 0); });
-    expect_error([&] { read_results(results); }, results, {"missing attribute kind of /"});
+    expect_error<repsearch::InputError>([&] { read_results(results); }, results, {"missing attribute kind of /"});
   }
   SUBCASE("missing /trajectory/activations") {
     edit_hdf5(results, [](hid_t file) { REQUIRE(H5Ldelete(file, "/trajectory/activations", H5P_DEFAULT) >= 0); });
-    expect_error([&] { read_results(results); }, results, {"missing dataset /trajectory/activations"});
+    expect_error<repsearch::InputError>([&] { read_results(results); }, results, {"missing dataset /trajectory/activations"});
   }
   SUBCASE("missing /accuracy group") {
     edit_hdf5(results, [](hid_t file) { REQUIRE(H5Ldelete(file, "/accuracy", H5P_DEFAULT) >= 0); });
-    expect_error([&] { read_results(results); }, results, {"missing group /accuracy"});
+    expect_error<repsearch::InputError>([&] { read_results(results); }, results, {"missing group /accuracy"});
   }
   SUBCASE("missing /predictions group") {
     edit_hdf5(results, [](hid_t file) { REQUIRE(H5Ldelete(file, "/predictions", H5P_DEFAULT) >= 0); });
-    expect_error([&] { read_results(results); }, results, {"missing group /predictions"});
+    expect_error<repsearch::InputError>([&] { read_results(results); }, results, {"missing group /predictions"});
   }
   SUBCASE("inconsistent metrics: loss of another length") {
     edit_hdf5(results, [](hid_t file) { replace_with_doubles(file, "/metrics/loss", 4); });
-    expect_error([&] { read_results(results); }, results, {"/metrics/loss", "4 entries", "expected 5"});
+    expect_error<repsearch::InputError>([&] { read_results(results); }, results, {"/metrics/loss", "4 entries", "expected 5"});
   }
   SUBCASE("inconsistent trajectory: steps of another length") {
     edit_hdf5(results, [](hid_t file) {
@@ -513,17 +513,17 @@ TEST_CASE("results reader refuses bad files with a clear error") {
       H5Dclose(ds);
       H5Sclose(space);
     });
-    expect_error([&] { read_results(results); }, results, {"/trajectory/activations", "4 entries", "should have 3"});
+    expect_error<repsearch::InputError>([&] { read_results(results); }, results, {"/trajectory/activations", "4 entries", "should have 3"});
   }
   SUBCASE("phase that is not strings") {
     edit_hdf5(results, [](hid_t file) { replace_with_doubles(file, "/metrics/phase", 5); });
-    expect_error([&] { read_results(results); }, results, {"/metrics/phase", "floating-point", "expected string"});
+    expect_error<repsearch::InputError>([&] { read_results(results); }, results, {"/metrics/phase", "floating-point", "expected string"});
   }
   SUBCASE("a truncated results file") {
     const std::string path = dir.file("truncated.h5");
     const std::string bytes = read_bytes(results);
     REQUIRE(bytes.size() > 1000);
     write_file(path, bytes.substr(0, bytes.size() / 2));
-    expect_error([&] { read_results(path); }, path, {"truncated"});
+    expect_error<repsearch::InputError>([&] { read_results(path); }, path, {"truncated"});
   }
 }

@@ -126,6 +126,18 @@ std::string now_iso() {
   return buf;
 }
 
+io::Origin run_origin(const Options& o) {
+  io::Origin origin;
+  origin.repsearch_version = REPSEARCH_VERSION;
+  origin.git_commit = REPSEARCH_GIT_COMMIT;
+  origin.created = now_iso();
+  origin.command_line = "repsearch " + o.command + " " + o.command_line;
+  origin.config = o.resolved();
+  origin.config_sha256 = o.sha256();
+  origin.seed = o.get<std::uint64_t>("seed");
+  return origin;
+}
+
 std::string fmt_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   auto t = static_cast<long>(s + 0.5);
@@ -435,7 +447,7 @@ int cmd_search(const Options& o) {
   while (arch.generation() < generations) {
     arch.step();
     const i64 g = arch.generation();
-    std::uint32_t want = g_stop_signal != 0 ? kStop : 0;
+    std::uint32_t want = g_stop_signal != 0 ? std::uint32_t{kStop} : 0u;
     if (root && ck_seconds > 0 && !ck_requested &&
         std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint).count() >= ck_seconds) {
       want |= kCheckpointDue;

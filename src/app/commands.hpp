@@ -5,6 +5,7 @@
 #include "repsearch/core/data.hpp"
 #include "repsearch/core/fitness.hpp"
 #include "repsearch/io/dataset.hpp"
+#include "repsearch/io/provenance.hpp"
 
 namespace repsearch::app {
 
@@ -28,6 +29,8 @@ void set_threads(int threads);  // LibTorch's pool and OpenBLAS's
 int node_cores();
 at::Device choose_device(const std::string& want, int local_rank);
 std::string now_iso();
+// Where a file written by this command comes from: version, commit, time, command line, resolved config.
+io::Origin run_origin(const Options& options);
 std::string tensor_list(const at::Tensor& t, int precision = 4);
 int cmd_search(const Options& options);  // needs MPI initialised
 int cmd_inspect(const Options& options);

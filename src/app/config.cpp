@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <map>
 #include <sstream>
@@ -40,164 +41,6 @@ namespace {
 using i64 = std::int64_t;
 using u64 = std::uint64_t;
 
-po::options_description general_options() {
-  po::options_description d("General");
-  d.add_options()
-      ("help,h", "show this help")
-      ("config,c", po::value<std::vector<std::string>>()->composing(), "INI config file (repeatable; later files win, the command line wins over all)")
-      ("seed", po::value<u64>()->default_value(0), "seed of every random choice (splits, features, search, learners)")
-      ("dataset", po::value<std::string>()->default_value("fashion-mnist"), "fashion-mnist | mnist | cifar10 | cifar100")
-      ("data-dir", po::value<std::string>()->default_value(""), "directory of the data set files (default: the data set's usual place)")
-      ("search-size", po::value<std::string>()->default_value("3000"), "n_s: training examples whose representations are searched (S), or 'all': every training example not in V or H")
-      ("val-size", po::value<i64>()->default_value(2000), "|V|: validation pool the fitness draws minibatches from")
-      ("heldout-size", po::value<i64>()->default_value(2000), "|H|: held-out split that ranks elites, never seen by the fitness")
-      ("out", po::value<std::string>()->default_value("runs/default"), "run directory (archive.h5, checkpoint.h5, results)")
-      ("threads", po::value<i64>()->default_value(0), "compute threads per rank (0: cores on the node / ranks on the node)")
-      ("device", po::value<std::string>()->default_value("auto"), "auto | cpu | cuda (auto: CUDA device local-rank mod count when LibTorch has CUDA)");
-  return d;
-}
-
-po::options_description fitness_options() {
-  po::options_description d("Fitness");
-  d.add_options()
-      ("fitness", po::value<std::string>()->default_value("ridge-probe"), "ridge-probe | ridge-probe-learnable")
-      ("features", po::value<i64>()->default_value(2048), "p: random ReLU features of the input")
-      ("lambda", po::value<double>()->default_value(0.1), "kernel ridge strength relative to tr(phi^T phi)/p (>= 1e-3 used)")
-      ("readout-ridge", po::value<double>()->default_value(1e-3), "ridge of the Z -> labels readout relative to tr(Z^T Z)/d")
-      ("beta", po::value<double>()->default_value(10.0), "softmax temperature of the fitness cross-entropy")
-      ("learnable-weight", po::value<double>()->default_value(0.1), "ridge-probe-learnable: weight of the LOO R^2 term")
-      ("val-batch", po::value<i64>()->default_value(512), "V minibatch drawn per island and generation");
-  return d;
-}
-
-po::options_description search_options() {
-  po::options_description d("Search");
-  d.add_options()
-      ("algorithm", po::value<std::string>()->default_value("ga"), "ga | de")
-      ("islands", po::value<i64>()->default_value(4), "logical islands (independent of the rank count)")
-      ("population", po::value<i64>()->default_value(32), "individuals per island")
-      ("dim", po::value<i64>()->default_value(64), "d: width of the cut layer (columns of Z)")
-      ("generations", po::value<i64>()->default_value(100), "generations to run (may grow on --resume)")
-      ("init", po::value<std::string>()->default_value("random-features"), "gaussian | random-features | labels")
-      ("replacement", po::value<std::string>()->default_value("steady"), "ga: steady | generational")
-      ("tournament", po::value<i64>()->default_value(2), "ga: tournament size")
-      ("elitism", po::value<i64>()->default_value(1), "ga generational: parents kept unchanged")
-      ("crossover", po::value<double>()->default_value(0.1), "ga: probability an offspring is a row-wise crossover")
-      ("crossover-align", po::value<bool>()->default_value(true), "ga: Procrustes-align the second parent before crossover")
-      ("operators", po::value<std::string>()->default_value("pull,column,gaussian,knn"), "ga: mutation operators mixed by success (pull, column, gaussian, knn)")
-      ("mutation-rate", po::value<double>()->default_value(0.02), "ga gaussian: fraction of rows mutated")
-      ("sigma", po::value<double>()->default_value(0.3), "ga gaussian: step relative to the column std")
-      ("self-adapt", po::value<bool>()->default_value(false), "ga gaussian: 1/5 success rule on sigma")
-      ("sigma-min", po::value<double>()->default_value(0.01), "self-adaptation floor")
-      ("sigma-max", po::value<double>()->default_value(2.0), "self-adaptation cap")
-      ("pull-fraction", po::value<double>()->default_value(0.1), "ga pull: fraction of rows pulled to their class mean")
-      ("pull-alpha", po::value<double>()->default_value(0.5), "ga pull: share of the way to the class mean")
-      ("pull-noise", po::value<double>()->default_value(0.05), "ga pull: noise relative to the column std")
-      ("column-scale", po::value<double>()->default_value(0.3), "ga column: step relative to the column std")
-      ("knn-k", po::value<i64>()->default_value(10), "ga knn: input-space neighbours")
-      ("knn-fraction", po::value<double>()->default_value(0.1), "ga knn: fraction of rows smoothed")
-      ("knn-noise", po::value<double>()->default_value(0.05), "ga knn: noise relative to the column std")
-      ("adapt-memory", po::value<double>()->default_value(0.9), "ga: moving-average memory of operator success")
-      ("adapt-floor", po::value<double>()->default_value(0.05), "ga: minimum probability of each operator")
-      ("de-f", po::value<double>()->default_value(0.5), "de: differential weight F")
-      ("de-cr", po::value<double>()->default_value(0.9), "de: per-row crossover probability")
-      ("selection", po::value<std::string>()->default_value("fitness"), "ga survival: fitness (by score) | dns (Dominated Novelty Search over parents + trials: mean distance to the dns-k nearest fitter individuals; the fittest always survive)")
-      ("dns-k", po::value<i64>()->default_value(3), "dns: nearest fitter individuals averaged")
-      ("qd-distance", po::value<std::string>()->default_value("cka"), "dns: cka (1 - linear CKA on the diversity probe rows) | disagreement (share of the generation's V rows where two readouts predict differently)")
-      ("diversity-probe", po::value<i64>()->default_value(256), "rows of S on which CKA distances (history, dns, diverse elites, island repulsion) are computed")
-      ("island-repulsion", po::value<double>()->default_value(0.0), "> 0: survival ranks fitness - w * mean CKA to the other islands' elites received at the last migration, which become references instead of entering the population")
-      ("elites", po::value<i64>()->default_value(8), "representations kept in the archive (see --elite-selection)")
-      ("elite-selection", po::value<std::string>()->default_value("top"), "top: the best held-out scores | diverse: of the candidates (4 x elites per island) within --elite-tolerance of the best held-out score, the elites furthest apart (max-min 1 - CKA)")
-      ("elite-tolerance", po::value<double>()->default_value(0.02), "elite-selection=diverse: held-out score (the fitness's -CE) below the best still accepted");
-  return d;
-}
-
-po::options_description migration_options() {
-  po::options_description d("Migration");
-  d.add_options()
-      ("topology", po::value<std::string>()->default_value("ring"), "none | ring | full | random | graph")
-      ("migration-edges", po::value<std::string>()->default_value(""), "graph: edges '0->1, 1->2:0.5' (weight = probability of use)")
-      ("migration-interval", po::value<i64>()->default_value(25), "generations between migrations (0: never)")
-      ("migrants", po::value<i64>()->default_value(1), "best individuals sent along each edge")
-      ("migration-align", po::value<bool>()->default_value(true), "Procrustes-align immigrants to the receiver's best");
-  return d;
-}
-
-po::options_description run_options() {
-  po::options_description d("Run control");
-  d.add_options()
-      ("checkpoint-interval", po::value<i64>()->default_value(0), "generations between checkpoints (0: none by count)")
-      ("checkpoint-minutes", po::value<double>()->default_value(10), "minutes between checkpoints by rank 0's clock, taken by every rank a few generations later (0: none by time); a checkpoint is also written at the end and on SIGTERM/SIGUSR1")
-      ("resume", po::bool_switch(), "continue from <out>/checkpoint.h5 (config must match; rank count may differ)")
-      ("overwrite", po::bool_switch(), "start afresh in a run directory that holds an archive or checkpoint, deleting them")
-      ("allow-change", po::value<std::string>()->default_value(""), "resume: comma-separated keys allowed to differ from the checkpoint's config; only keys that do not change what the archive means (see below)")
-      ("stall-minutes", po::value<double>()->default_value(30), "give up when the other ranks make no progress for this long (a stopped, lost or cut-off rank): every live rank reports it and the job exits 3")
-      ("log-every", po::value<i64>()->default_value(1), "generations between progress lines");
-  return d;
-}
-
-po::options_description learner_options() {
-  po::options_description d("Learner (learn and sgd)");
-  d.add_options()
-      ("arch", po::value<std::string>()->default_value("auto"), "mlp | cnn | auto (cnn for 3-channel images)")
-      ("hidden", po::value<std::string>()->default_value("256"), "mlp: comma-separated widths before the cut layer")
-      ("channels", po::value<std::string>()->default_value("32,64,128"), "cnn: channels of the conv3x3-ReLU-maxpool blocks")
-      ("optimizer", po::value<std::string>()->default_value("adam"), "adam | sgd (with momentum)")
-      ("lr", po::value<double>()->default_value(1e-3), "learning rate")
-      ("momentum", po::value<double>()->default_value(0.9), "sgd momentum")
-      ("weight-decay", po::value<double>()->default_value(0.0), "L2 weight decay")
-      ("epochs", po::value<i64>()->default_value(30), "training epochs (regression for learn, end to end for sgd)")
-      ("batch", po::value<i64>()->default_value(128), "minibatch size")
-      ("schedule", po::value<std::string>()->default_value("cosine"), "constant | cosine learning-rate schedule")
-      ("head", po::value<std::string>()->default_value("ridge"), "learn: ridge (closed form) | ce (train the head alone)")
-      ("head-ridge", po::value<double>()->default_value(1e-3), "learn: ridge strength of the head relative to tr(H^T H)/d")
-      ("head-epochs", po::value<i64>()->default_value(20), "learn, head=ce: epochs of head training")
-      ("head-data", po::value<std::string>()->default_value("search+val"), "learn: search | search+val (the search saw V's labels)")
-      ("extend", po::value<std::string>()->default_value("none"), "learn: none | smoother: also regress on every training example outside S and H, its target carried from the searched Z by the fitness's kernel-ridge smoother")
-      ("probe-size", po::value<i64>()->default_value(1000), "test images whose cut-layer activations form the trajectory")
-      ("trajectory-points", po::value<i64>()->default_value(16), "log-spaced training steps at which the trajectory is recorded")
-      ("data", po::value<std::string>()->default_value("search+val"), "sgd: search+val (fair budget) | full (whole training set)")
-      ("seeds", po::value<std::string>()->default_value("0"), "sgd: network seeds, e.g. '0', '0,3' or '0..4' (several: an ensemble)");
-  return d;
-}
-
-po::options_description learn_only_options() {
-  po::options_description d("Learn");
-  d.add_options()
-      ("archive", po::value<std::string>(), "search archive (archive.h5); its config supplies every other option")
-      ("elite", po::value<std::string>()->default_value("0"), "elite rank (0 = best), uid (0x...), or all (one network each + ensemble)");
-  return d;
-}
-
-po::options_description config_command_options() {
-  po::options_description d("Config");
-  d.add_options()
-      ("resolved", po::bool_switch(), "print every option as the other commands resolve it: defaults, then --config files in order (later files win), then the command line (the default action)")
-      ("get", po::value<std::string>(), "print the resolved value of one option only (for scripts)");
-  return d;
-}
-
-po::options_description inspect_options() {
-  po::options_description d("Inspect");
-  d.add_options()
-      ("file", po::value<std::vector<std::string>>(), "archive or results file(s)")
-      ("json", po::bool_switch(), "machine-readable JSON instead of the human summary");
-  return d;
-}
-
-// Everything a config file may hold: the union over subcommands.
-po::options_description config_file_options() {
-  po::options_description d;
-  auto g = general_options();
-  for (const auto& o : g.options())
-    if (o->long_name() != "help" && o->long_name() != "config") d.add(o);
-  d.add(fitness_options()).add(search_options()).add(migration_options()).add(learner_options());
-  auto r = run_options();
-  for (const auto& o : r.options())
-    if (o->long_name() != "resume" && o->long_name() != "overwrite") d.add(o);
-  return d;
-}
-
 std::string value_text(const po::variable_value& v) {
   const auto& a = v.value();
   if (auto p = boost::any_cast<std::string>(&a)) return *p;
@@ -223,69 +66,446 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-std::string describe_command(const std::string& cmd) {
-  if (cmd == "search") return "search: island-model GA over the cut-layer representations of S; writes <out>/archive.h5";
-  if (cmd == "data") return "data: load the data set, build the S/V/H splits, print their sizes and class balance";
-  if (cmd == "inspect")
-    return "inspect: summarise an archive or results file; two results files also give the CKA table of their trajectories";
-  if (cmd == "learn")
-    return "learn: train networks by regressing the cut layer onto an archive's elites, fit the head, evaluate";
-  if (cmd == "sgd") return "sgd: the same network trained end to end with cross-entropy (the baseline)";
-  if (cmd == "config")
-    return "config: print the options as every command resolves them (defaults < --config files in order < command "
-           "line); every option of search, learn and sgd is accepted (see their --help)";
-  return cmd;
+std::string join(const std::vector<std::string>& names) {
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  return list;
 }
 
-}  // namespace
+// ---- checks: each throws OptionError naming the option, the value found and what it may be --------
 
-Options parse_options(const std::string& command, const std::vector<std::string>& args) {
-  Options o;
-  o.command = command;
-  for (const auto& a : args) o.command_line += (o.command_line.empty() ? "" : " ") + a;
-  po::options_description visible(describe_command(command) + "\n\nUsage: repsearch " + command + " [options]");
-  visible.add(general_options());
-  po::options_description cli;
-  cli.add(general_options());
-  po::positional_options_description positional;
-  if (command == "inspect") {
-    visible.add(inspect_options());
-    cli.add(inspect_options());
-    positional.add("file", -1);
-  } else {
-    if (command == "search") visible.add(fitness_options()).add(search_options()).add(migration_options()).add(run_options());
-    if (command == "config") {
-      visible.add(config_command_options());
-      cli.add(config_command_options());
-    }
-    if (command == "learn") visible.add(learn_only_options()).add(learner_options());
-    if (command == "sgd") visible.add(learner_options());
-    if (command == "learn") cli.add(learn_only_options());
-    cli.add(fitness_options()).add(search_options()).add(migration_options()).add(run_options()).add(learner_options());
+// The check of one option's value, the others at hand (for limits such as elitism < population).
+using Check = std::function<void(const Options&, const std::string& key)>;
+
+void require(const Options& o, const std::string& key, bool ok, const std::string& allowed) {
+  if (!ok) throw OptionError(key, value_text(o.vm.at(key)), allowed);
+}
+Check positive() {
+  return [](const Options& o, const std::string& k) { require(o, k, o.get<i64>(k) > 0, "a positive integer"); };
+}
+Check at_least(i64 least, std::string allowed) {
+  return [=](const Options& o, const std::string& k) { require(o, k, o.get<i64>(k) >= least, allowed); };
+}
+Check fraction(bool open_zero = false) {
+  return [=](const Options& o, const std::string& k) {
+    const double v = o.get<double>(k);
+    require(o, k, open_zero ? (v > 0 && v <= 1) : (v >= 0 && v <= 1), open_zero ? "in (0, 1]" : "in [0, 1]");
+  };
+}
+Check positive_real() {
+  return [](const Options& o, const std::string& k) {
+    const double v = o.get<double>(k);
+    require(o, k, v > 0 && std::isfinite(v), "a positive number");
+  };
+}
+Check non_negative(bool finite = false) {
+  return [=](const Options& o, const std::string& k) {
+    const double v = o.get<double>(k);
+    require(o, k, v >= 0 && (!finite || std::isfinite(v)), ">= 0");
+  };
+}
+Check one_of(std::vector<std::string> names) {
+  return [names = std::move(names)](const Options& o, const std::string& k) {
+    const auto v = o.get<std::string>(k);
+    if (std::find(names.begin(), names.end(), v) == names.end())
+      throw OptionError(k, v, "one of " + join(names), detail::cat("option ", k, ": must be one of ", join(names), ", found '", v, "'"));
+  };
+}
+// Both: the second only once the first passed (the order of today's messages).
+Check both(Check a, Check b) {
+  return [=](const Options& o, const std::string& k) {
+    a(o, k);
+    b(o, k);
+  };
+}
+
+void check_operators(const Options& o, const std::string& key) {
+  const auto ops = split_list(o.get<std::string>(key));
+  if (ops.empty())
+    throw OptionError(key, o.get<std::string>(key), "at least one of pull, column, gaussian, knn",
+                      "option operators: needs at least one of pull, column, gaussian, knn, found ''");
+  const auto known = operator_names();
+  for (const auto& op : ops)
+    if (std::find(known.begin(), known.end(), op) == known.end())
+      throw OptionError(key, op, "pull, column, gaussian or knn",
+                        "option operators: unknown operator '" + op + "'; known: pull, column, gaussian, knn");
+}
+
+void check_widths(const Options& o, const std::string& key) {
+  const auto text = o.get<std::string>(key);
+  const auto list = split_list(text);
+  bool ok = !list.empty();
+  for (const auto& v : list)
+    ok = ok && v.size() <= 12 && v.find_first_not_of("0123456789") == std::string::npos && std::stoll(v) >= 1;
+  if (!ok)
+    throw OptionError(key, text, "comma-separated positive integers",
+                      detail::cat("option ", key, ": expected comma-separated positive integers, found '", text, "'"));
+}
+
+void check_allow_change(const Options& o, const std::string& key);  // after config_file_options()
+
+// ---- one declaration per option: name, default, help and check -------------------------------------
+
+struct Group {
+  std::string caption;
+  po::options_description options;
+  std::vector<std::pair<std::string, Check>> checks;  // in declaration order
+};
+
+class Declare {
+ public:
+  explicit Declare(Group& g) : g_(g) {}
+  template <class T>
+  Declare& opt(const char* name, const T& def, const char* help, Check check = {}) {
+    g_.options.add_options()(name, po::value<T>()->default_value(def), help);
+    if (check) g_.checks.emplace_back(name, std::move(check));
+    return *this;
   }
+  Declare& flag(const char* name, const char* help) {
+    g_.options.add_options()(name, po::bool_switch(), help);
+    return *this;
+  }
+  Declare& plain(const char* name, const char* help) {  // present or not, no value
+    g_.options.add_options()(name, help);
+    return *this;
+  }
+  Declare& bare(const char* name, const po::value_semantic* value, const char* help) {
+    g_.options.add_options()(name, value, help);
+    return *this;
+  }
+
+ private:
+  Group& g_;
+};
+
+// Built once (each caller keeps it in a static) and kept for the program's life.
+template <class Body>
+const Group& group(const char* caption, Body&& body) {
+  auto* g = new Group{caption, po::options_description(caption), {}};
+  Declare d(*g);
+  body(d);
+  return *g;
+}
+
+using S = std::string;
+
+const Group& general_group() {
+  static const Group& g = group("General", [](Declare& d) {
+    d.plain("help,h", "show this help")
+     .bare("config,c", po::value<std::vector<S>>()->composing(), "INI config file (repeatable; later files win, the command line wins over all)")
+     .opt<u64>("seed", 0, "seed of every random choice (splits, features, search, learners)")
+     .opt<S>("dataset", "fashion-mnist", "fashion-mnist | mnist | cifar10 | cifar100", one_of(io::dataset_names()))
+     .opt<S>("data-dir", "", "directory of the data set files (default: the data set's usual place)")
+     .opt<S>("search-size", "3000", "n_s: training examples whose representations are searched (S), or 'all': every training example not in V or H",
+             [](const Options& o, const S&) { o.splits(); })
+     .opt<i64>("val-size", 2000, "|V|: validation pool the fitness draws minibatches from", positive())
+     .opt<i64>("heldout-size", 2000, "|H|: held-out split that ranks elites, never seen by the fitness", positive())
+     .opt<S>("out", "runs/default", "run directory (archive.h5, checkpoint.h5, results)")
+     .opt<i64>("threads", 0, "compute threads per rank (0: cores on the node / ranks on the node)", at_least(0, ">= 0 (0 = automatic)"))
+     .opt<S>("device", "auto", "auto | cpu | cuda (auto: CUDA device local-rank mod count when LibTorch has CUDA)", one_of({"auto", "cpu", "cuda"}));
+  });
+  return g;
+}
+
+const Group& fitness_group() {
+  static const Group& g = group("Fitness", [](Declare& d) {
+    d.opt<S>("fitness", "ridge-probe", "ridge-probe | ridge-probe-learnable", one_of(fitness_names()))
+     .opt<i64>("features", 2048, "p: random ReLU features of the input", positive())
+     .opt<double>("lambda", 0.1, "kernel ridge strength relative to tr(phi^T phi)/p (>= 1e-3 used)", positive_real())
+     .opt<double>("readout-ridge", 1e-3, "ridge of the Z -> labels readout relative to tr(Z^T Z)/d", positive_real())
+     .opt<double>("beta", 10.0, "logit scale of the fitness cross-entropy: softmax(beta * logits), an inverse temperature", positive_real())
+     .opt<double>("learnable-weight", 0.1, "ridge-probe-learnable: weight of the LOO R^2 term", non_negative())
+     .opt<i64>("val-batch", 512, "V minibatch drawn per island and generation", both(positive(), [](const Options& o, const S& k) {
+       if (o.get<i64>(k) > o.get<i64>("val-size"))
+         throw OptionError(k, std::to_string(o.get<i64>(k)), detail::cat("at most val-size (", o.get<i64>("val-size"), ")"),
+                           detail::cat("option val-batch: must not exceed val-size (", o.get<i64>("val-size"),
+                                       "), the pool it is drawn from, found ", o.get<i64>(k)));
+     }));
+  });
+  return g;
+}
+
+const Group& search_group() {
+  static const Group& g = group("Search", [](Declare& d) {
+    d.opt<S>("algorithm", "ga", "ga | de", one_of(algorithm_names()))
+     .opt<i64>("islands", 4, "logical islands (independent of the rank count)", positive())
+     .opt<i64>("population", 32, "individuals per island", [](const Options& o, const S& k) {
+       require(o, k, o.get<i64>(k) >= 2, ">= 2");
+       if (o.get<S>("algorithm") == "de") require(o, k, o.get<i64>(k) >= 4, ">= 4 for algorithm=de");
+     })
+     .opt<i64>("dim", 64, "d: width of the cut layer (columns of Z)", both(positive(), [](const Options& o, const S& k) {
+       // init=labels writes one column per class: 10, or 100 for CIFAR-100.
+       const i64 classes = io::dataset_classes(o.get<S>("dataset"));
+       if (o.get<S>("init") == "labels" && o.get<i64>(k) < classes)
+         throw OptionError(k, std::to_string(o.get<i64>(k)), detail::cat(">= ", classes, " for init=labels"),
+                           detail::cat("option dim: init=labels needs dim >= the number of classes (", classes, "), found ",
+                                       o.get<i64>(k)));
+     }))
+     .opt<i64>("generations", 100, "generations to run (may grow on --resume)", at_least(0, ">= 0"))
+     .opt<S>("init", "random-features", "gaussian | random-features | labels", one_of(init_names()))
+     .opt<S>("replacement", "steady", "ga: steady | generational", one_of({"steady", "generational"}))
+     .opt<i64>("tournament", 2, "ga: tournament size", positive())
+     .opt<i64>("elitism", 1, "ga generational: parents kept unchanged", [](const Options& o, const S& k) {
+       require(o, k, o.get<i64>(k) >= 0 && o.get<i64>(k) < o.get<i64>("population"), "in [0, population)");
+     })
+     .opt<double>("crossover", 0.1, "ga: probability an offspring is a row-wise crossover", fraction())
+     .opt<bool>("crossover-align", true, "ga: Procrustes-align the second parent before crossover")
+     .opt<S>("operators", "pull,column,gaussian,knn", "ga: mutation operators mixed by success (pull, column, gaussian, knn)", check_operators)
+     .opt<double>("mutation-rate", 0.02, "ga gaussian: fraction of rows mutated", fraction(true))
+     .opt<double>("sigma", 0.3, "ga gaussian: step relative to the column std", positive_real())
+     .opt<bool>("self-adapt", false, "ga gaussian: 1/5 success rule on sigma")
+     .opt<double>("sigma-min", 0.01, "self-adaptation floor", positive_real())
+     .opt<double>("sigma-max", 2.0, "self-adaptation cap", both(positive_real(), [](const Options& o, const S&) {
+       if (o.get<double>("sigma-min") > o.get<double>("sigma-max"))
+         throw OptionError("sigma-min", value_text(o.vm.at("sigma-min")), detail::cat("at most sigma-max (", o.get<double>("sigma-max"), ")"),
+                           detail::cat("option sigma-min: must not exceed sigma-max (", o.get<double>("sigma-max"), "), found ",
+                                       o.get<double>("sigma-min")));
+     }))
+     .opt<double>("pull-fraction", 0.1, "ga pull: fraction of rows pulled to their class mean", fraction(true))
+     .opt<double>("pull-alpha", 0.5, "ga pull: share of the way to the class mean", fraction())
+     .opt<double>("pull-noise", 0.05, "ga pull: noise relative to the column std", non_negative())
+     .opt<double>("column-scale", 0.3, "ga column: step relative to the column std", positive_real())
+     .opt<i64>("knn-k", 10, "ga knn: input-space neighbours", positive())
+     .opt<double>("knn-fraction", 0.1, "ga knn: fraction of rows smoothed", fraction(true))
+     .opt<double>("knn-noise", 0.05, "ga knn: noise relative to the column std", non_negative())
+     .opt<double>("adapt-memory", 0.9, "ga: moving-average memory of operator success", fraction())
+     .opt<double>("adapt-floor", 0.05, "ga: minimum probability of each operator", [](const Options& o, const S& k) {
+       const double v = o.get<double>(k), n = static_cast<double>(split_list(o.get<S>("operators")).size());
+       require(o, k, v >= 0 && v * n <= 1.0, "in [0, 1/number of operators]");
+     })
+     .opt<double>("de-f", 0.5, "de: differential weight F", positive_real())
+     .opt<double>("de-cr", 0.9, "de: per-row crossover probability", fraction())
+     .opt<S>("selection", "fitness", "ga survival: fitness (by score) | dns (Dominated Novelty Search over parents + trials: mean distance to the dns-k nearest fitter individuals; the fittest always survive)",
+             both(one_of(selection_names()), [](const Options& o, const S& k) {
+               if (o.get<S>(k) == "dns" && o.get<S>("algorithm") != "ga")
+                 throw OptionError(k, "dns", "fitness unless algorithm=ga",
+                                   "option selection: dns needs algorithm=ga, found algorithm=" + o.get<S>("algorithm"));
+             }))
+     .opt<i64>("dns-k", 3, "dns: nearest fitter individuals averaged", positive())
+     .opt<S>("qd-distance", "cka", "dns: cka (1 - linear CKA on the diversity probe rows) | disagreement (share of the generation's V rows where two readouts predict differently)", one_of(qd_distance_names()))
+     .opt<i64>("diversity-probe", 256, "rows of S on which CKA distances (history, dns, diverse elites, island repulsion) are computed", positive())
+     .opt<double>("island-repulsion", 0.0, "> 0: survival ranks fitness - w * mean CKA to the other islands' elites received at the last migration, which become references instead of entering the population", non_negative(true))
+     .opt<i64>("elites", 8, "representations kept in the archive (see --elite-selection)", positive())
+     .opt<S>("elite-selection", "top", "top: the best held-out scores | diverse: of the candidates (4 x elites per island) within --elite-tolerance of the best held-out score, the elites furthest apart (max-min 1 - CKA)", one_of(mpi::elite_selection_names()))
+     .opt<double>("elite-tolerance", 0.02, "elite-selection=diverse: held-out score (the fitness's -CE) below the best still accepted", non_negative(true));
+  });
+  return g;
+}
+
+const Group& migration_group() {
+  static const Group& g = group("Migration", [](Declare& d) {
+    d.opt<S>("topology", "ring", "none | ring | full | random | graph",
+             [](const Options& o, const S&) { mpi::validate(o.migration(), o.get<i64>("islands")); })
+     .opt<S>("migration-edges", "", "graph: edges '0->1, 1->2:0.5' (weight = probability of use)")
+     .opt<i64>("migration-interval", 25, "generations between migrations (0: never)")
+     .opt<i64>("migrants", 1, "best individuals sent along each edge", [](const Options& o, const S& k) {
+       if (o.get<i64>(k) >= o.get<i64>("population"))
+         throw OptionError(k, std::to_string(o.get<i64>(k)), detail::cat("below population (", o.get<i64>("population"), ")"),
+                           detail::cat("option migrants: must be below population (", o.get<i64>("population"), "), found ",
+                                       o.get<i64>(k)));
+     })
+     .opt<bool>("migration-align", true, "Procrustes-align immigrants to the receiver's best");
+  });
+  return g;
+}
+
+const Group& run_group() {
+  static const Group& g = group("Run control", [](Declare& d) {
+    d.opt<i64>("checkpoint-interval", 0, "generations between checkpoints (0: none by count)", at_least(0, ">= 0"))
+     .opt<double>("checkpoint-minutes", 10, "minutes between checkpoints by rank 0's clock, taken by every rank a few generations later (0: none by time); a checkpoint is also written at the end and on SIGTERM/SIGUSR1", non_negative())
+     .opt<S>("allow-change", "", "resume: comma-separated keys allowed to differ from the checkpoint's config; only keys that do not change what the archive means (see below)", check_allow_change)
+     .opt<double>("stall-minutes", 30, "give up when the other ranks make no progress for this long (a stopped, lost or cut-off rank): every live rank reports it and the job exits 3", positive_real())
+     .opt<i64>("log-every", 1, "generations between progress lines", positive());
+  });
+  return g;
+}
+
+// Command line only: what a run directory's state is to be.
+const Group& start_group() {
+  static const Group& g = group("Start", [](Declare& d) {
+    d.flag("resume", "continue from <out>/checkpoint.h5 (config must match; rank count may differ)")
+     .flag("overwrite", "start afresh in a run directory that holds an archive or checkpoint, deleting them");
+  });
+  return g;
+}
+
+const Group& learner_group() {
+  static const Group& g = group("Learner (learn and sgd)", [](Declare& d) {
+    d.opt<S>("arch", "auto", "mlp | cnn | auto (cnn for 3-channel images)", one_of({"auto", "mlp", "cnn"}))
+     .opt<S>("hidden", "256", "mlp: comma-separated widths before the cut layer", check_widths)
+     .opt<S>("channels", "32,64,128", "cnn: channels of the conv3x3-ReLU-maxpool blocks", check_widths)
+     .opt<S>("optimizer", "adam", "adam | sgd (with momentum)", one_of({"adam", "sgd"}))
+     .opt<double>("lr", 1e-3, "learning rate", positive_real())
+     .opt<double>("momentum", 0.9, "sgd momentum", fraction())
+     .opt<double>("weight-decay", 0.0, "L2 weight decay", non_negative())
+     .opt<i64>("epochs", 30, "training epochs (regression for learn, end to end for sgd)", at_least(0, ">= 0"))
+     .opt<i64>("batch", 128, "minibatch size", positive())
+     .opt<S>("schedule", "cosine", "constant | cosine learning-rate schedule", one_of({"constant", "cosine"}))
+     .opt<S>("head", "ridge", "learn: ridge (closed form) | ce (train the head alone)", one_of({"ridge", "ce"}))
+     .opt<double>("head-ridge", 1e-3, "learn: ridge strength of the head relative to tr(H^T H)/d", positive_real())
+     .opt<i64>("head-epochs", 20, "learn, head=ce: epochs of head training", at_least(0, ">= 0"))
+     .opt<S>("head-data", "search+val", "learn: search | search+val (the search saw V's labels)", one_of({"search", "search+val"}))
+     .opt<S>("extend", "none", "learn: none | smoother: also regress on every training example outside S and H, its target carried from the searched Z by the fitness's kernel-ridge smoother", one_of({"none", "smoother"}))
+     .opt<i64>("probe-size", 1000, "test images whose cut-layer activations form the trajectory", positive())
+     .opt<i64>("trajectory-points", 16, "log-spaced training steps at which the trajectory is recorded", at_least(2, ">= 2"))
+     .opt<S>("data", "search+val", "sgd: search+val (fair budget) | full (whole training set)", one_of({"search+val", "full"}))
+     .opt<S>("seeds", "0", "sgd: network seeds, e.g. '0', '0,3' or '0..4' (several: an ensemble)",
+             [](const Options& o, const S& k) { parse_seeds(o.get<S>(k)); });
+  });
+  return g;
+}
+
+const Group& learn_group() {
+  static const Group& g = group("Learn", [](Declare& d) {
+    d.bare("archive", po::value<S>(), "search archive (archive.h5); its config supplies every other option")
+     .opt<S>("elite", "0", "elite rank (0 = best), uid (0x...), or all (one network each + ensemble)");
+  });
+  return g;
+}
+
+const Group& config_command_group() {
+  static const Group& g = group("Config", [](Declare& d) {
+    d.flag("resolved", "print every option as the other commands resolve it: defaults, then --config files in order (later files win), then the command line (the default action)")
+     .bare("get", po::value<S>(), "print the resolved value of one option only (for scripts)");
+  });
+  return g;
+}
+
+const Group& inspect_group() {
+  static const Group& g = group("Inspect", [](Declare& d) {
+    d.plain("help,h", "show this help")
+     .bare("file", po::value<std::vector<S>>(), "archive or results file(s)")
+     .flag("json", "machine-readable JSON instead of the human summary");
+  });
+  return g;
+}
+
+// What config files (and an archive's config) may hold: the options of search, learn and sgd, in the
+// order of the resolved text that archives store and config_sha256 hashes.
+std::vector<const Group*> config_groups() {
+  return {&general_group(), &fitness_group(), &search_group(), &migration_group(), &learner_group(), &run_group()};
+}
+
+po::options_description config_file_options() {
+  po::options_description d;
+  for (const Group* g : config_groups())
+    for (const auto& o : g->options.options())
+      if (o->long_name() != "help" && o->long_name() != "config") d.add(o);
+  return d;
+}
+
+void check_allow_change(const Options& o, const std::string& key) {
+  const auto automatic = resume_mutable_keys(), extra = allow_change_keys();
+  const auto known = config_file_options();
+  for (const auto& name : split_list(o.get<std::string>(key))) {
+    if (!known.find_nothrow(name, false))
+      throw OptionError(key, name, "option names such as elites",
+                        "option allow-change: unknown key '" + name + "' (expected option names such as elites)");
+    if (std::find(automatic.begin(), automatic.end(), name) == automatic.end() &&
+        std::find(extra.begin(), extra.end(), name) == extra.end())
+      throw OptionError(key, name, join(extra) + " or a run-control key",
+                        detail::cat("option allow-change: '", name, "' shapes what the search computes or what the archive ",
+                                    "holds, so it cannot change on a resume (the archive's config would not describe the ",
+                                    "run); keys that may: ", join(extra), " and the run-control keys (see 'repsearch search ",
+                                    "--help'); start a new run directory instead"));
+  }
+}
+
+// ---- per command: what it takes on the command line (mlpack style) -----------------------------------
+
+struct Command {
+  const char* name;
+  const char* summary;                // first line of its --help
+  std::vector<const Group*> shown;    // its --help lists these
+  std::vector<const Group*> also;     // taken as well, named in a note of its --help
+  const char* also_note;
+};
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"data", "data: load the data set, build the S/V/H splits, print their sizes and class balance",
+       {&general_group()}, {}, ""},
+      {"search", "search: island-model GA over the cut-layer representations of S; writes <out>/archive.h5",
+       {&general_group(), &fitness_group(), &search_group(), &migration_group(), &run_group(), &start_group()},
+       {&learner_group()},
+       "the archive stores them, and learn takes them from there (see 'repsearch learn --help')"},
+      {"learn", "learn: train networks by regressing the cut layer onto an archive's elites, fit the head, evaluate",
+       {&general_group(), &learn_group(), &learner_group()}, {}, ""},
+      {"sgd", "sgd: the same network trained end to end with cross-entropy (the baseline)",
+       {&general_group(), &learner_group()},
+       {&fitness_group(), &search_group(), &migration_group(), &run_group()},
+       "its results record the whole config, so a search's command line serves sgd too; dim, the split sizes and "
+       "seed shape its network and data, the others only the record (see 'repsearch search --help')"},
+      {"inspect", "inspect: summarise an archive or results file; two results files also give the CKA table of their trajectories",
+       {&inspect_group()}, {}, ""},
+      {"config",
+       "config: print the options as every command resolves them (defaults < --config files in order < command "
+       "line); every option of search, learn and sgd is accepted (see their --help)",
+       {&general_group(), &config_command_group()},
+       {&fitness_group(), &search_group(), &migration_group(), &run_group(), &start_group(), &learner_group()},
+       "it resolves them for the commands that use them"},
+  };
+  return table;
+}
+
+const Command& find_command(const std::string& name) {
+  for (const auto& c : commands())
+    if (name == c.name) return c;
+  fail("unknown command '", name, "'");
+}
+
+std::string help_text(const Command& c) {
+  po::options_description visible(std::string(c.summary) + "\n\nUsage: repsearch " + c.name + " [options]");
+  for (const Group* g : c.shown) visible.add(g->options);
   std::ostringstream help;
   help << visible;
-  if (command == "search") {
-    help << "\nOn --resume these may differ from the checkpoint's config without asking: ";
-    const auto automatic = resume_mutable_keys();
-    for (std::size_t i = 0; i < automatic.size(); ++i) help << (i ? ", " : "") << automatic[i];
-    help << ".\n--allow-change may add: ";
-    const auto extra = allow_change_keys();
-    for (std::size_t i = 0; i < extra.size(); ++i) help << (i ? ", " : "") << extra[i];
-    help << ". Every other key shapes what the archive holds and is refused.\n";
+  if (!c.also.empty()) {
+    std::vector<std::string> captions;
+    for (const Group* g : c.also) captions.push_back(g->caption);
+    help << "\nAlso taken: the " << join(captions) << " options; " << c.also_note << ".\n";
   }
-  o.help_text = help.str();
+  if (std::string(c.name) == "search")
+    help << "\nOn --resume these may differ from the checkpoint's config without asking: " << join(resume_mutable_keys())
+         << ".\n--allow-change may add: " << join(allow_change_keys())
+         << ". Every other key shapes what the archive holds and is refused.\n";
+  return help.str();
+}
+
+// The command line as `c` takes it; an option of another command is named as such.
+void store_command_line(Options& o, const Command& c, const std::vector<std::string>& args) {
+  po::options_description cli;
+  for (const auto* list : {&c.shown, &c.also})
+    for (const Group* g : *list) cli.add(g->options);
+  po::positional_options_description positional;
+  if (std::string(c.name) == "inspect") positional.add("file", -1);
   try {
     po::store(po::command_line_parser(args).options(cli).positional(positional).run(), o.vm);
   } catch (const po::error& e) {
-    fail("command line: ", e.what(), " (see 'repsearch ", command, " --help')");
+    std::string option;
+    if (const auto* named = dynamic_cast<const po::error_with_option_name*>(&e)) option = named->get_option_name();
+    option.erase(0, option.find_first_not_of('-'));
+    std::vector<std::string> takers;
+    if (dynamic_cast<const po::unknown_option*>(&e) != nullptr)
+      for (const auto& other : commands())
+        for (const auto* list : {&other.shown, &other.also})
+          for (const Group* g : *list)
+            if (g->options.find_nothrow(option, false) &&
+                std::find(takers.begin(), takers.end(), other.name) == takers.end())
+              takers.push_back(other.name);
+    const std::string expected = "an option (and value) that 'repsearch " + o.command + " --help' lists";
+    if (!takers.empty())
+      throw OptionError(option, "", expected,
+                        detail::cat("command line: option '--", option, "' is not an option of 'repsearch ", o.command,
+                                    "' (it is one of ", join(takers), "; see 'repsearch ", o.command, " --help')"));
+    throw OptionError(option, "", expected, detail::cat("command line: ", e.what(), " (see 'repsearch ", o.command, " --help')"));
   }
-  if (o.vm.count("help")) {
-    o.help = true;
-    return o;
-  }
+}
+
+// The config files, later ones winning; then every option of search, learn and sgd gets its default
+// (the resolved text and validate() see them all, whatever the command).
+void store_config_files(Options& o) {
+  const auto file_opts = config_file_options();
   if (o.vm.count("config")) {
-    auto file_opts = config_file_options();
     o.config_files = o.vm["config"].as<std::vector<std::string>>();
     // po::store keeps the first value it sees: the command line went in first, then the files from
     // the last to the first, so that later files win over earlier ones.
@@ -294,19 +514,40 @@ Options parse_options(const std::string& command, const std::vector<std::string>
       std::error_code ec;
       const auto st = std::filesystem::status(path, ec);
       if (!std::filesystem::exists(st))
-        fail("config file ", path, ": cannot be opened: no such file (expected a readable INI file)");
+        throw InputError(path, "cannot be opened: no such file (expected a readable INI file)",
+                         "config file " + path + ": cannot be opened: no such file (expected a readable INI file)");
       if (!std::filesystem::is_regular_file(st))
-        fail("config file ", path, ": cannot be opened: not a regular file (expected a readable INI file, found a ",
-             std::filesystem::is_directory(st) ? "directory" : "special file", ")");
+        fail_input(path, "config file ", path, ": cannot be opened: not a regular file (expected a readable INI file, found a ",
+                   std::filesystem::is_directory(st) ? "directory" : "special file", ")");
       std::ifstream in(path);
-      if (!in) fail("config file ", path, ": cannot be opened: ", std::strerror(errno), " (expected a readable INI file)");
+      if (!in)
+        fail_input(path, "config file ", path, ": cannot be opened: ", std::strerror(errno), " (expected a readable INI file)");
       try {
         po::store(po::parse_config_file(in, file_opts, /*allow_unregistered=*/false), o.vm);
       } catch (const po::error& e) {
-        fail("config file ", path, ": ", e.what(), " (expected 'key = value' lines with keys from 'repsearch search --help')");
+        fail_input(path, "config file ", path, ": ", e.what(),
+                   " (expected 'key = value' lines with keys from 'repsearch search --help')");
       }
     }
   }
+  std::istringstream none;
+  po::store(po::parse_config_file(none, file_opts), o.vm);
+}
+
+}  // namespace
+
+Options parse_options(const std::string& command, const std::vector<std::string>& args) {
+  Options o;
+  o.command = command;
+  for (const auto& a : args) o.command_line += (o.command_line.empty() ? "" : " ") + a;
+  const Command& c = find_command(command);
+  o.help_text = help_text(c);
+  store_command_line(o, c, args);
+  if (o.vm.count("help")) {
+    o.help = true;
+    return o;
+  }
+  if (command != "inspect") store_config_files(o);
   try {
     po::notify(o.vm);
   } catch (const po::error& e) {
@@ -368,7 +609,8 @@ SplitSizes Options::splits() const {
     s.search = SplitSizes::kAll;
   } else {
     if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos || std::stoll(text) < 1)
-      fail("option search-size: expected a positive integer or 'all', found '", text, "'");
+      throw OptionError("search-size", text, "a positive integer or 'all'",
+                        "option search-size: expected a positive integer or 'all', found '" + text + "'");
     s.search = std::stoll(text);
   }
   s.val = get<i64>("val-size");
@@ -436,155 +678,18 @@ mpi::MigrationConfig Options::migration() const {
   return m;
 }
 
-namespace {
-
-template <class T>
-void require(const Options& o, const std::string& key, bool ok, const std::string& allowed) {
-  if (!ok) fail("option ", key, ": must be ", allowed, ", found ", value_text(o.vm.at(key)));
-}
-void positive(const Options& o, const std::string& key) { require<i64>(o, key, o.get<i64>(key) > 0, "a positive integer"); }
-void fraction(const Options& o, const std::string& key, bool open_zero = false) {
-  double v = o.get<double>(key);
-  require<double>(o, key, open_zero ? (v > 0 && v <= 1) : (v >= 0 && v <= 1), open_zero ? "in (0, 1]" : "in [0, 1]");
-}
-void positive_real(const Options& o, const std::string& key) {
-  double v = o.get<double>(key);
-  require<double>(o, key, v > 0 && std::isfinite(v), "a positive number");
-}
-void one_of(const Options& o, const std::string& key, const std::vector<std::string>& names) {
-  auto v = o.get<std::string>(key);
-  if (std::find(names.begin(), names.end(), v) == names.end()) {
-    std::string list;
-    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    fail("option ", key, ": must be one of ", list, ", found '", v, "'");
-  }
-}
-
-}  // namespace
-
+// Every option's check, in declaration order (each names its option, what it may be and what was found).
 void validate(const Options& o) {
-  one_of(o, "dataset", io::dataset_names());
-  one_of(o, "device", {"auto", "cpu", "cuda"});
-  o.splits();  // search-size: a positive integer or 'all'
-
-  positive(o, "val-size");
-  positive(o, "heldout-size");
-  require<i64>(o, "threads", o.get<i64>("threads") >= 0, ">= 0 (0 = automatic)");
-  one_of(o, "fitness", fitness_names());
-  positive(o, "features");
-  positive_real(o, "lambda");
-  positive_real(o, "readout-ridge");
-  positive_real(o, "beta");
-  require<double>(o, "learnable-weight", o.get<double>("learnable-weight") >= 0, ">= 0");
-  positive(o, "val-batch");
-  if (o.get<i64>("val-batch") > o.get<i64>("val-size"))
-    fail("option val-batch: must not exceed val-size (", o.get<i64>("val-size"), "), the pool it is drawn from, found ",
-         o.get<i64>("val-batch"));
-  one_of(o, "algorithm", algorithm_names());
-  positive(o, "islands");
-  require<i64>(o, "population", o.get<i64>("population") >= 2, ">= 2");
-  positive(o, "dim");
-  require<i64>(o, "generations", o.get<i64>("generations") >= 0, ">= 0");
-  one_of(o, "init", init_names());
-  one_of(o, "replacement", {"steady", "generational"});
-  positive(o, "tournament");
-  require<i64>(o, "elitism", o.get<i64>("elitism") >= 0 && o.get<i64>("elitism") < o.get<i64>("population"),
-               "in [0, population)");
-  fraction(o, "crossover");
-  auto ops = split_list(o.get<std::string>("operators"));
-  if (ops.empty()) fail("option operators: needs at least one of pull, column, gaussian, knn, found ''");
-  for (const auto& op : ops) {
-    auto known = operator_names();
-    if (std::find(known.begin(), known.end(), op) == known.end())
-      fail("option operators: unknown operator '", op, "'; known: pull, column, gaussian, knn");
-  }
-  fraction(o, "mutation-rate", true);
-  positive_real(o, "sigma");
-  positive_real(o, "sigma-min");
-  positive_real(o, "sigma-max");
-  if (o.get<double>("sigma-min") > o.get<double>("sigma-max"))
-    fail("option sigma-min: must not exceed sigma-max (", o.get<double>("sigma-max"), "), found ", o.get<double>("sigma-min"));
-  fraction(o, "pull-fraction", true);
-  fraction(o, "pull-alpha");
-  require<double>(o, "pull-noise", o.get<double>("pull-noise") >= 0, ">= 0");
-  positive_real(o, "column-scale");
-  positive(o, "knn-k");
-  fraction(o, "knn-fraction", true);
-  require<double>(o, "knn-noise", o.get<double>("knn-noise") >= 0, ">= 0");
-  fraction(o, "adapt-memory");
-  require<double>(o, "adapt-floor", o.get<double>("adapt-floor") >= 0 &&
-                                        o.get<double>("adapt-floor") * static_cast<double>(ops.size()) <= 1.0,
-                  "in [0, 1/number of operators]");
-  positive_real(o, "de-f");
-  fraction(o, "de-cr");
-  if (o.get<std::string>("algorithm") == "de")
-    require<i64>(o, "population", o.get<i64>("population") >= 4, ">= 4 for algorithm=de");
-  positive(o, "elites");
-  one_of(o, "selection", selection_names());
-  positive(o, "dns-k");
-  one_of(o, "qd-distance", qd_distance_names());
-  if (o.get<std::string>("selection") == "dns" && o.get<std::string>("algorithm") != "ga")
-    fail("option selection: dns needs algorithm=ga, found algorithm=", o.get<std::string>("algorithm"));
-  positive(o, "diversity-probe");
-  require<double>(o, "island-repulsion", o.get<double>("island-repulsion") >= 0 && std::isfinite(o.get<double>("island-repulsion")), ">= 0");
-  one_of(o, "elite-selection", mpi::elite_selection_names());
-  require<double>(o, "elite-tolerance", o.get<double>("elite-tolerance") >= 0 && std::isfinite(o.get<double>("elite-tolerance")), ">= 0");
-  mpi::validate(o.migration(), o.get<i64>("islands"));
-  if (o.get<i64>("migrants") >= o.get<i64>("population"))
-    fail("option migrants: must be below population (", o.get<i64>("population"), "), found ", o.get<i64>("migrants"));
-  require<i64>(o, "checkpoint-interval", o.get<i64>("checkpoint-interval") >= 0, ">= 0");
-  require<double>(o, "checkpoint-minutes", o.get<double>("checkpoint-minutes") >= 0, ">= 0");
-  positive(o, "log-every");
-  positive_real(o, "stall-minutes");
-  {
-    const auto automatic = resume_mutable_keys(), extra = allow_change_keys();
-    const auto known = config_file_options();
-    for (const auto& key : split_list(o.get<std::string>("allow-change"))) {
-      if (!known.find_nothrow(key, false))
-        fail("option allow-change: unknown key '", key, "' (expected option names such as elites)");
-      if (std::find(automatic.begin(), automatic.end(), key) == automatic.end() &&
-          std::find(extra.begin(), extra.end(), key) == extra.end())
-        fail("option allow-change: '", key, "' shapes what the search computes or what the archive holds, so it cannot ",
-             "change on a resume (the archive's config would not describe the run); keys that may: ",
-             [&] {
-               std::string list;
-               for (const auto& k : extra) list += (list.empty() ? "" : ", ") + k;
-               return list;
-             }(),
-             " and the run-control keys (see 'repsearch search --help'); start a new run directory instead");
-    }
-  }
-  one_of(o, "arch", {"auto", "mlp", "cnn"});
-  for (const char* key : {"hidden", "channels"}) {
-    auto list = split_list(o.get<std::string>(key));
-    if (list.empty()) fail("option ", key, ": expected comma-separated positive integers, found ''");
-    for (const auto& v : list)
-      if (v.find_first_not_of("0123456789") != std::string::npos || std::stoll(v) < 1)
-        fail("option ", key, ": expected comma-separated positive integers, found '", o.get<std::string>(key), "'");
-  }
-  one_of(o, "optimizer", {"adam", "sgd"});
-  positive_real(o, "lr");
-  fraction(o, "momentum");
-  require<double>(o, "weight-decay", o.get<double>("weight-decay") >= 0, ">= 0");
-  require<i64>(o, "epochs", o.get<i64>("epochs") >= 0, ">= 0");
-  positive(o, "batch");
-  one_of(o, "schedule", {"constant", "cosine"});
-  one_of(o, "head", {"ridge", "ce"});
-  positive_real(o, "head-ridge");
-  require<i64>(o, "head-epochs", o.get<i64>("head-epochs") >= 0, ">= 0");
-  one_of(o, "head-data", {"search", "search+val"});
-  one_of(o, "extend", {"none", "smoother"});
-  positive(o, "probe-size");
-  require<i64>(o, "trajectory-points", o.get<i64>("trajectory-points") >= 2, ">= 2");
-  one_of(o, "data", {"search+val", "full"});
-  parse_seeds(o.get<std::string>("seeds"));
-  if (o.get<std::string>("init") == "labels" && o.get<i64>("dim") < 10)
-    fail("option dim: init=labels needs dim >= the number of classes (10), found ", o.get<i64>("dim"));
+  for (const Group* g : config_groups())
+    for (const auto& [key, check] : g->checks) check(o, key);
 }
 
 std::vector<std::uint64_t> parse_seeds(const std::string& text) {
   std::vector<std::uint64_t> out;
-  auto bad = [&]() { fail("option seeds: expected 'N', 'A,B,C' or 'A..B' (non-negative integers), found '", text, "'"); };
+  auto bad = [&]() {
+    throw OptionError("seeds", text, "'N', 'A,B,C' or 'A..B' (non-negative integers)",
+                      "option seeds: expected 'N', 'A,B,C' or 'A..B' (non-negative integers), found '" + text + "'");
+  };
   auto number = [&](const std::string& s) -> std::uint64_t {
     if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) bad();
     return std::stoull(s);
@@ -631,8 +736,7 @@ TrainConfig Options::train() const {
 std::vector<std::string> resume_mutable_keys() {
   auto keys = run_control_keys();
   keys.push_back("generations");
-  const auto learner = learner_options();  // they shape learn/sgd, not the search
-  for (const auto& o : learner.options()) keys.push_back(o->long_name());
+  for (const auto& o : learner_group().options.options()) keys.push_back(o->long_name());  // they shape learn/sgd, not the search
   return keys;
 }
 

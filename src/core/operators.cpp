@@ -138,7 +138,6 @@ void knn_smooth_(at::Tensor& pop, const at::Tensor& who, const at::Tensor& rows,
 
 at::Tensor de_rand1bin(const at::Tensor& pop, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
                        double f, const at::Tensor& take_mutant) {
-  auto dev = pop.device();
   auto mutant = pick(pop, a) + f * (pick(pop, b) - pick(pop, c));
   return at::where(on(take_mutant, pop), mutant, pop);
 }

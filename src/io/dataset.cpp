@@ -44,15 +44,15 @@ void require_readable(const std::string& path, const char* what) {
   std::error_code ec;
   const auto st = fs::status(path, ec);
   if (ec == std::errc::permission_denied)
-    fail(what, " '", path, "': permission denied (a directory on the way is not searchable by this user)");
-  if (ec || !fs::exists(st)) fail(what, " '", path, "': expected an existing file, found no such file");
-  if (fs::is_directory(st)) fail(what, " '", path, "': expected a file, found a directory");
+    fail_input(path, what, " '", path, "': permission denied (a directory on the way is not searchable by this user)");
+  if (ec || !fs::exists(st)) fail_input(path, what, " '", path, "': expected an existing file, found no such file");
+  if (fs::is_directory(st)) fail_input(path, what, " '", path, "': expected a file, found a directory");
   // A device or FIFO would be read until memory runs out, or block forever.
   if (!fs::is_regular_file(st))
-    fail(what, " '", path, "': expected a regular file, found a ",
+    fail_input(path, what, " '", path, "': expected a regular file, found a ",
          fs::is_fifo(st) ? "FIFO" : fs::is_character_file(st) ? "character device" : fs::is_block_file(st) ? "block device" : fs::is_socket(st) ? "socket" : "special file");
   std::ifstream probe(path, std::ios::binary);
-  if (!probe) fail(what, " '", path, "': cannot open for reading (", std::strerror(errno), ")");
+  if (!probe) fail_input(path, what, " '", path, "': cannot open for reading (", std::strerror(errno), ")");
 }
 
 // Whether the file starts with the gzip magic 0x1f 0x8b, and a guess of its content size for
@@ -82,7 +82,7 @@ Bytes read_all(const std::string& path, const char* what) {
   std::size_t hint = 0;
   const bool gz = starts_with_gzip_magic(path, &hint);
   gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) fail(what, " '", path, "': cannot open for reading (", std::strerror(errno), ")");
+  if (!f) fail_input(path, what, " '", path, "': cannot open for reading (", std::strerror(errno), ")");
   gzbuffer(f, 1u << 18);
   Bytes out;
   out.reserve(std::min<std::size_t>(hint, std::size_t{1} << 32) + 1);  // +1: room for the read that finds EOF
@@ -97,7 +97,7 @@ Bytes read_all(const std::string& path, const char* what) {
       int errnum = 0;
       const std::string msg = gzerror(f, &errnum);
       gzclose(f);
-      fail(what, " '", path, "': expected ", gz ? "a valid gzip stream" : "readable data", ", found a read error after ",
+      fail_input(path, what, " '", path, "': expected ", gz ? "a valid gzip stream" : "readable data", ", found a read error after ",
            old, " bytes (", msg, ")");
     }
     out.resize(old + static_cast<std::size_t>(n));
@@ -107,7 +107,7 @@ Bytes read_all(const std::string& path, const char* what) {
   const std::string msg = gzerror(f, &errnum);
   gzclose(f);
   if (errnum != Z_OK && errnum != Z_STREAM_END)
-    fail(what, " '", path, "': expected a complete gzip stream, found a damaged or truncated one after ",
+    fail_input(path, what, " '", path, "': expected a complete gzip stream, found a damaged or truncated one after ",
          out.size(), " decompressed bytes (", msg, ")");
   return out;
 }
@@ -158,7 +158,8 @@ std::string known_names() {
 const Entry& find_entry(const std::string& name) {
   for (const auto& e : kRegistry)
     if (name == e.name) return e;
-  fail("dataset '", name, "': unknown; expected one of ", known_names());
+  throw OptionError("dataset", name, "one of " + known_names(),
+                    detail::cat("dataset '", name, "': unknown; expected one of ", known_names()));
 }
 
 std::string join(const std::string& dir, const std::string& file) { return (fs::path(dir) / file).string(); }
@@ -180,10 +181,10 @@ std::string find_idx_file(const Entry& e, const std::string& dir, const std::str
   std::error_code ec;
   if (fs::exists(plain, ec)) return plain;
   if (ec == std::errc::permission_denied)
-    fail("dataset '", e.name, "': cannot look for ", plain, ": permission denied (the directory ", dir,
+    fail_input(plain, "dataset '", e.name, "': cannot look for ", plain, ": permission denied (the directory ", dir,
          " or one above it is not searchable by this user)");
   if (fs::exists(gz, ec)) return gz;
-  fail("dataset '", e.name, "': expected ", plain, " or ", gz, ", found neither", dir_note(dir), "; ", e.hint);
+  fail_input(plain, "dataset '", e.name, "': expected ", plain, " or ", gz, ", found neither", dir_note(dir), "; ", e.hint);
 }
 
 std::string find_cifar_file(const Entry& e, const std::string& dir, const std::string& base) {
@@ -191,9 +192,9 @@ std::string find_cifar_file(const Entry& e, const std::string& dir, const std::s
   std::error_code ec;
   const bool present = fs::exists(p, ec);
   if (ec == std::errc::permission_denied)
-    fail("dataset '", e.name, "': cannot look for ", p, ": permission denied (the directory ", dir,
+    fail_input(p, "dataset '", e.name, "': cannot look for ", p, ": permission denied (the directory ", dir,
          " or one above it is not searchable by this user)");
-  if (!present) fail("dataset '", e.name, "': expected ", p, ", found no such file", dir_note(dir), "; ", e.hint);
+  if (!present) fail_input(p, "dataset '", e.name, "': expected ", p, ", found no such file", dir_note(dir), "; ", e.hint);
   return p;
 }
 
@@ -201,7 +202,7 @@ void check_labels(const at::Tensor& labels, std::int64_t n_classes, const std::s
   const auto* p = labels.data_ptr<std::int64_t>();
   for (std::int64_t i = 0; i < labels.numel(); ++i)
     if (p[i] < 0 || p[i] >= n_classes)
-      fail("file '", path, "': expected every ", kind, " in [0, ", n_classes, "), found ", kind, " ", p[i], " at index ", i);
+      fail_input(path, "file '", path, "': expected every ", kind, " in [0, ", n_classes, "), found ", kind, " ", p[i], " at index ", i);
 }
 
 // images [N,H,W] + labels [N] -> ([N,1,H,W], int64 labels), with every check.
@@ -209,16 +210,16 @@ std::pair<at::Tensor, at::Tensor> load_idx_pair(const std::string& img_path, con
                                                 std::int64_t n_classes) {
   at::Tensor img = read_idx(img_path);
   if (img.dim() != 3)
-    fail("IDX file '", img_path, "': expected an images file with 3 dimensions [N,H,W], found ", img.dim(),
+    fail_input(img_path, "IDX file '", img_path, "': expected an images file with 3 dimensions [N,H,W], found ", img.dim(),
          " dimension(s) ", shape_str(img));
   at::Tensor lbl = read_idx(lbl_path);
   if (lbl.dim() != 1)
-    fail("IDX file '", lbl_path, "': expected a labels file with 1 dimension [N], found ", lbl.dim(),
+    fail_input(lbl_path, "IDX file '", lbl_path, "': expected a labels file with 1 dimension [N], found ", lbl.dim(),
          " dimension(s) ", shape_str(lbl));
   if (img.size(0) != lbl.size(0))
-    fail("image/label count mismatch: '", img_path, "' holds ", img.size(0), " images but '", lbl_path, "' holds ",
+    fail_input(lbl_path, "image/label count mismatch: '", img_path, "' holds ", img.size(0), " images but '", lbl_path, "' holds ",
          lbl.size(0), " labels");
-  if (img.size(0) == 0) fail("IDX file '", img_path, "': expected at least one image, found 0");
+  if (img.size(0) == 0) fail_input(img_path, "IDX file '", img_path, "': expected at least one image, found 0");
   lbl = lbl.to(at::kLong);
   check_labels(lbl, n_classes, lbl_path);
   return {img.unsqueeze(1).contiguous(), lbl};
@@ -243,19 +244,19 @@ CifarRecords concat_cifar(const std::vector<CifarRecords>& parts) {
 at::Tensor read_idx(const std::string& path) {
   const Bytes b = read_all(path, "IDX file");
   if (b.size() < 4)
-    fail("IDX file '", path, "': expected a header of at least 4 bytes (magic), found a file of ", b.size(), " bytes");
+    fail_input(path, "IDX file '", path, "': expected a header of at least 4 bytes (magic), found a file of ", b.size(), " bytes");
   if (b[0] != 0x00 || b[1] != 0x00)
-    fail("IDX file '", path, "': expected magic bytes 0x00 0x00 0x08 <ndims>, found ", hex_bytes(b.data(), 4),
+    fail_input(path, "IDX file '", path, "': expected magic bytes 0x00 0x00 0x08 <ndims>, found ", hex_bytes(b.data(), 4),
          " (not an IDX file)");
   if (b[2] != 0x08)
-    fail("IDX file '", path, "': expected data type byte 0x08 (unsigned byte), found ", hex_bytes(b.data() + 2, 1),
+    fail_input(path, "IDX file '", path, "': expected data type byte 0x08 (unsigned byte), found ", hex_bytes(b.data() + 2, 1),
          " (magic ", hex_bytes(b.data(), 4), ")");
   const unsigned ndims = b[3];
   if (ndims == 0 || ndims > 4)
-    fail("IDX file '", path, "': expected 1 to 4 dimensions, found ", ndims, " (magic ", hex_bytes(b.data(), 4), ")");
+    fail_input(path, "IDX file '", path, "': expected 1 to 4 dimensions, found ", ndims, " (magic ", hex_bytes(b.data(), 4), ")");
   const std::size_t header = 4 + 4 * std::size_t{ndims};
   if (b.size() < header)
-    fail("IDX file '", path, "': expected a header of ", header, " bytes for ", ndims, " dimensions, found a file of ",
+    fail_input(path, "IDX file '", path, "': expected a header of ", header, " bytes for ", ndims, " dimensions, found a file of ",
          b.size(), " bytes (truncated)");
   std::vector<std::int64_t> dims(ndims);
   std::uint64_t expect = 1;
@@ -270,10 +271,10 @@ at::Tensor read_idx(const std::string& path) {
   std::ostringstream dimstr;
   for (unsigned d = 0; d < ndims; ++d) dimstr << (d ? "x" : "") << dims[d];
   if (overflow || found < expect)
-    fail("IDX file '", path, "': expected ", overflow ? std::string("more than 2^64") : std::to_string(expect),
+    fail_input(path, "IDX file '", path, "': expected ", overflow ? std::string("more than 2^64") : std::to_string(expect),
          " data bytes for dimensions ", dimstr.str(), ", found ", found, " (file truncated)");
   if (found > expect)
-    fail("IDX file '", path, "': expected ", expect, " data bytes for dimensions ", dimstr.str(), ", found ", found,
+    fail_input(path, "IDX file '", path, "': expected ", expect, " data bytes for dimensions ", dimstr.str(), ", found ", found,
          " (", found - expect, " bytes of trailing data)");
   at::Tensor t = at::empty(dims, at::TensorOptions().dtype(at::kByte));
   if (expect) std::memcpy(t.data_ptr<std::uint8_t>(), b.data() + header, expect);
@@ -286,9 +287,9 @@ CifarRecords read_cifar(const std::string& path, bool cifar100) {
   constexpr std::size_t kPixels = 3 * 32 * 32;
   const std::size_t rec = n_label_bytes + kPixels;
   const Bytes b = read_all(path, what);
-  if (b.empty()) fail(what, " '", path, "': expected records of ", rec, " bytes, found an empty file");
+  if (b.empty()) fail_input(path, what, " '", path, "': expected records of ", rec, " bytes, found an empty file");
   if (b.size() % rec != 0)
-    fail(what, " '", path, "': expected a size that is a multiple of the record size ", rec, " bytes (",
+    fail_input(path, what, " '", path, "': expected a size that is a multiple of the record size ", rec, " bytes (",
          n_label_bytes == 1 ? "1 label byte" : "coarse + fine label bytes", " + ", kPixels,
          " pixel bytes), found a file size of ", b.size(), " bytes (", b.size() / rec, " whole records + ",
          b.size() % rec, " bytes)");
@@ -304,12 +305,12 @@ CifarRecords read_cifar(const std::string& path, bool cifar100) {
     const std::uint8_t* p = b.data() + static_cast<std::size_t>(i) * rec;
     if (cifar100) {
       if (p[0] >= 20)
-        fail(what, " '", path, "': expected coarse label < 20, found ", unsigned{p[0]}, " in record ", i);
-      if (p[1] >= 100) fail(what, " '", path, "': expected fine label < 100, found ", unsigned{p[1]}, " in record ", i);
+        fail_input(path, what, " '", path, "': expected coarse label < 20, found ", unsigned{p[0]}, " in record ", i);
+      if (p[1] >= 100) fail_input(path, what, " '", path, "': expected fine label < 100, found ", unsigned{p[1]}, " in record ", i);
       coarse[i] = p[0];
       lab[i] = p[1];
     } else {
-      if (p[0] >= 10) fail(what, " '", path, "': expected label < 10, found ", unsigned{p[0]}, " in record ", i);
+      if (p[0] >= 10) fail_input(path, what, " '", path, "': expected label < 10, found ", unsigned{p[0]}, " in record ", i);
       lab[i] = p[0];
     }
     std::memcpy(img + static_cast<std::size_t>(i) * kPixels, p + n_label_bytes, kPixels);
@@ -325,6 +326,8 @@ std::vector<std::string> dataset_names() {
 
 std::string default_data_dir(const std::string& name) { return find_entry(name).default_dir; }
 
+std::int64_t dataset_classes(const std::string& name) { return find_entry(name).format == Format::cifar100 ? 100 : 10; }
+
 Dataset load_dataset(const std::string& name, const std::string& data_dir) {
   const Entry& e = find_entry(name);
   Dataset d;
@@ -332,9 +335,9 @@ Dataset load_dataset(const std::string& name, const std::string& data_dir) {
   d.data_dir = data_dir.empty() ? std::string(e.default_dir) : data_dir;
   const std::string& dir = d.data_dir;
 
+  d.n_classes = dataset_classes(name);
   switch (e.format) {
     case Format::idx: {
-      d.n_classes = 10;
       // Locate all four files first so that a missing directory gives one clear message.
       const std::string tr_i = find_idx_file(e, dir, "train-images-idx3-ubyte");
       const std::string tr_l = find_idx_file(e, dir, "train-labels-idx1-ubyte");
@@ -343,7 +346,7 @@ Dataset load_dataset(const std::string& name, const std::string& data_dir) {
       std::tie(d.train_images, d.train_labels) = load_idx_pair(tr_i, tr_l, d.n_classes);
       std::tie(d.test_images, d.test_labels) = load_idx_pair(te_i, te_l, d.n_classes);
       if (d.train_images.size(2) != d.test_images.size(2) || d.train_images.size(3) != d.test_images.size(3))
-        fail("dataset '", e.name, "': expected training and test images of the same size, found ",
+        fail_input(te_i, "dataset '", e.name, "': expected training and test images of the same size, found ",
              d.train_images.size(2), "x", d.train_images.size(3), " in '", tr_i, "' and ", d.test_images.size(2), "x",
              d.test_images.size(3), " in '", te_i, "'");
       d.files = {tr_i, tr_l, te_i, te_l};
@@ -352,7 +355,6 @@ Dataset load_dataset(const std::string& name, const std::string& data_dir) {
     case Format::cifar10:
     case Format::cifar100: {
       const bool c100 = e.format == Format::cifar100;
-      d.n_classes = c100 ? 100 : 10;
       std::vector<std::string> train_files;
       std::string test_file;
       if (c100) {

@@ -33,13 +33,7 @@ void write_provenance(Writer& w, hid_t root, const char* format, const Provenanc
                       std::int64_t version = kFormatVersion) {
   w.attr_string(root, "/", "format", format);
   w.attr<std::int64_t>(root, "/", "format_version", version);
-  w.attr_string(root, "/", "repsearch_version", p.repsearch_version);
-  w.attr_string(root, "/", "git_commit", p.git_commit);
-  w.attr_string(root, "/", "created", p.created);
-  w.attr_string(root, "/", "command_line", p.command_line);
-  w.attr_string(root, "/", "config", p.config);
-  w.attr_string(root, "/", "config_sha256", p.config_sha256);
-  w.attr<std::uint64_t>(root, "/", "seed", p.seed);
+  write_origin(w, root, p);
   w.attr<std::int64_t>(root, "/", "n_islands", p.n_islands);
   w.attr<std::int64_t>(root, "/", "n_ranks", p.n_ranks);
   w.attr_string(root, "/", "hosts", p.hosts);
@@ -106,13 +100,7 @@ Provenance read_provenance(const Reader& r) {
   Handle root = r.group("/");
   const hid_t g = root.get();
   Provenance p;
-  p.repsearch_version = r.attr_string(g, "/", "repsearch_version");
-  p.git_commit = r.attr_string(g, "/", "git_commit");
-  p.created = r.attr_string(g, "/", "created");
-  p.command_line = r.attr_string(g, "/", "command_line");
-  p.config = r.attr_string(g, "/", "config");
-  p.config_sha256 = r.attr_string(g, "/", "config_sha256");
-  p.seed = r.attr<std::uint64_t>(g, "/", "seed");
+  static_cast<Origin&>(p) = read_origin(r, g);
   p.n_islands = r.attr<std::int64_t>(g, "/", "n_islands");
   p.n_ranks = r.attr<std::int64_t>(g, "/", "n_ranks");
   p.hosts = r.attr_string(g, "/", "hosts");
@@ -194,7 +182,7 @@ std::string checkpoint_label(const std::string& path) { return "checkpoint " + p
 
 // ---- archive --------------------------------------------------------------------------------------
 
-void write_archive(const std::string& path, const Archive& a) {
+void write_archive(const std::string& path, const Archive& a) try {
   const std::string label = archive_label(path);
   write_atomically(path, label, [&](Writer& w) {
     {
@@ -260,9 +248,11 @@ void write_archive(const std::string& path, const Archive& a) {
     }
     write_migrations(w, a.migrations);
   });
+} catch (...) {
+  detail::rethrow_as_output(path);
 }
 
-Archive read_archive(const std::string& path) {
+Archive read_archive(const std::string& path) try {
   const std::string label = archive_label(path);
   Handle file = open_for_read(path, label, kArchiveFormat);
   const Reader r(file.get(), label);
@@ -319,6 +309,8 @@ Archive read_archive(const std::string& path) {
     a.histories.push_back(read_history(r, "/islands/" + std::to_string(i) + "/history"));
   a.migrations = read_migrations(r);
   return a;
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
 // ---- checkpoint -----------------------------------------------------------------------------------
@@ -336,7 +328,7 @@ struct CheckpointWriter::Impl {
 };
 
 CheckpointWriter::CheckpointWriter(const std::string& path, const Provenance& provenance, std::int64_t generation)
-    : impl_(std::make_unique<Impl>()) {
+    try : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
   impl_->label = checkpoint_label(path);
   impl_->generation = generation;
@@ -362,11 +354,13 @@ CheckpointWriter::CheckpointWriter(const std::string& path, const Provenance& pr
     w.attr<std::int64_t>(root.get(), "/", "pending_migrants", 0);
   }
   w.group("/islands");
+} catch (...) {
+  detail::rethrow_as_output(path);
 }
 
 CheckpointWriter::~CheckpointWriter() = default;
 
-void CheckpointWriter::add(const IslandState& s) {
+void CheckpointWriter::add(const IslandState& s) try {
   const std::string& label = impl_->label;
   if (!impl_->file) fail(label, ": cannot add island ", s.island, " after finish()");
   if (s.island < 0) fail(label, ": cannot write: island index ", s.island, " is negative");
@@ -400,13 +394,17 @@ void CheckpointWriter::add(const IslandState& s) {
   w.vector(group + "/op_weights", s.op_weights);
   write_history(w, group + "/history", s.history);
   if (s.foreign.defined()) w.tensor(group + "/foreign", s.foreign, at::kFloat);  // island-repulsion references
+} catch (...) {
+  detail::rethrow_as_output(impl_->path);
 }
 
-void CheckpointWriter::finish(const std::vector<MigrationEvent>& migrations) {
+void CheckpointWriter::finish(const std::vector<MigrationEvent>& migrations) try {
   if (!impl_->file) fail(impl_->label, ": finish() called twice");
   write_migrations(impl_->file->writer(), migrations);
   impl_->file->commit();
   impl_->file.reset();
+} catch (...) {
+  detail::rethrow_as_output(impl_->path);
 }
 
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
@@ -473,7 +471,7 @@ IslandState read_island(const Reader& r, std::int64_t index, std::int64_t genera
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path, const std::vector<std::int64_t>& islands,
-                           const at::Device& device) {
+                           const at::Device& device) try {
   const std::string label = checkpoint_label(path);
   Handle file = open_for_read(path, label, kCheckpointFormat);
   const Reader probe(file.get(), label);
@@ -491,13 +489,17 @@ Checkpoint read_checkpoint(const std::string& path, const std::vector<std::int64
   for (std::int64_t i : wanted) c.islands.push_back(read_island(r, i, c.generation, device));
   c.migrations = read_migrations(r);
   return c;
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
-std::vector<std::int64_t> checkpoint_islands(const std::string& path) {
+std::vector<std::int64_t> checkpoint_islands(const std::string& path) try {
   const std::string label = checkpoint_label(path);
   Handle file = open_for_read(path, label, kCheckpointFormat);
   const Reader r(file.get(), label);
   return island_indices(r);
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
 Checkpoint verify_checkpoint(const std::string& path) {
@@ -506,18 +508,20 @@ Checkpoint verify_checkpoint(const std::string& path) {
   return head;
 }
 
-Checkpoint read_checkpoint_header(const std::string& path) {
+Checkpoint read_checkpoint_header(const std::string& path) try {
   const std::string label = checkpoint_label(path);
   Handle file = open_for_read(path, label, kCheckpointFormat);
   const Reader r(file.get(), label);
   return read_header(r);
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
 }  // namespace repsearch::io
 
 namespace repsearch::io {
 
-std::string read_format(const std::string& path) {
+std::string read_format(const std::string& path) try {
   using namespace detail;
   const std::string label = "file " + path;
   Handle file = open_for_read(path, label, "repsearch");
@@ -526,6 +530,8 @@ std::string read_format(const std::string& path) {
   const htri_t present = H5Aexists(root.get(), "format");
   if (present <= 0) return "";
   return r.attr_string(root.get(), "/", "format");
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
 }  // namespace repsearch::io

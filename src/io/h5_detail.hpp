@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "repsearch/core/error.hpp"
+#include "repsearch/io/provenance.hpp"
 
 namespace repsearch::io::detail {
 
@@ -57,6 +58,29 @@ inline std::string hdf5_reason() {
       },
       &reason);
   return reason;
+}
+
+// Inside a catch: any failure while reading `file` leaves as an InputError about it (what() unchanged);
+// one while writing it, as an OutputError. Other exceptions (LibTorch's, std::bad_alloc) pass unchanged.
+[[noreturn]] inline void rethrow_as_input(const std::string& file) {
+  try {
+    throw;
+  } catch (const InputError&) {
+    throw;
+  } catch (const OptionError&) {
+    throw;
+  } catch (const Error& e) {
+    throw InputError(file, repsearch::detail::reason_after(e.what(), file), e.what());
+  }
+}
+[[noreturn]] inline void rethrow_as_output(const std::string& file) {
+  try {
+    throw;
+  } catch (const OutputError&) {
+    throw;
+  } catch (const Error& e) {
+    throw OutputError(file, repsearch::detail::reason_after(e.what(), file), e.what());
+  }
 }
 
 template <class... Args>
@@ -690,6 +714,30 @@ inline void require_size(const Reader& r, const std::string& path, std::int64_t 
   if (found != expected)
     fail(r.label(), ": dataset ", path, " has ", found, " entries along an axis that should have ", expected, " (",
          what, ")");
+}
+
+// ---- the Origin attributes of `/`: one writer and one reader for every kind of file ---------------
+
+inline void write_origin(Writer& w, hid_t root, const Origin& o) {
+  w.attr_string(root, "/", "repsearch_version", o.repsearch_version);
+  w.attr_string(root, "/", "git_commit", o.git_commit);
+  w.attr_string(root, "/", "created", o.created);
+  w.attr_string(root, "/", "command_line", o.command_line);
+  w.attr_string(root, "/", "config", o.config);
+  w.attr_string(root, "/", "config_sha256", o.config_sha256);
+  w.attr<std::uint64_t>(root, "/", "seed", o.seed);
+}
+
+inline Origin read_origin(const Reader& r, hid_t root) {
+  Origin o;
+  o.repsearch_version = r.attr_string(root, "/", "repsearch_version");
+  o.git_commit = r.attr_string(root, "/", "git_commit");
+  o.created = r.attr_string(root, "/", "created");
+  o.command_line = r.attr_string(root, "/", "command_line");
+  o.config = r.attr_string(root, "/", "config");
+  o.config_sha256 = r.attr_string(root, "/", "config_sha256");
+  o.seed = r.attr<std::uint64_t>(root, "/", "seed");
+  return o;
 }
 
 }  // namespace repsearch::io::detail

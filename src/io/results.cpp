@@ -92,9 +92,47 @@ std::vector<T> column(const std::vector<EpochRow>& rows, F field) {
   return out;
 }
 
+// /metrics: one row per epoch and its phase.
+std::vector<EpochRow> read_metrics(const Reader& r, std::vector<std::string>& phase) {
+  r.group("/metrics");  // a clear "missing group" before any missing column
+  const auto epoch = r.vector<std::int64_t>("/metrics/epoch");
+  phase = r.strings("/metrics/phase");
+  const auto loss = r.vector<double>("/metrics/loss");
+  const auto train_accuracy = r.vector<double>("/metrics/train_accuracy");
+  const auto val_accuracy = r.vector<double>("/metrics/val_accuracy");
+  const auto examples_per_s = r.vector<double>("/metrics/examples_per_s");
+  const auto seconds = r.vector<double>("/metrics/seconds");
+  const std::size_t n = epoch.size();
+  require_columns(r, "/metrics", n,
+                  {{"epoch", n}, {"phase", phase.size()}, {"loss", loss.size()},
+                   {"train_accuracy", train_accuracy.size()}, {"val_accuracy", val_accuracy.size()},
+                   {"examples_per_s", examples_per_s.size()}, {"seconds", seconds.size()}});
+  std::vector<EpochRow> rows(n);
+  for (std::size_t i = 0; i < n; ++i)
+    rows[i] = {epoch[i], loss[i], train_accuracy[i], val_accuracy[i], examples_per_s[i], seconds[i]};
+  return rows;
+}
+
+ModelSpec read_model(const Reader& r) {
+  ModelSpec m;
+  Handle model = r.group("/model");
+  const hid_t g = model.get();
+  m.arch = r.attr_string(g, "/model", "arch");
+  m.cut = r.attr<std::int64_t>(g, "/model", "cut");
+  m.classes = r.attr<std::int64_t>(g, "/model", "classes");
+  m.logit_scale = r.attr<double>(g, "/model", "logit_scale");
+  m.head = r.attr_string(g, "/model", "head");
+  m.hidden = r.vector<std::int64_t>("/model/hidden");
+  m.channels = r.vector<std::int64_t>("/model/channels");
+  m.input_shape = r.vector<std::int64_t>("/model/input_shape");
+  m.normalisation_mean = r.tensor("/model/normalisation_mean", at::kFloat, 1, "[C]");
+  m.normalisation_std = r.tensor("/model/normalisation_std", at::kFloat, 1, "[C]");
+  return m;
+}
+
 }  // namespace
 
-void write_results(const std::string& path, const Results& r) {
+void write_results(const std::string& path, const Results& r) try {
   const std::string label = results_label(path);
   const at::Tensor activations = activations_or_empty(r);
   validate(label, r, activations);
@@ -105,15 +143,9 @@ void write_results(const std::string& path, const Results& r) {
       w.attr_string(g, "/", "format", kResultsFormat);
       w.attr<std::int64_t>(g, "/", "format_version", kResultsFormatVersion);
       w.attr_string(g, "/", "kind", r.kind);
-      w.attr_string(g, "/", "repsearch_version", r.repsearch_version);
-      w.attr_string(g, "/", "git_commit", r.git_commit);
-      w.attr_string(g, "/", "created", r.created);
-      w.attr_string(g, "/", "command_line", r.command_line);
-      w.attr_string(g, "/", "config", r.config);
-      w.attr_string(g, "/", "config_sha256", r.config_sha256);
+      write_origin(w, g, r);
       w.attr_string(g, "/", "archive_path", r.archive_path);
       w.attr_string(g, "/", "archive_sha256", r.archive_sha256);
-      w.attr<std::uint64_t>(g, "/", "seed", r.seed);
       w.attr<std::uint64_t>(g, "/", "elite_uid", r.elite_uid);
       w.attr<std::int64_t>(g, "/", "elite_rank", r.elite_rank);
       w.attr_string(g, "/", "model", r.model);
@@ -173,9 +205,11 @@ void write_results(const std::string& path, const Results& r) {
       w.tensor("/model/normalisation_std", m.normalisation_std, at::kFloat);
     }
   });
+} catch (...) {
+  detail::rethrow_as_output(path);
 }
 
-Results read_results(const std::string& path) {
+Results read_results(const std::string& path) try {
   const std::string label = results_label(path);
   Handle file = open_for_read(path, label, kResultsFormat);
   const Reader r(file.get(), label);
@@ -185,15 +219,9 @@ Results read_results(const std::string& path) {
     Handle root = r.group("/");
     const hid_t g = root.get();
     out.kind = r.attr_string(g, "/", "kind");
-    out.repsearch_version = r.attr_string(g, "/", "repsearch_version");
-    out.git_commit = r.attr_string(g, "/", "git_commit");
-    out.created = r.attr_string(g, "/", "created");
-    out.command_line = r.attr_string(g, "/", "command_line");
-    out.config = r.attr_string(g, "/", "config");
-    out.config_sha256 = r.attr_string(g, "/", "config_sha256");
+    static_cast<Origin&>(out) = read_origin(r, g);
     out.archive_path = r.attr_string(g, "/", "archive_path");
     out.archive_sha256 = r.attr_string(g, "/", "archive_sha256");
-    out.seed = r.attr<std::uint64_t>(g, "/", "seed");
     out.elite_uid = r.attr<std::uint64_t>(g, "/", "elite_uid");
     out.elite_rank = r.attr<std::int64_t>(g, "/", "elite_rank");
     out.model = r.attr_string(g, "/", "model");
@@ -201,22 +229,7 @@ Results read_results(const std::string& path) {
     out.model_path = r.attr_string(g, "/", "model_path");
   }
 
-  r.group("/metrics");  // a clear "missing group" before any missing column
-  const auto epoch = r.vector<std::int64_t>("/metrics/epoch");
-  out.phase = r.strings("/metrics/phase");
-  const auto loss = r.vector<double>("/metrics/loss");
-  const auto train_accuracy = r.vector<double>("/metrics/train_accuracy");
-  const auto val_accuracy = r.vector<double>("/metrics/val_accuracy");
-  const auto examples_per_s = r.vector<double>("/metrics/examples_per_s");
-  const auto seconds = r.vector<double>("/metrics/seconds");
-  const std::size_t n = epoch.size();
-  require_columns(r, "/metrics", n,
-                  {{"epoch", n}, {"phase", out.phase.size()}, {"loss", loss.size()},
-                   {"train_accuracy", train_accuracy.size()}, {"val_accuracy", val_accuracy.size()},
-                   {"examples_per_s", examples_per_s.size()}, {"seconds", seconds.size()}});
-  out.epochs.resize(n);
-  for (std::size_t i = 0; i < n; ++i)
-    out.epochs[i] = {epoch[i], loss[i], train_accuracy[i], val_accuracy[i], examples_per_s[i], seconds[i]};
+  out.epochs = read_metrics(r, out.phase);
 
   {
     Handle accuracy = r.group("/accuracy");
@@ -243,22 +256,12 @@ Results read_results(const std::string& path) {
                "one label per row of /predictions/test_probabilities");
 
   if (r.exists("/model")) {
-    ModelSpec& m = out.spec;
-    Handle model = r.group("/model");
-    const hid_t g = model.get();
-    m.arch = r.attr_string(g, "/model", "arch");
-    m.cut = r.attr<std::int64_t>(g, "/model", "cut");
-    m.classes = r.attr<std::int64_t>(g, "/model", "classes");
-    m.logit_scale = r.attr<double>(g, "/model", "logit_scale");
-    m.head = r.attr_string(g, "/model", "head");
-    m.hidden = r.vector<std::int64_t>("/model/hidden");
-    m.channels = r.vector<std::int64_t>("/model/channels");
-    m.input_shape = r.vector<std::int64_t>("/model/input_shape");
-    m.normalisation_mean = r.tensor("/model/normalisation_mean", at::kFloat, 1, "[C]");
-    m.normalisation_std = r.tensor("/model/normalisation_std", at::kFloat, 1, "[C]");
-    validate_spec(label, m, out.test_probabilities.size(1), out.activations);
+    out.spec = read_model(r);
+    validate_spec(label, out.spec, out.test_probabilities.size(1), out.activations);
   }
   return out;
+} catch (...) {
+  detail::rethrow_as_input(path);
 }
 
 }  // namespace repsearch::io

@@ -36,8 +36,12 @@ std::string read_all(int fd) {
 void make_dirs(const std::string& dir, const std::string& option) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) fail("option ", option, ": cannot create run directory ", dir, ": ", ec.message());
-  if (!fs::is_directory(dir, ec)) fail("option ", option, ": ", dir, " exists but is not a directory");
+  if (ec)
+    throw OutputError(dir, "cannot create run directory: " + ec.message(),
+                      detail::cat("option ", option, ": cannot create run directory ", dir, ": ", ec.message()));
+  if (!fs::is_directory(dir, ec))
+    throw OutputError(dir, "exists but is not a directory",
+                      detail::cat("option ", option, ": ", dir, " exists but is not a directory"));
 }
 
 }  // namespace
@@ -45,7 +49,7 @@ void make_dirs(const std::string& dir, const std::string& option) {
 RunLock::RunLock(const std::string& dir, const std::string& what) : path_((fs::path(dir) / "repsearch.lock").string()) {
   make_dirs(dir, "out");
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("option out: cannot open the lock file ", path_, ": ", std::strerror(errno));
+  if (fd_ < 0) fail_output(path_, "option out: cannot open the lock file ", path_, ": ", std::strerror(errno));
   struct flock lk {};
   lk.l_type = F_WRLCK;
   lk.l_whence = SEEK_SET;
@@ -54,10 +58,12 @@ RunLock::RunLock(const std::string& dir, const std::string& what) : path_((fs::p
     std::string holder = read_all(fd_);
     ::close(fd_);
     fd_ = -1;
-    if (error == EACCES || error == EAGAIN)
-      fail("run directory ", dir, " is in use by another repsearch process (", holder.empty() ? "unknown" : holder,
-           "; lock ", path_, "): wait for it to end, or choose another --out");
-    fail("option out: cannot lock ", path_, ": ", std::strerror(error),
+    if (error == EACCES || error == EAGAIN) {
+      const std::string reason = detail::cat("in use by another repsearch process (", holder.empty() ? "unknown" : holder,
+                                             "; lock ", path_, ")");
+      throw OutputError(dir, reason, detail::cat("run directory ", dir, " is ", reason, ": wait for it to end, or choose another --out"));
+    }
+    fail_output(path_, "option out: cannot lock ", path_, ": ", std::strerror(error),
          " (the file system must support fcntl locks)");
   }
   const std::time_t now = std::time(nullptr);
@@ -68,7 +74,7 @@ RunLock::RunLock(const std::string& dir, const std::string& what) : path_((fs::p
     const int error = errno;
     ::close(fd_);
     fd_ = -1;
-    fail("option out: cannot write the lock file ", path_, ": ", std::strerror(error));
+    fail_output(path_, "option out: cannot write the lock file ", path_, ": ", std::strerror(error));
   }
 }
 
@@ -80,13 +86,17 @@ void ensure_writable_dir(const std::string& dir, const std::string& option) {
   make_dirs(dir, option);
   const std::string probe = (fs::path(dir) / (".repsearch-probe-" + host_name() + "-" + std::to_string(::getpid()))).string();
   const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("option ", option, ": run directory ", dir, " is not writable: ", std::strerror(errno));
+  if (fd < 0)
+    throw OutputError(dir, std::string("not writable: ") + std::strerror(errno),
+                      detail::cat("option ", option, ": run directory ", dir, " is not writable: ", std::strerror(errno)));
   const char bytes[4096] = {0};
   const bool ok = ::write(fd, bytes, sizeof bytes) == static_cast<ssize_t>(sizeof bytes) && ::fsync(fd) == 0;
   const int error = errno;
   ::close(fd);
   ::unlink(probe.c_str());
-  if (!ok) fail("option ", option, ": cannot write to run directory ", dir, ": ", std::strerror(error));
+  if (!ok)
+    throw OutputError(dir, std::string("cannot write to it: ") + std::strerror(error),
+                      detail::cat("option ", option, ": cannot write to run directory ", dir, ": ", std::strerror(error)));
 }
 
 int remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& names) {

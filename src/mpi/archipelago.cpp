@@ -443,8 +443,8 @@ struct Archipelago::Pending {
 
 Archipelago::Archipelago(MPI_Comm comm, std::int64_t n_islands, SearchConfig search, MigrationConfig migration,
                          const Fitness& fitness, const SearchContext& context)
-    : comm_(comm), n_islands_(n_islands), search_(std::move(search)), migration_(std::move(migration)),
-      fitness_(fitness), context_(context), algorithm_(make_algorithm(search_)), pending_(std::make_shared<Pending>()) {
+    : pending_(std::make_shared<Pending>()), comm_(comm), n_islands_(n_islands), search_(std::move(search)),
+      migration_(std::move(migration)), fitness_(fitness), context_(context), algorithm_(make_algorithm(search_)) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   if (n_islands_ < 1) fail("option islands: must be >= 1, found ", n_islands_);

@@ -52,9 +52,14 @@ struct TrainConfig {
   std::int64_t eval_batch = 2048;
 };
 
+// One epoch of a training loop; also a row of a results file's /metrics (io::EpochRow).
 struct TrainEpoch {
-  std::int64_t epoch = 0;
-  double loss = 0, train_accuracy = NAN, val_accuracy = NAN, examples_per_s = 0, seconds = 0;
+  std::int64_t epoch = 0;      // 1-based
+  double loss = 0;             // mean training loss of the epoch (MSE for regress, CE otherwise)
+  double train_accuracy = NAN;  // NaN where not measured (regression epochs)
+  double val_accuracy = NAN;    // sgd: on the held-out split H it is given; NaN where not measured
+  double examples_per_s = 0;
+  double seconds = 0;          // cumulative
 };
 
 struct Trajectory {
@@ -88,7 +93,7 @@ TrainResult train_end_to_end(Network& net, const at::Tensor& x, const at::Tensor
                              const EpochCallback& on_epoch = {});
 
 double accuracy(const Network& net, const at::Tensor& x, const at::Tensor& y, std::int64_t batch = 2048);
-at::Tensor probabilities(const Network& net, const at::Tensor& x, double temperature = 1.0, std::int64_t batch = 2048);
+at::Tensor probabilities(const Network& net, const at::Tensor& x, double logit_scale = 1.0, std::int64_t batch = 2048);
 // Accuracy of the mean of several networks' probabilities [M, n, C] against labels [n].
 double ensemble_accuracy(const at::Tensor& probabilities, const at::Tensor& labels);
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "repsearch/core/search.hpp"
+#include "repsearch/io/provenance.hpp"
 
 namespace repsearch::io {
 
@@ -17,16 +18,6 @@ inline constexpr const char* kCheckpointFormat = "repsearch-checkpoint";
 inline constexpr std::int64_t kFormatVersion = 1;
 // 2: a crc32 attribute on every dataset and checksummed HDF5 metadata; version 1 is still read.
 inline constexpr std::int64_t kCheckpointFormatVersion = 2;
-
-struct Provenance {  // root attributes shared by archives and checkpoints
-  std::string repsearch_version, git_commit, created, command_line;
-  std::string config;         // resolved INI text (every option, canonical order)
-  std::string config_sha256;  // of `config`
-  std::uint64_t seed = 0;
-  std::int64_t n_islands = 0, n_ranks = 0;
-  std::string hosts, devices;  // comma-separated, one entry per rank
-  std::string fitness, fitness_parameters;
-};
 
 struct Archive {
   Provenance provenance;

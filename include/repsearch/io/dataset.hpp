@@ -2,7 +2,8 @@
 //   fashion-mnist, mnist : IDX files (plain or gzip), train-images-idx3-ubyte[.gz] etc.
 //   cifar10              : data_batch_{1..5}.bin, test_batch.bin; records of 1 label byte + 3072 bytes
 //   cifar100             : train.bin, test.bin; records of coarse + fine label bytes + 3072 bytes
-// Every failure throws repsearch::Error naming the file, what was expected and what was found.
+// Every failure throws repsearch::InputError naming the file, what was expected and what was found
+// (an unknown name: OptionError for option dataset).
 #pragma once
 #include <ATen/ATen.h>
 #include <cstdint>
@@ -25,6 +26,8 @@ struct Dataset {
 std::vector<std::string> dataset_names();
 // Where a data set lives when --data-dir is not given (e.g. /usr/share/datasets/fashion-mnist).
 std::string default_data_dir(const std::string& name);
+// Classes of the data set's labels (10, or 100 for cifar100), without reading it.
+std::int64_t dataset_classes(const std::string& name);
 // Unknown name -> Error listing the known names. Empty data_dir -> default_data_dir(name).
 Dataset load_dataset(const std::string& name, const std::string& data_dir = "");
 

@@ -6,19 +6,16 @@
 #include <string>
 #include <vector>
 
+#include "repsearch/core/models.hpp"
+#include "repsearch/io/provenance.hpp"
+
 namespace repsearch::io {
 
 inline constexpr const char* kResultsFormat = "repsearch-results";
 inline constexpr std::int64_t kResultsFormatVersion = 1;
 
-struct EpochRow {
-  std::int64_t epoch = 0;        // 1-based; phase "regress" | "head" | "sgd"
-  double loss = 0;               // mean training loss of the epoch (MSE for regress, CE otherwise)
-  double train_accuracy = 0;     // NaN where not measured (regression epochs)
-  double val_accuracy = 0;       // on V (NaN where not measured)
-  double examples_per_s = 0;
-  double seconds = 0;            // cumulative
-};
+// One row of /metrics: a training epoch as core's loops report it (phase "regress" | "head" | "sgd" beside it).
+using EpochRow = TrainEpoch;
 
 // /model: what a reader needs to rebuild the network without repsearch (analysis/repsearch_h5.py
 // load_network). The network is f(x) = logit_scale * head(encoder((x - mean[c]) / std[c])), x the
@@ -36,15 +33,10 @@ struct ModelSpec {
   bool present() const { return !arch.empty(); }
 };
 
-struct Results {
-  // root attrs
+struct Results : Origin {  // root attrs: the Origin's, and
   std::string kind;              // "learn" | "sgd"
-  std::string repsearch_version, git_commit, created, command_line;
-  std::string config;            // resolved INI text used
-  std::string config_sha256;
   std::string archive_path;      // learn: the archive the target came from ("" for sgd)
   std::string archive_sha256;    // learn: that archive's config_sha256
-  std::uint64_t seed = 0;
   std::uint64_t elite_uid = 0;   // learn only
   std::int64_t elite_rank = -1;  // learn only: position in the archive's elites
   std::string model, train_data; // e.g. "mlp 784-256-64-10", "search+val"

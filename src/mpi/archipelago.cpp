@@ -703,7 +703,10 @@ std::vector<MigrationEvent> Archipelago::gather_migrations() const {
   return out;
 }
 
-std::vector<std::string> elite_selection_names() { return {"top", "diverse"}; }
+std::vector<double> Archipelago::reduce_max(std::vector<double> values) const {
+  Timer timer(mpi_seconds_);
+  return mpi::reduce_max(comm_, std::move(values));
+}
 
 Elites Archipelago::collect_elites(std::int64_t k, const EliteSelection& selection) const {
   if (k < 1) fail("option elites: must be >= 1, found ", k);

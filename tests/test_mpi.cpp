@@ -66,6 +66,19 @@ TEST_CASE("topologies") {
   CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("expected edges like"), Error);
   c.topology = "star";
   CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("unknown topology 'star'"), Error);
+  CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("known: none, ring, full, random, graph"), Error);
+  c.topology = "ring";
+  c.edges = "0->1";
+  CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("only used with topology=graph"), Error);
+  c.edges.clear();
+  c.migrants = 0;
+  CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("option migrants"), Error);
+  // A topology made once gives what migration_edges gives, generation by generation.
+  c.migrants = 1;
+  c.topology = "random";
+  const auto topology = make_topology(c, 5);
+  for (int64_t g = 1; g < 4; ++g) CHECK(topology.edges(5, 7, g) == mpi::migration_edges(c, 5, 7, g));
+  CHECK(topology.edges(1, 7, 1).empty());  // one island: nobody to send to
 }
 
 TEST_CASE("a planted superior individual travels the ring one island per interval") {
@@ -214,6 +227,34 @@ TEST_CASE("progress reports and run-control flags agree across ranks without a b
   }
   CHECK(seen.back().diversity > 0.0);
   CHECK(seen.back().diversity <= 1.0);
+}
+
+TEST_CASE("elite selectors validate their parameters and rank candidates by held-out score, island, uid") {
+  EliteSelection s;
+  s.mode = "best";
+  CHECK_THROWS_WITH_AS(make_elite_selector(s), doctest::Contains("must be top or diverse, found 'best'"), Error);
+  s.mode = "diverse";
+  s.tolerance = -1;
+  CHECK_THROWS_WITH_AS(make_elite_selector(s), doctest::Contains("elite-tolerance"), Error);
+  CHECK(make_elite_selector(s = EliteSelection{}).pool(3) == 3);
+  s.mode = "diverse";
+  CHECK(make_elite_selector(s).pool(3) == 12);
+  CHECK(elite_selection_names() == std::vector<std::string>{"top", "diverse"});
+
+  // A migrant's two copies (uid 10) count once, the better kept; held-out ties go to the lower island.
+  ThreeIslands t(FitnessConfig{}, 5, 3);
+  auto z = [](int64_t seed) { return at::randn({120, 3}, make_generator(seed, Stream::init, {}), F32); };
+  std::vector<EliteCandidate> cands = {{-0.5, 0, 1, 4, 10, z(1)},  {-0.5, 0, 0, 2, 20, z(2)}, {-1.0, 0, 2, 3, 30, z(3)},
+                                       {-0.7, 0, 2, 5, 10, z(4)}, {-2.0, 0, 0, 1, 40, z(5)}};
+  auto e = select_elites(cands, 3, make_elite_selector(EliteSelection{}), t.fit, t.ctx);
+  CHECK(e.uid == std::vector<uint64_t>{20, 10, 30});
+  CHECK(e.heldout == std::vector<double>{-0.5, -0.5, -1.0});
+  CHECK(e.island == std::vector<int32_t>{0, 1, 2});
+  CHECK(e.generation == std::vector<int32_t>{2, 4, 3});
+  CHECK(e.selection == "top");
+  CHECK(at::equal(e.representations[1], cands[0].z));
+  REQUIRE(e.cka.sizes() == at::IntArrayRef({3, 3}));
+  CHECK(e.cka[0][0].item<double>() == doctest::Approx(1.0));
 }
 
 // SearchRun's checkpoints kept in memory (rank 0): what was opened, what each received.

@@ -13,7 +13,7 @@ namespace repsearch {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-enum : std::uint32_t { kStop = 1, kCheckpointDue = 2 };
+constexpr std::uint32_t kStop = 1, kCheckpointDue = 2;  // agreement flags
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -32,8 +32,6 @@ std::string format_duration(double s) {
   std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
   return buf;
 }
-
-std::vector<std::string> elite_selection_names() { return {"top", "diverse"}; }
 
 SearchRun::SearchRun(IslandGroup& islands, RunControl control, OpenCheckpoint open_checkpoint)
     : islands_(islands), control_(std::move(control)), open_checkpoint_(std::move(open_checkpoint)) {

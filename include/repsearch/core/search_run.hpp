@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "repsearch/core/islands.hpp"
 #include "repsearch/core/search.hpp"
 
 namespace repsearch {
@@ -22,28 +23,6 @@ struct Progress {  // over all islands; meaningful on the root
   // computed (not posted with_diversity, or a single island)
   double best = 0, mean = 0, heldout = 0, diversity = 0;
   std::int64_t evaluations = 0, nonfinite = 0;
-};
-
-// How the archive's k elites are chosen from the islands' candidates (every rank count gives the
-// same choice: candidates are ordered by held-out score, island, uid before anything is picked).
-struct EliteSelection {
-  std::string mode = "top";   // top: the k best held-out scores; diverse: of the candidates whose
-                              // held-out score is within `tolerance` of the best, the k furthest apart
-                              // (max-min 1 - CKA on the probe rows, starting from the best), topped up
-                              // by held-out order when fewer qualify
-  double tolerance = 0.02;    // diverse: in held-out score units (the fitness's -CE)
-};
-std::vector<std::string> elite_selection_names();
-
-struct Elites {  // root only: k elites over all islands, best held-out score first
-  at::Tensor representations;  // [k, n, d] float32 CPU
-  std::vector<double> fitness, heldout;
-  std::vector<std::int32_t> island, generation;
-  std::vector<std::uint64_t> uid;
-  at::Tensor cka;           // [k, k] linear CKA on all rows of S
-  at::Tensor disagreement;  // [k, k] share of the V pool where their readouts predict differently
-                            // (undefined when the fitness cannot predict)
-  std::string selection;    // mode used, with its tolerance
 };
 
 // Islands spread over processes, seen by the loop. Every method marked collective is called by every

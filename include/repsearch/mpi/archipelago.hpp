@@ -13,24 +13,18 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/fitness.hpp"
+#include "repsearch/core/islands.hpp"
 #include "repsearch/core/search.hpp"
 #include "repsearch/core/search_run.hpp"
 
 namespace repsearch::mpi {
-
-struct MigrationConfig {
-  std::string topology = "ring";  // none | ring | full | random | graph
-  std::string edges;              // graph: "0->1, 1->2:0.5" (":w" = probability the edge is used, default 1)
-  std::int64_t interval = 10;     // generations between migrations (0 = never)
-  std::int64_t migrants = 1;      // best individuals sent along each edge
-  bool align = true;              // Procrustes-align immigrants to the receiver's best
-};
 
 // The stall limit of every wait in this library; past it the wait throws repsearch::Stalled (default 30 minutes). While waiting, a rank polls
 // with a growing sleep (up to 20 ms) instead of spinning in MPI.
@@ -43,12 +37,6 @@ std::string gather_joined(MPI_Comm comm, const std::string& mine);
 // Rank 0: the element-wise maximum of `values` over ranks; other ranks get their own values back.
 std::vector<double> reduce_max(MPI_Comm comm, std::vector<double> values);
 
-std::vector<std::string> topology_names();
-// Checks a topology/edge list against the island count; Error naming the option otherwise.
-void validate(const MigrationConfig& config, std::int64_t n_islands);
-// Directed (source, destination) pairs used at `generation`, in a fixed order.
-std::vector<std::pair<std::int64_t, std::int64_t>> migration_edges(const MigrationConfig& config, std::int64_t n_islands,
-                                                                   std::uint64_t seed, std::int64_t generation);
 std::vector<std::int64_t> islands_of_rank(int rank, int ranks, std::int64_t n_islands);
 // This rank's place on its node: index (for choosing a GPU) and how many ranks share the node
 // (for dividing its cores).
@@ -57,11 +45,15 @@ struct NodePlace {
 };
 NodePlace node_place(MPI_Comm comm);
 
-// The loop's types live in core (search_run.hpp); these names stay for callers of the MPI layer.
+// What needs no transport lives in core (islands.hpp, search_run.hpp); these names stay for callers.
 using repsearch::Elites;
 using repsearch::EliteSelection;
 using repsearch::elite_selection_names;
+using repsearch::migration_edges;
+using repsearch::MigrationConfig;
 using repsearch::Progress;
+using repsearch::topology_names;
+using repsearch::validate;
 
 class Archipelago : public IslandGroup {
  public:
@@ -119,6 +111,7 @@ class Archipelago : public IslandGroup {
   std::int64_t n_islands_;
   SearchConfig search_;
   MigrationConfig migration_;
+  std::optional<Topology> topology_;  // made once the island count is checked
   Fitness fitness_;
   SearchContext context_;
   std::unique_ptr<Algorithm> algorithm_;

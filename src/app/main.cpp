@@ -3,9 +3,9 @@
 
 #include <cstring>
 #include <exception>
+#include <iostream>
 #include <new>
 #include <optional>
-#include <iostream>
 #include <string>
 #include <vector>
 

@@ -226,7 +226,10 @@ void check_memory_plan(const Options& o, const Prepared& p, const at::Device& de
   in.islands_total = o.get<i64>("islands");
   in.islands_here = static_cast<i64>(mpi::islands_of_rank(rank, size, in.islands_total).size());
   in.writer = rank == 0;
-  in.elites = o.get<i64>("elites") * (o.get<std::string>("elite-selection") == "diverse" ? 4 : 1);
+  EliteSelection elites;
+  elites.mode = o.get<std::string>("elite-selection");
+  elites.tolerance = o.get<double>("elite-tolerance");
+  in.elites = make_elite_selector(elites).pool(o.get<i64>("elites"));  // candidates per island
   in.dataset_bytes = static_cast<double>(p.dataset.train_images.nbytes() + p.dataset.test_images.nbytes() +
                                          p.dataset.train_labels.nbytes() + p.dataset.test_labels.nbytes());
   const auto plan = plan_search_memory(sc, in);

@@ -8,10 +8,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
+#include <tuple>
 
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/linalg.hpp"
 #include "repsearch/core/rng.hpp"
+#include "repsearch/core/search_run.hpp"
 #include "repsearch/mpi/archipelago.hpp"
 #include "synthetic.hpp"
 
@@ -63,6 +66,19 @@ TEST_CASE("topologies") {
   CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("expected edges like"), Error);
   c.topology = "star";
   CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("unknown topology 'star'"), Error);
+  CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("known: none, ring, full, random, graph"), Error);
+  c.topology = "ring";
+  c.edges = "0->1";
+  CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("only used with topology=graph"), Error);
+  c.edges.clear();
+  c.migrants = 0;
+  CHECK_THROWS_WITH_AS(mpi::validate(c, 3), doctest::Contains("option migrants"), Error);
+  // A topology made once gives what migration_edges gives, generation by generation.
+  c.migrants = 1;
+  c.topology = "random";
+  const auto topology = make_topology(c, 5);
+  for (int64_t g = 1; g < 4; ++g) CHECK(topology.edges(5, 7, g) == mpi::migration_edges(c, 5, 7, g));
+  CHECK(topology.edges(1, 7, 1).empty());  // one island: nobody to send to
 }
 
 TEST_CASE("a planted superior individual travels the ring one island per interval") {
@@ -211,6 +227,193 @@ TEST_CASE("progress reports and run-control flags agree across ranks without a b
   }
   CHECK(seen.back().diversity > 0.0);
   CHECK(seen.back().diversity <= 1.0);
+}
+
+TEST_CASE("elite selectors validate their parameters and rank candidates by held-out score, island, uid") {
+  EliteSelection s;
+  s.mode = "best";
+  CHECK_THROWS_WITH_AS(make_elite_selector(s), doctest::Contains("must be top or diverse, found 'best'"), Error);
+  s.mode = "diverse";
+  s.tolerance = -1;
+  CHECK_THROWS_WITH_AS(make_elite_selector(s), doctest::Contains("elite-tolerance"), Error);
+  CHECK(make_elite_selector(s = EliteSelection{}).pool(3) == 3);
+  s.mode = "diverse";
+  CHECK(make_elite_selector(s).pool(3) == 12);
+  CHECK(elite_selection_names() == std::vector<std::string>{"top", "diverse"});
+
+  // A migrant's two copies (uid 10) count once, the better kept; held-out ties go to the lower island.
+  ThreeIslands t(FitnessConfig{}, 5, 3);
+  auto z = [](int64_t seed) { return at::randn({120, 3}, make_generator(seed, Stream::init, {}), F32); };
+  std::vector<EliteCandidate> cands = {{-0.5, 0, 1, 4, 10, z(1)},  {-0.5, 0, 0, 2, 20, z(2)}, {-1.0, 0, 2, 3, 30, z(3)},
+                                       {-0.7, 0, 2, 5, 10, z(4)}, {-2.0, 0, 0, 1, 40, z(5)}};
+  auto e = select_elites(cands, 3, make_elite_selector(EliteSelection{}), t.fit, t.ctx);
+  CHECK(e.uid == std::vector<uint64_t>{20, 10, 30});
+  CHECK(e.heldout == std::vector<double>{-0.5, -0.5, -1.0});
+  CHECK(e.island == std::vector<int32_t>{0, 1, 2});
+  CHECK(e.generation == std::vector<int32_t>{2, 4, 3});
+  CHECK(e.selection == "top");
+  CHECK(at::equal(e.representations[1], cands[0].z));
+  REQUIRE(e.cka.sizes() == at::IntArrayRef({3, 3}));
+  CHECK(e.cka[0][0].item<double>() == doctest::Approx(1.0));
+}
+
+// SearchRun's checkpoints kept in memory (rank 0): what was opened, what each received.
+struct MemoryCheckpoints {
+  struct Written {
+    int64_t generation = 0;
+    std::vector<IslandState> islands;
+    std::vector<MigrationEvent> migrations;
+    bool finished = false;
+  };
+  std::deque<Written> written;
+  struct Sink : CheckpointSink {
+    Written& w;
+    explicit Sink(Written& to) : w(to) {}
+    void add(const IslandState& s) override { w.islands.push_back(s); }
+    void finish(const std::vector<MigrationEvent>& m) override {
+      w.migrations = m;
+      w.finished = true;
+    }
+  };
+  OpenCheckpoint opener() {
+    return [this](int64_t g) {
+      written.push_back({});
+      written.back().generation = g;
+      return std::make_unique<Sink>(written.back());
+    };
+  }
+  std::vector<int64_t> generations() const {
+    std::vector<int64_t> out;
+    for (const auto& w : written) out.push_back(w.generation);
+    return out;
+  }
+};
+
+// Every rank gets rank 0's migration log (a real resume reads it from the checkpoint on every rank).
+std::vector<MigrationEvent> broadcast(std::vector<MigrationEvent> log) {
+  int n = static_cast<int>(log.size());
+  MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  log.resize(static_cast<size_t>(n));
+  MPI_Bcast(log.data(), n * static_cast<int>(sizeof(MigrationEvent)), MPI_BYTE, 0, MPI_COMM_WORLD);
+  return log;
+}
+
+bool same_log(const std::vector<MigrationEvent>& a, const std::vector<MigrationEvent>& b) {
+  auto key = [](const MigrationEvent& e) { return std::tie(e.generation, e.source, e.destination, e.uid, e.fitness); };
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [&](const auto& x, const auto& y) { return key(x) == key(y); });
+}
+
+TEST_CASE("a search run checkpoints on its cadence, stops where the ranks agree, and resumes to the same elites") {
+  FitnessConfig fc;
+  fc.features = 32;
+  ThreeIslands t(fc, 5, 3);
+  mpi::MigrationConfig ring;
+  ring.interval = 2;
+  auto islands = [&] { return mpi::Archipelago(MPI_COMM_WORLD, 3, t.sc, ring, t.fit, t.ctx); };
+  RunControl control;
+  control.generations = 8;
+  control.checkpoint_interval = 3;
+  control.log_every = 2;
+  control.elites = 4;
+  const int lag = mpi::Archipelago::kAgreeLag;
+
+  // Uninterrupted: checkpoints at multiples of the interval, and the final one.
+  MemoryCheckpoints full;
+  auto a = islands();
+  SearchRun whole(a, control, full.opener());
+  whole.start();
+  CHECK(whole.run() == SearchRun::Outcome::finished);
+  const auto done = whole.finish();
+  CHECK(whole.checkpoint_generation() == 8);
+  if (rank() == 0) {
+    CHECK(full.generations() == std::vector<int64_t>{3, 6, 8});
+    for (const auto& w : full.written) {
+      CHECK(w.finished);
+      REQUIRE(w.islands.size() == 3);
+      for (const auto& s : w.islands) CHECK(s.generation == w.generation);
+    }
+    REQUIRE(done.histories.size() == 3);
+    for (const auto& h : done.histories) CHECK(h.size() == 9);
+    CHECK(!done.migrations.empty());
+    CHECK(same_log(done.migrations, full.written.back().migrations));
+    CHECK(done.elites.uid.size() == 4);
+  } else {
+    CHECK(full.written.empty());  // only rank 0 writes
+  }
+
+  // The last rank sees a signal from generation 2: every rank stops kAgreeLag generations later,
+  // after a checkpoint at that generation.
+  MemoryCheckpoints part;
+  auto b = islands();
+  RunControl stop = control;
+  stop.stop_requested = [&] { return rank() == ranks() - 1 && b.generation() >= 2; };
+  SearchRun stopped(b, stop, part.opener());
+  stopped.start();
+  CHECK(stopped.run() == SearchRun::Outcome::stopped);
+  CHECK(b.generation() == 2 + lag);
+  CHECK(stopped.checkpoint_generation() == 2 + lag);
+  std::vector<MigrationEvent> log;
+  if (rank() == 0) {
+    CHECK(part.generations() == std::vector<int64_t>{3, 2 + lag});
+    const auto& last = part.written.back();
+    CHECK(last.finished);
+    REQUIRE(last.islands.size() == 3);
+    for (const auto& mine : b.local())  // what rank 0 holds is what it checkpointed
+      for (const auto& s : last.islands)
+        if (s.island == mine.island) CHECK(at::equal(s.population.cpu(), mine.population.cpu()));
+    log = last.migrations;
+  }
+
+  // Resumed from there: the uninterrupted run's checkpoints, elites and log.
+  MemoryCheckpoints rest;
+  auto c = islands();
+  SearchRun resumed(c, control, rest.opener());
+  resumed.resume(2 + lag, b.local(), broadcast(log));
+  CHECK(resumed.checkpoint_generation() == 2 + lag);
+  CHECK(resumed.run() == SearchRun::Outcome::finished);
+  const auto again = resumed.finish();
+  if (rank() == 0) {
+    CHECK(rest.generations() == std::vector<int64_t>{6, 8});
+    CHECK(again.elites.uid == done.elites.uid);
+    CHECK(at::equal(again.elites.representations, done.elites.representations));
+    CHECK(again.elites.heldout == done.elites.heldout);
+    CHECK(same_log(again.migrations, done.migrations));
+    REQUIRE(again.histories.size() == 3);
+    for (size_t i = 0; i < 3; ++i) {
+      REQUIRE(again.histories[i].size() == done.histories[i].size());
+      for (size_t g = 0; g < done.histories[i].size(); ++g) {
+        CHECK(again.histories[i][g].best == done.histories[i][g].best);
+        CHECK(again.histories[i][g].evaluations == done.histories[i][g].evaluations);
+      }
+    }
+  }
+}
+
+TEST_CASE("a search run's timed checkpoint is asked for by rank 0 and taken where the ranks agree") {
+  FitnessConfig fc;
+  fc.features = 32;
+  ThreeIslands t(fc, 5, 3);
+  RunControl control;
+  control.generations = 8;
+  control.checkpoint_seconds = 1e-9;  // due at once: rank 0 asks after generation 1, and again after the checkpoint
+  MemoryCheckpoints timed;
+  auto a = t.archipelago();
+  SearchRun run(a, control, timed.opener());
+  run.start();
+  CHECK(run.run() == SearchRun::Outcome::finished);
+  run.finish();
+  const int lag = mpi::Archipelago::kAgreeLag;
+  // Asked at 1 -> taken at 1 + lag; asked again at 2 + lag -> agreed at 2 + 2 lag = 8, the end (the final one).
+  if (rank() == 0) CHECK(timed.generations() == std::vector<int64_t>{1 + lag, 8});
+  CHECK(run.checkpoint_generation() == 8);
+}
+
+TEST_CASE("a search run refuses a progress cadence below one") {
+  ThreeIslands t(FitnessConfig{}, 5, 3);
+  auto a = t.archipelago();
+  RunControl control;
+  control.log_every = 0;
+  CHECK_THROWS_WITH_AS(SearchRun(a, control, nullptr), doctest::Contains("log-every"), Error);
 }
 
 int main(int argc, char** argv) {

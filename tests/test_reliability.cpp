@@ -231,7 +231,7 @@ TEST_CASE("config: the library structs' defaults are the options' declared defau
   SAME(f, fd, name); SAME(f, fd, features); SAME(f, fd, lambda); SAME(f, fd, readout_ridge); SAME(f, fd, beta);
   SAME(f, fd, learnable_weight); SAME(f, fd, seed);
   const auto g = o.migration();
-  const repsearch::mpi::MigrationConfig gd;
+  const repsearch::MigrationConfig gd;
   SAME(g, gd, topology); SAME(g, gd, edges); SAME(g, gd, interval); SAME(g, gd, migrants); SAME(g, gd, align);
   const auto t = o.train();
   const repsearch::TrainConfig td;
@@ -243,7 +243,7 @@ TEST_CASE("config: the library structs' defaults are the options' declared defau
   const auto z = o.splits();
   const repsearch::SplitSizes zd;
   SAME(z, zd, search); SAME(z, zd, val); SAME(z, zd, heldout);
-  const repsearch::mpi::EliteSelection ed;
+  const repsearch::EliteSelection ed;
   CHECK(o.get<std::string>("elite-selection") == ed.mode);
   CHECK(o.get<double>("elite-tolerance") == ed.tolerance);
 #undef SAME

@@ -24,11 +24,13 @@
 #include "repsearch/core/diversity.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/linalg.hpp"
+#include "repsearch/core/search_run.hpp"
 #include "repsearch/io/archive.hpp"
 #include "repsearch/io/dataset.hpp"
 #include "repsearch/io/results.hpp"
 #include "repsearch/io/rundir.hpp"
 #include "repsearch/mpi/archipelago.hpp"
+#include "repsearch/mpi/session.hpp"
 
 namespace repsearch::app {
 
@@ -138,14 +140,6 @@ io::Origin run_origin(const Options& o) {
   return origin;
 }
 
-std::string fmt_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  auto t = static_cast<long>(s + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  return buf;
-}
-
 std::string tensor_list(const at::Tensor& t, int precision) {
   std::ostringstream os;
   auto c = t.to(at::kDouble).contiguous();
@@ -244,7 +238,10 @@ void check_memory_plan(const Options& o, const Prepared& p, const at::Device& de
   in.islands_total = o.get<i64>("islands");
   in.islands_here = static_cast<i64>(mpi::islands_of_rank(rank, size, in.islands_total).size());
   in.writer = rank == 0;
-  in.elites = o.get<i64>("elites") * (o.get<std::string>("elite-selection") == "diverse" ? 4 : 1);
+  EliteSelection elites;
+  elites.mode = o.get<std::string>("elite-selection");
+  elites.tolerance = o.get<double>("elite-tolerance");
+  in.elites = make_elite_selector(elites).pool(o.get<i64>("elites"));  // candidates per island
   in.dataset_bytes = static_cast<double>(p.dataset.train_images.nbytes() + p.dataset.test_images.nbytes() +
                                          p.dataset.train_labels.nbytes() + p.dataset.test_labels.nbytes());
   const auto plan = plan_search_memory(sc, in);
@@ -281,256 +278,181 @@ int cmd_config(const Options& o) {
   return 0;
 }
 
+namespace {
+
+// Refuses a resume whose config differs from the checkpoint's in a key that may not change (every
+// rank reads the small header), before any data is loaded.
+void check_resume_config(const Options& o, const std::string& ckpt_path) {
+  if (!fs::exists(ckpt_path))
+    throw with_previous_checkpoint(ckpt_path, "resume: no checkpoint at " + ckpt_path + " (run without --resume first)");
+  io::Checkpoint head;
+  try {
+    head = io::read_checkpoint_header(ckpt_path);
+  } catch (const Error& e) {
+    throw with_previous_checkpoint(ckpt_path, std::string("resume: ") + e.what());
+  }
+  const auto resolved = o.resolved();
+  auto allowed = resume_mutable_keys();
+  std::stringstream extra(o.get<std::string>("allow-change"));
+  for (std::string k; std::getline(extra, k, ',');) allowed.push_back(k);
+  std::string diffs;
+  for (const auto& k : differing_keys(head.provenance.config, resolved)) {
+    // An option added since that checkpoint was written, left at its default: the run it continues.
+    if (value_of(head.provenance.config, k) == "(absent)" && o.vm.count(k) && o.vm.at(k).defaulted()) continue;
+    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
+      diffs += "\n  " + k + ": checkpoint '" + value_of(head.provenance.config, k) + "', now '" + value_of(resolved, k) + "'";
+  }
+  if (!diffs.empty())
+    fail("resume: ", ckpt_path, " was written with a different config; differing keys:", diffs,
+         "\n(only run-control keys, generations and learner options may change on a resume, and with --allow-change ",
+         "the keys 'repsearch search --help' lists; otherwise start a new run directory)");
+}
+
+// This rank's islands and the migration log from the checkpoint, into the run.
+void resume_from(SearchRun& run, const std::string& ckpt_path, const mpi::Communicator& comm, i64 n_islands,
+                 const at::Device& device) {
+  io::Checkpoint ck;
+  try {
+    ck = io::read_checkpoint(ckpt_path, mpi::islands_of_rank(comm.rank(), comm.size(), n_islands), device);
+  } catch (const Error& e) {
+    throw with_previous_checkpoint(ckpt_path, std::string("resume: ") + e.what());
+  }
+  run.resume(ck.generation, std::move(ck.islands), std::move(ck.migrations));
+}
+
+// Collective (host and device names are gathered); complete on rank 0.
+io::Provenance make_provenance(const Options& o, const mpi::Communicator& comm, const Fitness& fitness,
+                               const std::string& device) {
+  io::Provenance prov;
+  static_cast<io::Origin&>(prov) = run_origin(o);
+  prov.n_islands = o.get<i64>("islands");
+  prov.n_ranks = comm.size();
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  prov.hosts = mpi::gather_joined(comm.get(), host);
+  prov.devices = mpi::gather_joined(comm.get(), device);
+  prov.fitness = fitness.name();
+  prov.fitness_parameters = fitness.parameters();
+  return prov;
+}
+
+// The run's checkpoints go to the io layer's writer (rank 0).
+struct CheckpointFile : CheckpointSink {
+  io::CheckpointWriter writer;
+  CheckpointFile(const std::string& path, const io::Provenance& prov, i64 generation) : writer(path, prov, generation) {}
+  void add(const IslandState& island) override { writer.add(island); }
+  void finish(const std::vector<MigrationEvent>& migrations) override { writer.finish(migrations); }
+};
+
+RunControl run_control(const Options& o, const std::string& ckpt_path) {
+  RunControl c;
+  c.generations = o.get<i64>("generations");
+  c.log_every = o.get<i64>("log-every");
+  c.checkpoint_interval = o.get<i64>("checkpoint-interval");
+  c.checkpoint_seconds = 60.0 * o.get<double>("checkpoint-minutes");
+  c.elites = o.get<i64>("elites");
+  c.elite_selection.mode = o.get<std::string>("elite-selection");
+  c.elite_selection.tolerance = o.get<double>("elite-tolerance");
+  c.checkpoint_path = ckpt_path;
+  c.stop_requested = [] { return g_stop_signal != 0; };
+  return c;
+}
+
+// Rank 0's opening lines: what runs where, and what the set-up cost.
+void print_start(const Options& o, const Prepared& p, const SearchConfig& sc, const std::string& where,
+                 const std::string& fitness, i64 generation, std::chrono::steady_clock::time_point started) {
+  const bool resume = o.vm["resume"].as<bool>();
+  std::cout << "[search] " << p.dataset.name << ": n_s=" << p.splits.search.numel() << " |V|=" << p.splits.val.numel()
+            << " |H|=" << p.splits.heldout.numel() << " d=" << sc.dim << " | " << sc.algorithm << " P=" << sc.population
+            << " x " << o.get<i64>("islands") << " islands on " << where << " | fitness " << fitness
+            << " | topology " << o.get<std::string>("topology") << " every " << o.get<i64>("migration-interval") << "\n"
+            << "[search] " << (resume ? "resumed at generation " : "starting at generation ") << generation << " of "
+            << o.get<i64>("generations") << "; run directory " << o.get<std::string>("out") << std::endl;
+  struct rusage setup_ru {};
+  getrusage(RUSAGE_SELF, &setup_ru);
+  std::printf("[search] set-up %.1f s (data, fitness, operators, %s), peak RSS %.0f MiB so far\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+              resume ? "resume" : "generation 0", static_cast<double>(setup_ru.ru_maxrss) / 1024.0);
+  std::fflush(stdout);
+}
+
+// Rank 0: the archive from the run's result and the data it was searched on, and its summary line.
+void write_search_archive(const std::string& path, const io::Provenance& prov, const Prepared& p,
+                          const SearchRun::Result& r) {
+  const auto& elites = r.elites;
+  io::Archive a;
+  a.provenance = prov;
+  a.dataset = p.dataset.name;
+  a.data_dir = p.dataset.data_dir;
+  a.normalisation = p.normalisation;
+  a.search_indices = p.splits.search;
+  a.val_indices = p.splits.val;
+  a.heldout_indices = p.splits.heldout;
+  a.search_labels = p.dataset.train_labels.index_select(0, p.splits.search).to(at::kInt);
+  a.representations = elites.representations;
+  a.fitness = at::tensor(elites.fitness, at::TensorOptions().dtype(at::kDouble));
+  a.heldout = at::tensor(elites.heldout, at::TensorOptions().dtype(at::kDouble));
+  a.island = at::tensor(elites.island, at::TensorOptions().dtype(at::kInt));
+  a.generation = at::tensor(elites.generation, at::TensorOptions().dtype(at::kInt));
+  a.uid = elites.uid;
+  a.cka = elites.cka;
+  a.disagreement = elites.disagreement;
+  a.elite_selection = elites.selection;
+  a.histories = r.histories;
+  a.migrations = r.migrations;
+  io::write_archive(path, a);
+  const auto k = static_cast<double>(elites.uid.size());
+  const double div = k > 1 ? (k * k - elites.cka.sum().item<double>()) / (k * (k - 1)) : 0.0;
+  const double dis = elites.disagreement.defined() ? mean_pairwise(elites.disagreement) : NAN;
+  std::printf("[search] archive %s: %zu elites (%s), best held-out %.4f (island %d, generation %d), worst %.4f, "
+              "elite diversity (mean 1-CKA) %.4f, disagreement on V %.4f\n",
+              path.c_str(), elites.uid.size(), elites.selection.c_str(), elites.heldout.front(), elites.island.front(),
+              elites.generation.front(), elites.heldout.back(), div, dis);
+}
+
+}  // namespace
+
 int cmd_search(const Options& o) {
   const auto started = std::chrono::steady_clock::now();
   install_stop_handlers();  // a signal during a long set-up (minutes at n_s = all) still ends in a checkpoint
-  // main owns MPI; the library gets a duplicate whose errors come back as exceptions.
-  MPI_Comm comm = mpi::duplicate_with_errors_returned(MPI_COMM_WORLD);
-  int rank = 0, size = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
-  const bool root = rank == 0;
+  mpi::Communicator comm;   // main owns MPI; the library gets a duplicate whose errors come back as exceptions
   mpi::set_stall_seconds(60.0 * o.get<double>("stall-minutes"));
-  const auto node = mpi::node_place(comm);
+  const auto node = mpi::node_place(comm.get());
   const int threads = o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads"))
                                                  : std::max(1, node_cores() / node.ranks);
   set_threads(threads);
   const auto device = choose_device(o.get<std::string>("device"), node.rank);
-
   const fs::path out = o.get<std::string>("out");
   const auto archive_path = (out / "archive.h5").string(), ckpt_path = (out / "checkpoint.h5").string();
-  const auto resolved = o.resolved();
-  const auto sha = o.sha256();
-  const auto n_islands = o.get<i64>("islands"), generations = o.get<i64>("generations");
+  const auto n_islands = o.get<i64>("islands");
   const bool resume = o.vm["resume"].as<bool>(), overwrite = o.vm["overwrite"].as<bool>();
   if (resume && overwrite) fail("options resume and overwrite: give one (--resume continues the run, --overwrite deletes it)");
 
-  // Pre-flight, before any data is loaded: the writing rank owns the run directory.
-  std::unique_ptr<io::RunLock> lock;
-  if (root) lock = own_run_dir(out, resume, overwrite, "repsearch search " + o.command_line);
-
-  // Refuse a changed config before any work (every rank reads the small header).
-  if (resume) {
-    if (!fs::exists(ckpt_path))
-      throw with_previous_checkpoint(ckpt_path, "resume: no checkpoint at " + ckpt_path + " (run without --resume first)");
-    io::Checkpoint head;
-    try {
-      head = io::read_checkpoint_header(ckpt_path);
-    } catch (const Error& e) {
-      throw with_previous_checkpoint(ckpt_path, std::string("resume: ") + e.what());
-    }
-    auto allowed = resume_mutable_keys();
-    std::stringstream extra(o.get<std::string>("allow-change"));
-    for (std::string k; std::getline(extra, k, ',');) allowed.push_back(k);
-    std::string diffs;
-    for (const auto& k : differing_keys(head.provenance.config, resolved)) {
-      // An option added since that checkpoint was written, left at its default: the run it continues.
-      if (value_of(head.provenance.config, k) == "(absent)" && o.vm.count(k) && o.vm.at(k).defaulted()) continue;
-      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
-        diffs += "\n  " + k + ": checkpoint '" + value_of(head.provenance.config, k) + "', now '" + value_of(resolved, k) + "'";
-    }
-    if (!diffs.empty())
-      fail("resume: ", ckpt_path, " was written with a different config; differing keys:", diffs,
-           "\n(only run-control keys, generations and learner options may change on a resume, and with --allow-change ",
-           "the keys 'repsearch search --help' lists; otherwise start a new run directory)");
-  }
-
+  std::unique_ptr<io::RunLock> lock;  // pre-flight, before any data is loaded: the writing rank owns the run directory
+  if (comm.rank() == 0) lock = own_run_dir(out, resume, overwrite, "repsearch search " + o.command_line);
+  if (resume) check_resume_config(o, ckpt_path);
   auto p = prepare(o, device, /*fitness_inputs=*/false);
-  check_memory_plan(o, p, device, rank, size, node.ranks);
+  check_memory_plan(o, p, device, comm.rank(), comm.size(), node.ranks);
   add_fitness_inputs(p, device);
   auto fitness = make_fitness(o.fitness(), p.fitness_data);
-  auto sc = o.search();
-  auto ctx = make_search_context(p.fitness_data.x_search, p.fitness_data.y_search, p.fitness_data.n_classes,
-                                 p.fitness_data.x_val.size(0), sc);
-  mpi::Archipelago arch(comm, n_islands, sc, o.migration(), fitness, ctx);
+  const auto sc = o.search();
+  const auto ctx = make_search_context(p.fitness_data.x_search, p.fitness_data.y_search, p.fitness_data.n_classes,
+                                       p.fitness_data.x_val.size(0), sc);
+  mpi::Archipelago arch(comm.get(), n_islands, sc, o.migration(), fitness, ctx);
+  const auto prov = make_provenance(o, comm, fitness, device.str() + "x" + std::to_string(threads) + "threads");
 
-  io::Provenance prov;
-  prov.repsearch_version = REPSEARCH_VERSION;
-  prov.git_commit = REPSEARCH_GIT_COMMIT;
-  prov.created = now_iso();
-  prov.command_line = "repsearch search " + o.command_line;
-  prov.config = resolved;
-  prov.config_sha256 = sha;
-  prov.seed = o.get<std::uint64_t>("seed");
-  prov.n_islands = n_islands;
-  prov.n_ranks = size;
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
-  prov.hosts = mpi::gather_joined(comm, host);
-  prov.devices = mpi::gather_joined(comm, device.str() + "x" + std::to_string(threads) + "threads");
-  prov.fitness = fitness.name();
-  prov.fitness_parameters = fitness.parameters();
-
-  i64 checkpoint_generation = -1;  // of the newest checkpoint on disk
-  if (resume) {
-    io::Checkpoint ck;
-    try {
-      ck = io::read_checkpoint(ckpt_path, mpi::islands_of_rank(rank, size, n_islands), device);
-    } catch (const Error& e) {
-      throw with_previous_checkpoint(ckpt_path, std::string("resume: ") + e.what());
-    }
-    checkpoint_generation = ck.generation;
-    arch.restore(std::move(ck.islands));
-    arch.restore_migrations(std::move(ck.migrations));
-  } else {
-    arch.initialise();
-  }
-
-  auto last_checkpoint = std::chrono::steady_clock::now();
-  struct Written {  // what the archive needs from the last checkpoint (rank 0)
-    std::vector<std::vector<HistoryRow>> histories;
-    std::vector<MigrationEvent> migrations;
-  };
-  auto write_checkpoint = [&]() {
-    last_checkpoint = std::chrono::steady_clock::now();
-    std::unique_ptr<io::CheckpointWriter> writer;  // islands stream into it one at a time
-    if (root) writer = std::make_unique<io::CheckpointWriter>(ckpt_path, prov, arch.generation());
-    Written w;
-    w.histories.resize(static_cast<std::size_t>(n_islands));
-    arch.for_each_state([&](const IslandState& s) {
-      writer->add(s);
-      w.histories[static_cast<std::size_t>(s.island)] = s.history;
-    });
-    w.migrations = arch.gather_migrations();
-    if (root) writer->finish(w.migrations);
-    checkpoint_generation = arch.generation();
-    return w;
-  };
-
-  if (root) {
-    std::cout << "[search] " << p.dataset.name << ": n_s=" << p.splits.search.numel() << " |V|=" << p.splits.val.numel()
-              << " |H|=" << p.splits.heldout.numel() << " d=" << sc.dim << " | " << sc.algorithm << " P=" << sc.population
-              << " x " << n_islands << " islands on " << size << " rank(s), " << threads << " thread(s)/rank, "
-              << device.str() << " | fitness " << fitness.name() << " | topology " << o.get<std::string>("topology")
-              << " every " << o.get<i64>("migration-interval") << "\n"
-              << "[search] " << (resume ? "resumed at generation " : "starting at generation ") << arch.generation()
-              << " of " << generations << "; run directory " << out.string() << std::endl;
-  }
-  const auto t0 = std::chrono::steady_clock::now();
-  if (root) {
-    struct rusage setup_ru {};
-    getrusage(RUSAGE_SELF, &setup_ru);
-    std::printf("[search] set-up %.1f s (data, fitness, operators, %s), peak RSS %.0f MiB so far\n",
-                std::chrono::duration<double>(t0 - started).count(), resume ? "resume" : "generation 0",
-                static_cast<double>(setup_ru.ru_maxrss) / 1024.0);
-    std::fflush(stdout);
-  }
-  const double mpi0 = arch.time_in_mpi(), migration0 = arch.time_in_migration();
-  const i64 g0 = arch.generation();
-  i64 evals0 = -1;
-  // Rank 0 prints each posted generation once all islands have reported it; no rank waits for that.
-  // The island bests' diversity is computed every 10 generations (it moves genomes' probe rows) and
-  // shown only on the lines of the generations it was computed for.
-  auto report = [&](bool wait) {
-    for (const auto& pr : arch.poll_progress(wait)) {
-      char div[48] = "";
-      if (!std::isnan(pr.diversity)) std::snprintf(div, sizeof div, "  diversity %.3f", pr.diversity);
-      if (evals0 < 0) evals0 = pr.evaluations;
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      double rate = secs > 0 ? static_cast<double>(pr.evaluations - evals0) / secs : 0.0;
-      double eta = pr.generation > g0 ? secs / static_cast<double>(pr.generation - g0) *
-                                            static_cast<double>(generations - pr.generation) : NAN;
-      std::printf("[search] gen %5lld/%lld  best %.4f  mean %.4f  heldout %.4f%s  %.0f eval/s%s  ETA %s\n",
-                  static_cast<long long>(pr.generation), static_cast<long long>(generations), pr.best, pr.mean,
-                  pr.heldout, div, rate, pr.nonfinite ? "  (non-finite scores seen)" : "",
-                  fmt_duration(eta).c_str());
-      std::fflush(stdout);
-    }
-  };
-  arch.post_progress(true);
-  report(true);
-  const i64 log_every = o.get<i64>("log-every"), ck_every = o.get<i64>("checkpoint-interval");
-  const double ck_seconds = 60.0 * o.get<double>("checkpoint-minutes");
-  enum : std::uint32_t { kStop = 1, kCheckpointDue = 2 };
-  bool ck_requested = false;  // rank 0 asks once, then waits for the agreed checkpoint
-  try {
-  while (arch.generation() < generations) {
-    arch.step();
-    const i64 g = arch.generation();
-    std::uint32_t want = g_stop_signal != 0 ? std::uint32_t{kStop} : 0u;
-    if (root && ck_seconds > 0 && !ck_requested &&
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint).count() >= ck_seconds) {
-      want |= kCheckpointDue;
-      ck_requested = true;
-    }
-    const auto agreed = arch.agreed(want);
-    const bool stop = agreed & kStop;
-    if (g % log_every == 0 || g == generations || stop) arch.post_progress(g % 10 == 0 || g == generations || stop);
-    report(g == generations || stop);
-    if (stop) {
-      write_checkpoint();
-      if (root)
-        std::cout << "[search] stopped by signal at generation " << g << "; checkpoint " << ckpt_path
-                  << " written; continue with --resume" << std::endl;
-      return kExitCheckpointed;
-    }
-    if (((agreed & kCheckpointDue) || (ck_every > 0 && g % ck_every == 0)) && g < generations) {
-      write_checkpoint();
-      ck_requested = false;
-      if (root) std::cout << "[search] checkpoint at generation " << g << ": " << ckpt_path << std::endl;
-    }
-  }
-  } catch (const Stalled& e) {
-    throw Stalled("at generation " + std::to_string(arch.generation()) + ": " + e.what() + "; " +
-                  (checkpoint_generation >= 0 ? "the newest checkpoint is " + ckpt_path + " (generation " +
-                                                    std::to_string(checkpoint_generation) + "): continue with --resume"
-                                              : std::string("no checkpoint was written yet")));
-  }
-  struct rusage loop_ru {};
-  getrusage(RUSAGE_SELF, &loop_ru);  // peak so far: set-up and generations, before the final gathers
-  auto final_state = write_checkpoint();
-  mpi::EliteSelection elite_selection;
-  elite_selection.mode = o.get<std::string>("elite-selection");
-  elite_selection.tolerance = o.get<double>("elite-tolerance");
-  auto elites = arch.collect_elites(o.get<i64>("elites"), elite_selection);
-  if (root) {
-    io::Archive a;
-    a.provenance = prov;
-    a.dataset = p.dataset.name;
-    a.data_dir = p.dataset.data_dir;
-    a.normalisation = p.normalisation;
-    a.search_indices = p.splits.search;
-    a.val_indices = p.splits.val;
-    a.heldout_indices = p.splits.heldout;
-    a.search_labels = p.dataset.train_labels.index_select(0, p.splits.search).to(at::kInt);
-    a.representations = elites.representations;
-    a.fitness = at::tensor(elites.fitness, at::TensorOptions().dtype(at::kDouble));
-    a.heldout = at::tensor(elites.heldout, at::TensorOptions().dtype(at::kDouble));
-    a.island = at::tensor(elites.island, at::TensorOptions().dtype(at::kInt));
-    a.generation = at::tensor(elites.generation, at::TensorOptions().dtype(at::kInt));
-    a.uid = elites.uid;
-    a.cka = elites.cka;
-    a.disagreement = elites.disagreement;
-    a.elite_selection = elites.selection;
-    a.histories = final_state.histories;
-    a.migrations = final_state.migrations;
-    io::write_archive(archive_path, a);
-    const auto k = static_cast<double>(elites.uid.size());
-    const double div = k > 1 ? (k * k - elites.cka.sum().item<double>()) / (k * (k - 1)) : 0.0;
-    const double dis = elites.disagreement.defined() ? mean_pairwise(elites.disagreement) : NAN;
-    std::printf("[search] archive %s: %zu elites (%s), best held-out %.4f (island %d, generation %d), worst %.4f, "
-                "elite diversity (mean 1-CKA) %.4f, disagreement on V %.4f\n",
-                archive_path.c_str(), elites.uid.size(), elites.selection.c_str(), elites.heldout.front(),
-                elites.island.front(), elites.generation.front(), elites.heldout.back(), div, dis);
-  }
-  // Cost report: each rank's MPI share of its own time since start/resume (max over ranks), peak memory.
-  const double loop = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double in_mpi = arch.time_in_mpi() - mpi0;
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  const auto worst = mpi::reduce_max(comm, {loop, in_mpi, arch.time_in_migration() - migration0,
-                                            static_cast<double>(ru.ru_maxrss) / 1024.0,
-                                            static_cast<double>(loop_ru.ru_maxrss) / 1024.0,
-                                            100.0 * in_mpi / std::max(loop, 1e-9)});
-  if (root) {
-    const double genome_mib = static_cast<double>(sc.population * p.splits.search.numel() * sc.dim * 4) / 1048576.0;
-    std::printf("[search] %.1f s since start/resume: MPI (migration, gathers, signal agreement) %.2f s (%.1f%% of that "
-                "rank's time), of which migration %.2f s; peak RSS %.0f MiB per rank (max; %.0f MiB before the final "
-                "checkpoint and archive), one island's population %.1f MiB\n",
-                worst[0], worst[1], worst[5], worst[2], worst[3], worst[4], genome_mib);
-  }
-  lock.reset();
-  MPI_Comm_free(&comm);
+  SearchRun run(arch, run_control(o, ckpt_path),
+                [&](i64 generation) { return std::make_unique<CheckpointFile>(ckpt_path, prov, generation); });
+  if (resume) resume_from(run, ckpt_path, comm, n_islands, device);
+  else run.start();
+  if (comm.rank() == 0)
+    print_start(o, p, sc,
+                std::to_string(comm.size()) + " rank(s), " + std::to_string(threads) + " thread(s)/rank, " + device.str(),
+                fitness.name(), arch.generation(), started);
+  if (run.run() == SearchRun::Outcome::stopped) return kExitCheckpointed;
+  const auto result = run.finish();
+  if (comm.rank() == 0) write_search_archive(archive_path, prov, p, result);
+  run.report_cost(static_cast<double>(sc.population * p.splits.search.numel() * sc.dim * 4) / 1048576.0);
   return 0;
 }
 

@@ -17,6 +17,7 @@
 #include "repsearch/core/diversity.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/io/dataset.hpp"
+#include "repsearch/mpi/archipelago.hpp"
 
 // Boost's lexical_cast reads "-1" as 2^64-1 for an unsigned option; options found by ADL through
 // boost::any take this strict reader instead.

@@ -10,9 +10,9 @@
 
 #include "repsearch/core/data.hpp"
 #include "repsearch/core/fitness.hpp"
+#include "repsearch/core/islands.hpp"
 #include "repsearch/core/models.hpp"
 #include "repsearch/core/search.hpp"
-#include "repsearch/mpi/archipelago.hpp"
 
 namespace repsearch::app {
 
@@ -38,7 +38,7 @@ struct Options {
   SplitSizes splits() const;
   FitnessConfig fitness() const;
   SearchConfig search() const;
-  mpi::MigrationConfig migration() const;
+  MigrationConfig migration() const;
   ModelConfig model(const std::vector<std::int64_t>& input_shape, std::int64_t classes) const;  // cut = dim
   TrainConfig train() const;
 };

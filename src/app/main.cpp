@@ -1,17 +1,17 @@
 // repsearch: search representations with an island GA (MPI), learn networks from them, compare.
-#include <mpi.h>
-
 #include <unistd.h>
 
 #include <cstring>
-#include <new>
 #include <exception>
 #include <iostream>
+#include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "commands.hpp"
 #include "repsearch/core/error.hpp"
+#include "repsearch/mpi/session.hpp"
 
 namespace {
 
@@ -74,8 +74,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
   using repsearch::app::Options;
-  bool mpi_up = false;
-  int rank = 0, size = 1;
+  std::optional<repsearch::mpi::Session> mpi;  // search only
   try {
     if (command != "data" && command != "search" && command != "inspect" && command != "learn" && command != "sgd" &&
         command != "config")
@@ -92,27 +91,20 @@ int main(int argc, char** argv) {
     if (command == "config") return repsearch::app::cmd_config(o);
     if (command == "sgd") return repsearch::app::cmd_sgd(o);
     if (command == "data") return repsearch::app::cmd_data(o);
-    MPI_Init(&argc, &argv);
-    mpi_up = true;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    mpi.emplace(argc, argv);
     int rc = repsearch::app::cmd_search(o);
-    MPI_Finalize();
+    mpi->finalize();
     return rc;
   } catch (const std::exception& e) {
     // Every failing rank says so itself, with its place: on a cluster the reason may exist on one node only.
     const bool stalled = dynamic_cast<const repsearch::Stalled*>(&e) != nullptr;
     const int code = stalled ? 3 : 2;
     std::string where;
-    if (mpi_up && size > 1) where = " on rank " + std::to_string(rank) + " of " + std::to_string(size) + " (host " + host_name() + ")";
+    if (mpi && mpi->size() > 1)
+      where = " on rank " + std::to_string(mpi->rank()) + " of " + std::to_string(mpi->size()) + " (host " + host_name() + ")";
     std::cerr << "repsearch " << command << ": error" << where << ": " << describe(e) << std::endl;
-    if (mpi_up && size == 1) {
-      MPI_Finalize();  // nobody to stop: spare the user Open MPI's abort banner
-    } else if (mpi_up) {
-      // Give Open MPI a moment to forward this rank's message before the abort tears the job down.
-      ::usleep(300000);
-      MPI_Abort(MPI_COMM_WORLD, code);
-    }
+    if (mpi && mpi->size() > 1) mpi->abort(code);
+    // One rank: nobody to stop; the Session finalizes, sparing the user Open MPI's abort banner.
     return code;
   }
 }

@@ -131,6 +131,27 @@ struct IslandState {
   std::int64_t best_index() const;
 };
 
+// The persistent fields of an island's state, in one order and under the names the checkpoint uses
+// (attributes for scalars, datasets for the rest): `visit(name, field)` for each. Transport and
+// storage both walk this list, so a new field is added here once. `predictions` is transient.
+template <class State, class Visit>  // State: IslandState or const IslandState
+void for_each_island_field(State& s, Visit&& visit) {
+  visit("island", s.island);
+  visit("generation", s.generation);
+  visit("population", s.population);
+  visit("fitness", s.fitness);
+  visit("uid", s.uid);
+  visit("born", s.born);
+  visit("next_serial", s.next_serial);
+  visit("op_weights", s.op_weights);
+  visit("sigma", s.sigma);
+  visit("evaluations", s.evaluations);
+  visit("nonfinite", s.nonfinite);
+  visit("seconds", s.seconds);
+  visit("history", s.history);
+  visit("foreign", s.foreign);  // undefined unless island_repulsion > 0
+}
+
 // The V rows island `island` scores on at `generation` (a function of seed, island, generation).
 at::Tensor minibatch_rows(const SearchConfig& config, std::int64_t val_pool, std::int64_t island, std::int64_t generation);
 

@@ -13,23 +13,18 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/fitness.hpp"
+#include "repsearch/core/islands.hpp"
 #include "repsearch/core/search.hpp"
+#include "repsearch/core/search_run.hpp"
 
 namespace repsearch::mpi {
-
-struct MigrationConfig {
-  std::string topology = "ring";  // none | ring | full | random | graph
-  std::string edges;              // graph: "0->1, 1->2:0.5" (":w" = probability the edge is used, default 1)
-  std::int64_t interval = 25;     // generations between migrations (0 = never); the option's default
-  std::int64_t migrants = 1;      // best individuals sent along each edge
-  bool align = true;              // Procrustes-align immigrants to the receiver's best
-};
 
 // The stall limit of every wait in this library; past it the wait throws repsearch::Stalled (default 30 minutes). While waiting, a rank polls
 // with a growing sleep (up to 20 ms) instead of spinning in MPI.
@@ -42,12 +37,6 @@ std::string gather_joined(MPI_Comm comm, const std::string& mine);
 // Rank 0: the element-wise maximum of `values` over ranks; other ranks get their own values back.
 std::vector<double> reduce_max(MPI_Comm comm, std::vector<double> values);
 
-std::vector<std::string> topology_names();
-// Checks a topology/edge list against the island count; Error naming the option otherwise.
-void validate(const MigrationConfig& config, std::int64_t n_islands);
-// Directed (source, destination) pairs used at `generation`, in a fixed order.
-std::vector<std::pair<std::int64_t, std::int64_t>> migration_edges(const MigrationConfig& config, std::int64_t n_islands,
-                                                                   std::uint64_t seed, std::int64_t generation);
 std::vector<std::int64_t> islands_of_rank(int rank, int ranks, std::int64_t n_islands);
 // This rank's place on its node: index (for choosing a GPU) and how many ranks share the node
 // (for dividing its cores).
@@ -56,47 +45,28 @@ struct NodePlace {
 };
 NodePlace node_place(MPI_Comm comm);
 
-struct Progress {  // over all islands; meaningful on rank 0
-  std::int64_t generation = 0;
-  // diversity: mean pairwise 1 - CKA of the island bests on the probe rows; NaN where it was not
-  // computed (not posted with_diversity, or a single island)
-  double best = 0, mean = 0, heldout = 0, diversity = 0;
-  std::int64_t evaluations = 0, nonfinite = 0;
-};
+// What needs no transport lives in core (islands.hpp, search_run.hpp); these names stay for callers.
+using repsearch::Elites;
+using repsearch::EliteSelection;
+using repsearch::elite_selection_names;
+using repsearch::migration_edges;
+using repsearch::MigrationConfig;
+using repsearch::Progress;
+using repsearch::topology_names;
+using repsearch::validate;
 
-// How the archive's k elites are chosen from the islands' candidates (every rank count gives the
-// same choice: candidates are ordered by held-out score, island, uid before anything is picked).
-struct EliteSelection {
-  std::string mode = "top";   // top: the k best held-out scores; diverse: of the candidates whose
-                              // held-out score is within `tolerance` of the best, the k furthest apart
-                              // (max-min 1 - CKA on the probe rows, starting from the best), topped up
-                              // by held-out order when fewer qualify
-  double tolerance = 0.02;    // diverse: in held-out score units (the fitness's -CE)
-};
-std::vector<std::string> elite_selection_names();
-
-struct Elites {  // rank 0 only: k elites over all islands, best held-out score first
-  at::Tensor representations;  // [k, n, d] float32 CPU
-  std::vector<double> fitness, heldout;
-  std::vector<std::int32_t> island, generation;
-  std::vector<std::uint64_t> uid;
-  at::Tensor cka;           // [k, k] linear CKA on all rows of S
-  at::Tensor disagreement;  // [k, k] share of the V pool where their readouts predict differently
-                            // (undefined when the fitness cannot predict)
-  std::string selection;    // mode used, with its tolerance
-};
-
-class Archipelago {
+class Archipelago : public IslandGroup {
  public:
   Archipelago(MPI_Comm comm, std::int64_t n_islands, SearchConfig search, MigrationConfig migration,
               const Fitness& fitness, const SearchContext& context);
 
-  void initialise();                              // generation 0 on every local island
-  void restore(std::vector<IslandState> local);   // this rank's islands from a checkpoint
-  void restore_migrations(std::vector<MigrationEvent> events);  // the log so far (any rank may hold it)
-  void step();                                    // one generation everywhere, then migration when due
+  void initialise() override;                              // generation 0 on every local island
+  void restore(std::vector<IslandState> local) override;   // this rank's islands from a checkpoint
+  void restore_migrations(std::vector<MigrationEvent> events) override;  // the log so far (any rank may hold it)
+  void step() override;                                 // one generation everywhere, then migration when due
 
-  std::int64_t generation() const { return generation_; }
+  std::int64_t generation() const override { return generation_; }
+  bool is_root() const override { return rank_ == 0; }
   const std::vector<IslandState>& local() const { return islands_; }
   int rank() const { return rank_; }
   int ranks() const { return size_; }
@@ -106,28 +76,31 @@ class Archipelago {
   // post_progress sends this rank's islands' newest history rows (with_diversity: their best genomes
   // too, the costly part; rank 0 computes their pairwise CKA) to rank 0 and returns at once. Every
   // rank calls it at the same generations.
-  void post_progress(bool with_diversity);
+  void post_progress(bool with_diversity) override;
   // Rank 0: the progress of each posted generation that every island has reported, oldest first
   // (empty on other ranks). wait: block until all posted generations are complete, and complete this
   // rank's sends and agreements in flight; every rank calls it so before the run's final collectives.
-  std::vector<Progress> poll_progress(bool wait);
+  std::vector<Progress> poll_progress(bool wait) override;
   // Agreement on run-control flags (stop, checkpoint due): starts a bitwise OR over ranks of `flags`
   // and returns the OR started kAgreeLag calls earlier (0 until then), so every rank acts at the same
   // generation without waiting for the others' current one. Every rank calls it at the same generations.
   static constexpr int kAgreeLag = 3;
-  std::uint32_t agreed(std::uint32_t flags);
+  std::uint32_t agreed(std::uint32_t flags) override;
+  int agreement_lag() const override { return kAgreeLag; }
 
   // Collective calls: every rank must make them, in the same order.
   std::vector<IslandState> gather_states() const;        // rank 0: all islands sorted by index
   // Rank 0: `sink` sees every island once, one at a time (its own first, then by rank), so a
   // checkpoint never holds more than one other rank's population at once. Other ranks: sends only.
-  void for_each_state(const std::function<void(const IslandState&)>& sink) const;
-  std::vector<MigrationEvent> gather_migrations() const;  // rank 0: sorted by generation, destination
-  Elites collect_elites(std::int64_t k, const EliteSelection& selection = {}) const;
-  double time_in_migration() const { return migration_seconds_; }
+  void for_each_state(const std::function<void(const IslandState&)>& sink) const override;
+  std::vector<MigrationEvent> gather_migrations() const override;  // rank 0: sorted by generation, destination
+  Elites collect_elites(std::int64_t k, const EliteSelection& selection = {}) const override;
+  // Root: the element-wise maximum over ranks; other ranks get their own values back.
+  std::vector<double> reduce_max(std::vector<double> values) const override;
+  double time_in_migration() const override { return migration_seconds_; }
   // Wall seconds this rank spent in MPI calls (migration, gathers, progress, stop agreement), waiting
   // included; not the time in for_each_state's sink (rank 0 writes the checkpoint there).
-  double time_in_mpi() const { return mpi_seconds_; }
+  double time_in_mpi() const override { return mpi_seconds_; }
 
  private:
   void migrate();
@@ -138,6 +111,7 @@ class Archipelago {
   std::int64_t n_islands_;
   SearchConfig search_;
   MigrationConfig migration_;
+  std::optional<Topology> topology_;  // made once the island count is checked
   Fitness fitness_;
   SearchContext context_;
   std::unique_ptr<Algorithm> algorithm_;

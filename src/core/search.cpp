@@ -118,6 +118,51 @@ at::Tensor dns_replace(IslandState& s, const at::Tensor& trials, const at::Tenso
   return alive.slice(0, P).clone();
 }
 
+// A mutation operator: changes the rows it picks of the offspring `who` in place. Adding one is its
+// function in src/core/operators.cpp and one line in mutations().
+struct MutationArgs {
+  at::Tensor& children;
+  const at::Tensor& who;
+  const at::Tensor& spread;  // per-column step scale of the offspring
+  double sigma;
+  const SearchConfig& c;
+  const SearchContext& ctx;
+  at::Generator& gen;
+  at::Tensor rows(double fraction) const {
+    const auto n = children.size(1);
+    return ops::random_rows(who.size(0), n, ops::rows_for_fraction(fraction, n), gen);
+  }
+};
+struct Mutation {
+  const char* name;
+  void (*apply)(const MutationArgs&);
+};
+
+const std::vector<Mutation>& mutations() {  // in operator_names() order
+  static const std::vector<Mutation> table = {
+      {"pull", [](const MutationArgs& a) {
+         ops::class_pull_(a.children, a.who, a.rows(a.c.pull_fraction), a.spread, a.ctx.y_search, a.ctx.n_classes,
+                          a.c.pull_alpha, a.c.pull_noise, a.gen);
+       }},
+      {"column", [](const MutationArgs& a) {
+         ops::column_move_(a.children, a.who, a.spread, a.ctx.phi, a.c.column_scale, a.gen);
+       }},
+      {"gaussian", [](const MutationArgs& a) {
+         ops::gaussian_rows_(a.children, a.who, a.rows(a.c.mutation_rate), a.spread, a.sigma, a.gen);
+       }},
+      {"knn", [](const MutationArgs& a) {
+         ops::knn_smooth_(a.children, a.who, a.rows(a.c.knn_fraction), a.spread, a.ctx.neighbours, a.c.knn_noise, a.gen);
+       }},
+  };
+  return table;
+}
+
+const Mutation& mutation(const std::string& name) {
+  for (const auto& m : mutations())
+    if (name == m.name) return m;
+  fail("option operators: unknown operator '", name, "'");
+}
+
 // Offspring from the operator set, one operator per offspring chosen by adaptive probabilities.
 // Returns the offspring and the operator index of each.
 std::pair<at::Tensor, at::Tensor> vary(const IslandState& s, const at::Tensor& parent_fit, const SearchConfig& c,
@@ -142,21 +187,7 @@ std::pair<at::Tensor, at::Tensor> vary(const IslandState& s, const at::Tensor& p
   auto op_of = at::multinomial(probs, count, /*replacement=*/true, gen);
   auto spread = ops::column_std(children);  // one pass for every operator's step sizes
   for_each_group(op_of, m, [&](std::int64_t g, const at::Tensor& who) {
-    const auto& op = c.operators[g];
-    const auto B = who.size(0);
-    auto rows = [&](double fraction) { return ops::random_rows(B, n, ops::rows_for_fraction(fraction, n), gen); };
-    if (op == "gaussian") {
-      ops::gaussian_rows_(children, who, rows(c.mutation_rate), spread, s.sigma, gen);
-    } else if (op == "pull") {
-      ops::class_pull_(children, who, rows(c.pull_fraction), spread, ctx.y_search, ctx.n_classes, c.pull_alpha,
-                       c.pull_noise, gen);
-    } else if (op == "column") {
-      ops::column_move_(children, who, spread, ctx.phi, c.column_scale, gen);
-    } else if (op == "knn") {
-      ops::knn_smooth_(children, who, rows(c.knn_fraction), spread, ctx.neighbours, c.knn_noise, gen);
-    } else {
-      fail("option operators: unknown operator '", op, "'");
-    }
+    mutation(c.operators[g]).apply({children, who, spread, s.sigma, c, ctx, gen});
   });
   return {children, op_of};
 }
@@ -175,20 +206,35 @@ void adapt(IslandState& s, const SearchConfig& c, const at::Tensor& op_of, const
   }
 }
 
+// What every algorithm's generation starts with: the next generation's random stream and minibatch,
+// and the parents' scores (and predictions, when the fitness can predict) on that minibatch.
+struct GenerationStart {
+  std::chrono::steady_clock::time_point t0;
+  at::Generator gen;
+  at::Tensor rows;
+  bool track;
+  at::Tensor parent_pred, parent_fit;
+};
+
+GenerationStart begin_generation(IslandState& s, const Fitness& fitness, const SearchConfig& c, const SearchContext& ctx) {
+  GenerationStart g{std::chrono::steady_clock::now(), {}, {}, fitness.can_predict(), {}, {}};
+  s.generation += 1;
+  g.gen = make_generator(c.seed, Stream::variation, {key(s.island), key(s.generation)});
+  g.rows = minibatch_rows(c, ctx.val_pool, s.island, s.generation);
+  g.parent_fit = rescore_parents(s, fitness, g.rows, c.val_batch >= ctx.val_pool, g.track ? &g.parent_pred : nullptr);
+  return g;
+}
+
 class GeneticAlgorithm final : public Algorithm {
  public:
   explicit GeneticAlgorithm(SearchConfig c) : c_(std::move(c)) {}
   std::string name() const override { return "ga"; }
 
   void step(IslandState& s, const Fitness& fitness, const SearchContext& ctx) const override {
-    auto t0 = std::chrono::steady_clock::now();
-    s.generation += 1;
     const auto P = s.population.size(0);
-    auto gen = make_generator(c_.seed, Stream::variation, {key(s.island), key(s.generation)});
-    auto rows = minibatch_rows(c_, ctx.val_pool, s.island, s.generation);
-    const bool track = fitness.can_predict();
-    at::Tensor parent_pred, child_pred;
-    auto parent_fit = rescore_parents(s, fitness, rows, c_.val_batch >= ctx.val_pool, track ? &parent_pred : nullptr);
+    auto st = begin_generation(s, fitness, c_, ctx);
+    auto& [t0, gen, rows, track, parent_pred, parent_fit] = st;
+    at::Tensor child_pred;
     auto [children, op_of] = vary(s, parent_fit, c_, ctx, gen, P);
     auto child_fit = fitness.score(children, rows, &s.nonfinite, track ? &child_pred : nullptr);
     s.evaluations += P;
@@ -237,15 +283,11 @@ class DifferentialEvolution final : public Algorithm {
   std::string name() const override { return "de"; }
 
   void step(IslandState& s, const Fitness& fitness, const SearchContext& ctx) const override {
-    auto t0 = std::chrono::steady_clock::now();
-    s.generation += 1;
     const auto P = s.population.size(0), n = s.population.size(1);
     if (P < 4) fail("option population: de needs at least 4 individuals, found ", P);
-    auto gen = make_generator(c_.seed, Stream::variation, {key(s.island), key(s.generation)});
-    auto rows = minibatch_rows(c_, ctx.val_pool, s.island, s.generation);
-    const bool track = fitness.can_predict();
-    at::Tensor parent_pred, trial_pred;
-    auto parent_fit = rescore_parents(s, fitness, rows, c_.val_batch >= ctx.val_pool, track ? &parent_pred : nullptr);
+    auto st = begin_generation(s, fitness, c_, ctx);
+    auto& [t0, gen, rows, track, parent_pred, parent_fit] = st;
+    at::Tensor trial_pred;
     // a, b, c distinct and != i: the first three entries of a random order of the others.
     auto keys = at::rand({P, P}, gen, kCpuFloat);
     keys.fill_diagonal_(2.0f);
@@ -319,8 +361,28 @@ MemoryPlan plan_search_memory(const SearchConfig& c, const MemoryPlanInput& in) 
   return plan;
 }
 
-std::vector<std::string> algorithm_names() { return {"ga", "de"}; }
-std::vector<std::string> operator_names() { return {"pull", "column", "gaussian", "knn"}; }
+namespace {
+// Adding an algorithm: its class above and one line here.
+using AlgorithmFactory = std::unique_ptr<Algorithm> (*)(const SearchConfig&);
+const std::vector<std::pair<std::string, AlgorithmFactory>>& algorithms() {
+  static const std::vector<std::pair<std::string, AlgorithmFactory>> table = {
+      {"ga", [](const SearchConfig& c) -> std::unique_ptr<Algorithm> { return std::make_unique<GeneticAlgorithm>(c); }},
+      {"de", [](const SearchConfig& c) -> std::unique_ptr<Algorithm> { return std::make_unique<DifferentialEvolution>(c); }},
+  };
+  return table;
+}
+}  // namespace
+
+std::vector<std::string> algorithm_names() {
+  std::vector<std::string> out;
+  for (const auto& a : algorithms()) out.push_back(a.first);
+  return out;
+}
+std::vector<std::string> operator_names() {
+  std::vector<std::string> out;
+  for (const auto& m : mutations()) out.push_back(m.name);
+  return out;
+}
 std::vector<std::string> init_names() { return {"gaussian", "random-features", "labels"}; }
 
 std::unique_ptr<Algorithm> make_algorithm(const SearchConfig& c) {
@@ -332,9 +394,11 @@ std::unique_ptr<Algorithm> make_algorithm(const SearchConfig& c) {
   if (c.selection == "dns" && c.algorithm != "ga") fail("option selection: dns needs algorithm ga, found ", c.algorithm);
   if (c.dns_k < 1) fail("option dns-k: must be >= 1, found ", c.dns_k);
   if (!(c.island_repulsion >= 0)) fail("option island-repulsion: must be >= 0, found ", c.island_repulsion);
-  if (c.algorithm == "ga") return std::make_unique<GeneticAlgorithm>(c);
-  if (c.algorithm == "de") return std::make_unique<DifferentialEvolution>(c);
-  fail("option algorithm: unknown algorithm '", c.algorithm, "'; known: ga, de");
+  for (const auto& a : algorithms())
+    if (a.first == c.algorithm) return a.second(c);
+  std::string known;
+  for (const auto& name : algorithm_names()) known += (known.empty() ? "" : ", ") + name;
+  fail("option algorithm: unknown algorithm '", c.algorithm, "'; known: ", known);
 }
 
 std::int64_t IslandState::best_index() const { return fitness.argmax().item<std::int64_t>(); }

@@ -387,6 +387,21 @@ TEST_CASE("checkpoint: round trip, a subset of islands, header only") {
   CHECK(rc == 0);
   CHECK(contains(rng, "counter-based"));
 
+  // One schema: every field the wire carries (for_each_island_field) is stored under its name, so a
+  // field added to the list but not to the checkpoint fails here. Island 1 holds `foreign`.
+  edit_hdf5(path, [&](hid_t file) {
+    int fields = 0;
+    repsearch::for_each_island_field(written.islands[1], [&](const char* name, const auto&) {
+      const std::string group = "/islands/1";
+      const bool stored = H5Aexists_by_name(file, group.c_str(), name, H5P_DEFAULT) > 0 ||
+                          H5Lexists(file, (group + "/" + name).c_str(), H5P_DEFAULT) > 0;
+      const std::string missing = std::string("island field '") + name + "' is not in the checkpoint";
+      CHECK_MESSAGE(stored, missing);
+      ++fields;
+    });
+    CHECK(fields == 14);
+  });
+
   expect_error<repsearch::InputError>([&] { read_checkpoint(path, {5, 1, 7}, at::Device(at::kCPU)); }, path, {"no island 5, 7", "0, 1, 2"});
 }
 

@@ -256,8 +256,8 @@ double accuracy(const Network& net, const at::Tensor& x, const at::Tensor& y, st
   return pred.eq(y.to(pred.device())).to(at::kDouble).mean().item<double>();
 }
 
-at::Tensor probabilities(const Network& net, const at::Tensor& x, double temperature, std::int64_t batch) {
-  return batched(x, batch, [&](const at::Tensor& b) { return at::softmax(net.logits(b) * temperature, 1); }).cpu();
+at::Tensor probabilities(const Network& net, const at::Tensor& x, double logit_scale, std::int64_t batch) {
+  return batched(x, batch, [&](const at::Tensor& b) { return at::softmax(net.logits(b) * logit_scale, 1); }).cpu();
 }
 
 double ensemble_accuracy(const at::Tensor& probs, const at::Tensor& labels) {

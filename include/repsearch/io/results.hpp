@@ -15,7 +15,7 @@ struct EpochRow {
   std::int64_t epoch = 0;        // 1-based; phase "regress" | "head" | "sgd"
   double loss = 0;               // mean training loss of the epoch (MSE for regress, CE otherwise)
   double train_accuracy = 0;     // NaN where not measured (regression epochs)
-  double val_accuracy = 0;       // on V (NaN where not measured)
+  double val_accuracy = 0;       // sgd: on H (V is in its training data); NaN where not measured (learn)
   double examples_per_s = 0;
   double seconds = 0;            // cumulative
 };

@@ -1,4 +1,5 @@
 # Shell helpers shared by slurm/submit.sh and slurm/sweep.sh (sourced, not run).
+# shellcheck shell=bash
 
 die() { # die MESSAGE: "<script>: error: MESSAGE" on stderr, exit 1
   echo "${0##*/}: error: $*" >&2
@@ -12,15 +13,22 @@ abspath() { # abspath PATH: absolute, without requiring it to exist
   esac
 }
 
-# ini_get FILE KEY: the last 'KEY = VALUE' of a sweep file (comments after '#' dropped), or nothing. Never for
-# repsearch configs: `repsearch config --get KEY` resolves those exactly as the search does.
-ini_get() {
-  awk -v key="$2" '
-    { sub(/#.*/, "") }
-    index($0, "=") {
-      k = substr($0, 1, index($0, "=") - 1); v = substr($0, index($0, "=") + 1)
-      gsub(/^[ \t]+|[ \t\r]+$/, "", k); gsub(/^[ \t]+|[ \t\r]+$/, "", v)
-      if (k == key) found = v
-    }
-    END { if (found != "") print found }' "$1"
+# ini_read FILE KEY...: the sweep file's 'KEY = VALUE' lines into the associative array INI (the last
+# value of a key wins; '#' starts a comment); dies on a line of another form or a key not among KEY...,
+# so that a misspelt key is an error, not a silently missing axis. Sweep files only: repsearch configs
+# are resolved by `repsearch config --get KEY`, exactly as the search resolves them.
+# shellcheck disable=SC2034  # INI is for the caller
+ini_read() {
+  local file="$1" line n=0
+  shift
+  declare -gA INI=()
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    n=$((n + 1))
+    line="${line%%#*}"
+    [[ "$line" =~ ^[[:space:]]*$ ]] && continue
+    [[ "$line" =~ ^[[:space:]]*([^=[:space:]]+)[[:space:]]*=[[:space:]]*(.*[^[:space:]])?[[:space:]]*$ ]] ||
+      die "$file:$n: expected 'key = value', found '$line'"
+    [[ " $* " == *" ${BASH_REMATCH[1]} "* ]] || die "$file:$n: unknown key '${BASH_REMATCH[1]}' (known: $*)"
+    INI[${BASH_REMATCH[1]}]="${BASH_REMATCH[2]}"
+  done <"$file"
 }

@@ -42,11 +42,11 @@ repo_root="$(cd "$slurm_dir/.." && pwd)"
 site_conf="${REPSEARCH_SITE_CONF:-$slurm_dir/site.conf}"
 
 # shellcheck source=SCRIPTDIR/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # die, abspath, ini_get
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # die, abspath, ini_read
 # list KEY DEFAULT: the comma-separated values of KEY as words; each must be a positive integer.
 list() {
   local raw v vals res=()
-  raw="$(ini_get "$sweep" "$1")"
+  raw="${INI[$1]:-}"
   raw="${raw:-$2}"
   [[ -n "$raw" ]] || die "$sweep: '$1 = ...' is required"
   IFS=', ' read -r -a vals <<<"$raw"
@@ -95,7 +95,8 @@ while [[ $# -gt 0 ]]; do
 done
 extra=("$@")
 
-cfg="$(ini_get "$sweep" config)"
+ini_read "$sweep" config population generations islands ranks seeds out args
+cfg="${INI[config]:-}"
 [[ -n "$cfg" ]] || die "$sweep: 'config = ...' is required"
 config="$(find_file "$cfg")" || die "$sweep: config '$cfg' not found"
 v="$(list population "")" || exit 1
@@ -106,11 +107,10 @@ v="$(list islands "")" || exit 1
 read -r -a islands <<<"$v"
 v="$(list ranks 1)" || exit 1
 read -r -a ranks <<<"$v"
-seeds="$(ini_get "$sweep" seeds)"
-seeds="${seeds:-0..2}"
-read -r -a sweep_args <<<"$(ini_get "$sweep" args)"
+seeds="${INI[seeds]:-0..2}"
+read -r -a sweep_args <<<"${INI[args]:-}"
 name="$(basename "$sweep" .ini)"
-[[ -n "$sweep_dir" ]] || sweep_dir="$(ini_get "$sweep" out)"
+[[ -n "$sweep_dir" ]] || sweep_dir="${INI[out]:-}"
 sweep_dir="$(abspath "${sweep_dir:-runs/$name}")"
 
 # Site settings for the final analysis job (the pipelines read them through submit.sh).

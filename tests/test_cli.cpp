@@ -6,6 +6,8 @@
 #include <regex>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "repsearch/core/error.hpp"
 #include "repsearch/io/archive.hpp"
 #include "repsearch/mpi/archipelago.hpp"
@@ -99,19 +101,41 @@ TEST_CASE("data: prints the splits of real Fashion-MNIST") {
   CHECK(r.output.find("heldout H  2000 examples") != std::string::npos);
 }
 
+namespace {
+
+// The five searches of the determinism case, run once per process: doctest runs a TEST_CASE's body
+// once per SUBCASE, and these runs are what the case costs.
+struct DeterminismRuns {
+  TempDir dir{"repsearch_det"};
+  const std::string one = dir.file("one"), two = dir.file("two"), three = dir.file("three"), again = dir.file("again"),
+                    other = dir.file("other");
+  const Result r1 = run(search_cmd(one)), r2 = run(search_cmd(two, "", 2)), r3 = run(search_cmd(three, "", 3)),
+               r_again = run(search_cmd(again)), r_other = run(search_cmd(other, "--seed 2"));
+};
+
+// stdout of a command alone (a warning on stderr must not break the JSON), parsed.
+nlohmann::json run_json(const std::string& command, const TempDir& dir) {
+  const auto file = dir.file("out.json");
+  auto r = run(command + " >" + file);
+  REQUIRE_MESSAGE(r.status == 0, command, "\n", r.output);
+  const auto text = read_text(file);
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  REQUIRE_MESSAGE(!j.is_discarded(), "not JSON: ", text);
+  return j;
+}
+
+}  // namespace
+
 TEST_CASE("determinism: search is deterministic across rank counts and improves held-out fitness") {
-  TempDir dir("repsearch_det");
-  const auto one = dir.file("one"), two = dir.file("two"), three = dir.file("three"), again = dir.file("again"),
-             other = dir.file("other");
-  auto r1 = run(search_cmd(one));
+  static const DeterminismRuns runs;
+  const auto &one = runs.one, &two = runs.two, &three = runs.three, &again = runs.again, &other = runs.other;
+  const auto& r1 = runs.r1;
   REQUIRE_MESSAGE(r1.status == 0, r1.output);
   CHECK(r1.output.find("[search] gen    12/12") != std::string::npos);
-  auto r2 = run(search_cmd(two, "", 2));
-  REQUIRE_MESSAGE(r2.status == 0, r2.output);
-  auto r3 = run(search_cmd(three, "", 3));
-  REQUIRE_MESSAGE(r3.status == 0, r3.output);
-  REQUIRE(run(search_cmd(again)).status == 0);
-  REQUIRE(run(search_cmd(other, "--seed 2")).status == 0);
+  REQUIRE_MESSAGE(runs.r2.status == 0, runs.r2.output);
+  REQUIRE_MESSAGE(runs.r3.status == 0, runs.r3.output);
+  REQUIRE_MESSAGE(runs.r_again.status == 0, runs.r_again.output);
+  REQUIRE_MESSAGE(runs.r_other.status == 0, runs.r_other.output);
   auto a1 = io::read_archive(one + "/archive.h5");
   CHECK(a1.provenance.n_ranks == 1);
   CHECK(a1.representations.sizes() == at::IntArrayRef({4, 300, 16}));
@@ -119,7 +143,9 @@ TEST_CASE("determinism: search is deterministic across rank counts and improves 
     auto a2 = io::read_archive(two + "/archive.h5");
     CHECK(a2.provenance.n_ranks == 2);
     check_same_archive(a1, a2);
-    check_same_archive(a1, io::read_archive(three + "/archive.h5"));
+    auto a3 = io::read_archive(three + "/archive.h5");
+    CHECK(a3.provenance.n_ranks == 3);
+    check_same_archive(a1, a3);
     check_same_archive(a1, io::read_archive(again + "/archive.h5"));
   }
   SUBCASE("another seed gives another archive") {
@@ -148,16 +174,64 @@ TEST_CASE("determinism: search is deterministic across rank counts and improves 
     auto t = run(binary() + " inspect " + one + "/archive.h5");
     REQUIRE(t.status == 0);
     CHECK(t.output.find("elites [4, 300, 16]") != std::string::npos);
-    auto j = run(binary() + " inspect --json " + one + "/archive.h5");
-    REQUIRE(j.status == 0);
-    CHECK(j.output.find("\"diversity\"") != std::string::npos);
+    // The JSON holds what the archive holds.
+    TempDir tmp("repsearch_det_json");
+    const auto j = run_json(binary() + " inspect --json " + one + "/archive.h5", tmp);
+    CHECK(j.at("elite_shape") == nlohmann::json({4, 300, 16}));
+    CHECK(j.at("provenance").at("n_ranks") == 1);
+    CHECK(j.at("provenance").at("n_islands") == 4);
+    CHECK(j.at("provenance").at("seed") == 1);
+    CHECK(j.at("provenance").at("config_sha256") == a1.provenance.config_sha256);
+    CHECK(j.at("data").at("search") == 300);
+    CHECK(j.at("data").at("val") == 200);
+    CHECK(j.at("data").at("heldout") == 200);
+    CHECK(j.at("migrations") == a1.migrations.size());
+    CHECK(j.at("nonfinite_elites").empty());
+    const auto& elites = j.at("elites");
+    REQUIRE(elites.size() == 4);
+    for (std::size_t e = 0; e < 4; ++e) {
+      const auto i = static_cast<int64_t>(e);
+      CHECK(elites[e].at("rank") == e);
+      CHECK(elites[e].at("uid").get<std::uint64_t>() == a1.uid[e]);
+      CHECK(elites[e].at("fitness").get<double>() == a1.fitness[i].item<double>());  // shortest round-trip text
+      CHECK(elites[e].at("heldout").get<double>() == a1.heldout[i].item<double>());
+      CHECK(elites[e].at("island").get<int>() == a1.island[i].item<int>());
+    }
+    const auto& islands = j.at("islands");
+    REQUIRE(islands.size() == a1.histories.size());
+    for (std::size_t i = 0; i < islands.size(); ++i) {
+      CHECK(islands[i].at("generation") == 12);
+      CHECK(islands[i].at("heldout").get<double>() == a1.histories[i].back().heldout);
+      CHECK(islands[i].at("first_heldout").get<double>() == a1.histories[i].front().heldout);
+    }
+    // Mean pairwise 1 - CKA of the elites, from the archive's CKA matrix.
+    const double k = 4, diversity = (k * k - a1.cka.sum().item<double>()) / (k * (k - 1));
+    CHECK(j.at("diversity").get<double>() == doctest::Approx(diversity).epsilon(1e-12));
+    CHECK(j.at("diversity").get<double>() > 0.0);
+    CHECK(j.at("diversity").get<double>() <= 1.0);
   }
 }
 
+namespace {
+
+// A copy of a finished run directory, for a subcase that resumes or damages it: the original is shared.
+std::string copy_run(const std::string& from, const TempDir& dir, const std::string& name) {
+  const auto to = dir.file(name);
+  fs::copy(from, to, fs::copy_options::recursive);
+  return to;
+}
+
+}  // namespace
+
 TEST_CASE("resume: checkpoint and resume") {
+  // The uninterrupted reference, once per process (the body runs once per SUBCASE); subcases that
+  // resume or damage it work on copies.
+  static const TempDir ref_dir("repsearch_resume_ref");
+  static const std::string full = ref_dir.file("full");
+  static const Result reference = run(search_cmd(full));
+  REQUIRE_MESSAGE(reference.status == 0, reference.output);
   TempDir dir("repsearch_resume");
-  const auto full = dir.file("full"), split = dir.file("split");
-  REQUIRE(run(search_cmd(full)).status == 0);
+  const auto split = dir.file("split");
   SUBCASE("12 generations in one go equal 4 + resume to 12, on another rank count") {
     auto first = run(search_cmd(split, "--generations 4", 2));
     REQUIRE_MESSAGE(first.status == 0, first.output);
@@ -183,25 +257,28 @@ TEST_CASE("resume: checkpoint and resume") {
     check_same_archive(io::read_archive(full + "/archive.h5"), io::read_archive(split + "/archive.h5"));
   }
   SUBCASE("a changed config is refused, naming the differing keys") {
-    auto r = run(search_cmd(full, "--resume --population 10 --sigma 0.5"));
+    const auto mine = copy_run(full, dir, "changed");
+    auto r = run(search_cmd(mine, "--resume --population 10 --sigma 0.5"));
     CHECK(r.status == 2);
     CHECK(r.output.find("population: checkpoint '8', now '10'") != std::string::npos);
     CHECK(r.output.find("sigma") != std::string::npos);
-    auto structural = run(search_cmd(full, "--resume --sigma 0.5 --allow-change sigma --generations 13"));
+    auto structural = run(search_cmd(mine, "--resume --sigma 0.5 --allow-change sigma --generations 13"));
     CHECK(structural.status == 2);
     CHECK(structural.output.find("option allow-change: 'sigma'") != std::string::npos);
-    auto ok = run(search_cmd(full, "--resume --elites 3 --allow-change elites --generations 13"));
+    auto ok = run(search_cmd(mine, "--resume --elites 3 --allow-change elites --generations 13"));
     CHECK_MESSAGE(ok.status == 0, ok.output);
+    CHECK(io::read_archive(mine + "/archive.h5").uid.size() == 3);
   }
   SUBCASE("truncated and foreign checkpoints get clear errors") {
-    const auto ck = full + "/checkpoint.h5";
-    fs::copy_file(full + "/archive.h5", ck, fs::copy_options::overwrite_existing);
-    auto foreign = run(search_cmd(full, "--resume"));
+    const auto mine = copy_run(full, dir, "damaged");
+    const auto ck = mine + "/checkpoint.h5";
+    fs::copy_file(mine + "/archive.h5", ck, fs::copy_options::overwrite_existing);
+    auto foreign = run(search_cmd(mine, "--resume"));
     CHECK(foreign.status == 2);
     CHECK(foreign.output.find("checkpoint") != std::string::npos);
     CHECK(foreign.output.find("repsearch-archive") != std::string::npos);
     fs::resize_file(ck, fs::file_size(ck) / 2);
-    auto cut = run(search_cmd(full, "--resume"));
+    auto cut = run(search_cmd(mine, "--resume"));
     CHECK(cut.status == 2);
     CHECK(cut.output.find(ck) != std::string::npos);
     auto none = run(search_cmd(dir.file("empty"), "--resume"));
@@ -233,24 +310,47 @@ TEST_CASE("signal: SIGTERM mid-run leaves a checkpoint and the resumed run finis
   check_same_archive(io::read_archive(ref + "/archive.h5"), io::read_archive(out + "/archive.h5"));
 }
 
+namespace {
+
+// The learn case's pipeline, once per process (its body runs once per SUBCASE): a label-like start
+// (init=labels, no generations) that the learner must turn into a classifier, then learn on every
+// elite and two sgd baselines beside it.
+struct LearnRuns {
+  TempDir dir{"repsearch_learn"};
+  const std::string run_dir = dir.file("run");
+  const Result search = run(search_cmd(run_dir, "--init labels --generations 0"));
+  const Result learn = run(binary() + " learn --archive " + run_dir + "/archive.h5 --elite all --epochs 10");
+  const Result sgd = run(binary() + " sgd --config " + config("smoke.ini") + " --out " + run_dir + " --epochs 10 --seeds 0..1");
+};
+
+// A value printed with 4 decimals ("%.4f") is within half a unit of the last place of the value.
+bool printed_as(double value, double shown) { return std::abs(value - shown) <= 0.5e-4 + 1e-12; }
+
+nlohmann::json read_json(const std::string& path) {
+  auto j = nlohmann::json::parse(read_text(path), nullptr, /*allow_exceptions=*/false);
+  REQUIRE_MESSAGE(!j.is_discarded(), path, " is not JSON");
+  return j;
+}
+
+}  // namespace
+
 TEST_CASE("learn: learn and sgd on real Fashion-MNIST: modest, robust accuracy; results files; refusals") {
-  TempDir dir("repsearch_learn");
-  const auto run_dir = dir.file("run");
-  // A label-like start (init=labels, no generations): the learner must turn it into a classifier.
-  auto s = run(search_cmd(run_dir, "--init labels --generations 0"));
-  REQUIRE_MESSAGE(s.status == 0, s.output);
-  auto l = run(binary() + " learn --archive " + run_dir + "/archive.h5 --elite all --epochs 10");
+  static const LearnRuns runs;
+  const auto& dir = runs.dir;
+  const auto& run_dir = runs.run_dir;
+  REQUIRE_MESSAGE(runs.search.status == 0, runs.search.output);
+  const auto& l = runs.learn;
   REQUIRE_MESSAGE(l.status == 0, l.output);
   CHECK(l.output.find("ensemble of 4 networks") != std::string::npos);
   std::smatch m;
   std::regex acc("test ([0-9.]+) ->");
-  int networks = 0;
+  std::vector<double> tests;
   for (auto it = std::sregex_iterator(l.output.begin(), l.output.end(), acc); it != std::sregex_iterator(); ++it) {
-    ++networks;
-    CHECK(std::stod((*it)[1]) > 0.5);  // chance is 0.1; measured ~0.70 at this size
+    tests.push_back(std::stod((*it)[1]));
+    CHECK(tests.back() > 0.5);  // chance is 0.1; measured ~0.70 at this size
   }
-  CHECK(networks == 4);
-  auto g = run(binary() + " sgd --config " + config("smoke.ini") + " --out " + run_dir + " --epochs 10 --seeds 0..1");
+  CHECK(tests.size() == 4);
+  const auto& g = runs.sgd;
   REQUIRE_MESSAGE(g.status == 0, g.output);
   REQUIRE(std::regex_search(g.output, m, std::regex("\\[sgd seed 0\\] accuracy val ([0-9.]+)  heldout ([0-9.]+)  test ([0-9.]+)")));
   CHECK(std::stod(m[3]) > 0.6);  // measured ~0.70 (500 examples, 10 epochs)
@@ -258,6 +358,25 @@ TEST_CASE("learn: learn and sgd on real Fashion-MNIST: modest, robust accuracy; 
   CHECK(fs::exists(run_dir + "/sgd-0.h5"));
   CHECK(fs::exists(run_dir + "/sgd-0.pt"));
   CHECK(fs::exists(run_dir + "/learn-summary.json"));
+  SUBCASE("the summaries hold what learn and sgd printed") {
+    const auto learned = read_json(run_dir + "/learn-summary.json");
+    const auto& nets = learned.at("networks");
+    REQUIRE(nets.size() == 4);
+    for (std::size_t i = 0; i < nets.size(); ++i) {
+      CHECK(nets[i].at("elite_rank") == i);
+      CHECK(printed_as(nets[i].at("test").get<double>(), tests[i]));
+      CHECK(fs::exists(nets[i].at("results").get<std::string>()));
+    }
+    const double ens = learned.at("ensemble_test").get<double>();
+    CHECK(ens > 0.5);
+    CHECK(ens <= 1.0);
+    const auto baseline = read_json(run_dir + "/sgd-summary.json");
+    REQUIRE(baseline.at("networks").size() == 2);
+    CHECK(baseline.at("networks")[0].at("seed") == 0);
+    CHECK(printed_as(baseline.at("networks")[0].at("test").get<double>(), std::stod(m[3])));
+    CHECK(baseline.at("networks")[1].at("seed") == 1);
+    CHECK(baseline.at("ensemble_test").get<double>() > 0.6);
+  }
   SUBCASE("inspect prints results files and the CKA table of two trajectories") {
     std::string learned;
     for (const auto& f : fs::directory_iterator(run_dir))
@@ -268,9 +387,31 @@ TEST_CASE("learn: learn and sgd on real Fashion-MNIST: modest, robust accuracy; 
     CHECK(t.output.find("results " + learned + " (learn)") != std::string::npos);
     CHECK(t.output.find("linear CKA of cut-layer activations on 1000 probe images") != std::string::npos);
     CHECK(t.output.find("final networks: CKA") != std::string::npos);
-    auto j = run(binary() + " inspect --json " + learned + " " + run_dir + "/sgd-0.h5");
-    REQUIRE(j.status == 0);
-    CHECK(j.output.find("\"trajectory_cka\"") != std::string::npos);
+    // As JSON: both results files, then the CKA matrix of their trajectories.
+    TempDir tmp("repsearch_learn_json");
+    const auto j = run_json(binary() + " inspect --json " + learned + " " + run_dir + "/sgd-0.h5", tmp);
+    REQUIRE(j.is_array());
+    REQUIRE(j.size() == 3);
+    CHECK(j[0].at("path") == learned);
+    CHECK(j[0].at("kind") == "learn");
+    CHECK(j[1].at("kind") == "sgd");
+    CHECK(j[1].at("seed") == 0);
+    const auto& cka = j[2].at("trajectory_cka");
+    CHECK(cka.at("a") == learned);
+    const auto& rows = cka.at("cka");
+    REQUIRE(rows.size() == cka.at("steps_a").size());
+    REQUIRE(rows.size() >= 2);
+    for (const auto& row : rows) {
+      REQUIRE(row.size() == cka.at("steps_b").size());
+      for (const auto& v : row) {
+        CHECK(v.get<double>() >= 0.0);
+        CHECK(v.get<double>() <= 1.0 + 1e-9);
+      }
+    }
+    // The text's "final networks: CKA x" is the last entry of the matrix.
+    std::smatch f;
+    REQUIRE(std::regex_search(t.output, f, std::regex("final networks: CKA ([0-9.]+)")));
+    CHECK(printed_as(rows.back().back().get<double>(), std::stod(f[1])));
   }
   SUBCASE("learn refuses what is not a repsearch archive") {
     auto r = run(binary() + " learn --archive " + run_dir + "/sgd-0.h5");

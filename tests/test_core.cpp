@@ -110,7 +110,26 @@ TEST_CASE("GA operators") {
     CHECK(w.sizes() == at::IntArrayRef({1000}));
     // With 4 entrants from 4, index 1 wins whenever drawn: it must win most tournaments.
     CHECK(w.eq(1).sum().item<int64_t>() > 600);
-    CHECK(ops::tournament(fit, 100, 1, g).max().item<int64_t>() <= 3);
+    // Exactly: index i wins when it is drawn and nothing better is, P = q_i^4 - q_{i-1}^4 with q the
+    // share of indices no better than i: worst 1/256, 0.3 15/256, 0.5 65/256, best 175/256.
+    const double expected[] = {1.0 / 256, 175.0 / 256, 65.0 / 256, 15.0 / 256};
+    for (int64_t i = 0; i < 4; ++i) {
+      const double n = static_cast<double>(w.eq(i).sum().item<int64_t>()), mean = 1000 * expected[i],
+                   sd = std::sqrt(1000 * expected[i] * (1 - expected[i]));
+      CHECK_MESSAGE(std::abs(n - mean) < 5 * sd, "index ", i, " won ", n, " of 1000, expected ", mean);
+    }
+    // One entrant: no selection pressure, every index wins about a quarter of the time.
+    auto one = ops::tournament(fit, 4000, 1, g);
+    // Equal scores: the first entrant drawn wins, so every index is equally likely (ties going to the
+    // lower index would give index 0 about 1 - (3/4)^4 = 68 %).
+    auto tied = ops::tournament(at::zeros({4}, F64), 4000, 4, g);
+    for (int64_t i = 0; i < 4; ++i) {
+      CHECK_MESSAGE(std::abs(one.eq(i).sum().item<int64_t>() - 1000) < 140, "size 1: index ", i);  // sd 27
+      CHECK_MESSAGE(std::abs(tied.eq(i).sum().item<int64_t>() - 1000) < 140, "ties: index ", i);
+    }
+    CHECK(one.min().item<int64_t>() >= 0);
+    CHECK(one.max().item<int64_t>() <= 3);
+    CHECK_THROWS_AS(ops::tournament(fit, 10, 0, g), Error);
   }
   SUBCASE("crossover rows come from the parents") {
     auto take = at::rand({B, n}, g, F32).lt(0.5);
@@ -329,11 +348,31 @@ TEST_CASE("one island searches") {
     c.algorithm = "de";
     auto s = init_island(1, c, ctx, fit);
     auto algo = make_algorithm(c);
-    auto before = s.fitness.max().item<double>();
+    CHECK(at::isfinite(s.fitness).all().item<bool>());
+    // DE replaces a slot only by its own trial when the trial scores better on the step's minibatch:
+    // no slot gets worse than its parent on that minibatch, and a kept parent is unchanged.
+    const auto parents = s.population.clone();
+    const auto parent_uid = s.uid;
+    const auto before = fit.score(parents, minibatch_rows(c, ctx.val_pool, 1, s.generation + 1));
     algo->step(s, fit, ctx);
     CHECK(s.population.sizes() == at::IntArrayRef({8, 150, 4}));
     CHECK((s.uid[0] >> 40) == 1u);
-    CHECK(std::isfinite(before));
+    int replaced = 0;
+    for (int64_t i = 0; i < 8; ++i) {
+      const auto slot = static_cast<size_t>(i);
+      const double now = s.fitness[i].item<double>(), was = before[i].item<double>();
+      if (s.uid[slot] == parent_uid[slot]) {
+        CHECK(at::equal(s.population[i], parents[i]));
+        CHECK(now == doctest::Approx(was).epsilon(1e-9));
+      } else {
+        ++replaced;
+        CHECK((s.uid[slot] >> 40) == 1u);
+        CHECK(now > was);
+        CHECK_FALSE(at::equal(s.population[i], parents[i]));
+      }
+    }
+    CHECK(s.fitness.max().item<double>() >= before.max().item<double>() - 1e-9);
+    MESSAGE("de: ", replaced, " of 8 slots took their trial");
     c.population = 3;
     auto small = init_island(1, c, ctx, fit);
     CHECK_THROWS_AS(make_algorithm(c)->step(small, fit, ctx), Error);

@@ -40,6 +40,25 @@ int rank() {
   return r;
 }
 
+// The first k ranks of MPI_COMM_WORLD for k = 1 .. ranks() (MPI_COMM_NULL on the ranks left out),
+// so that one mpirun compares every rank count up to its own; world rank 0 is rank 0 of each.
+struct RankCounts {
+  std::vector<MPI_Comm> comms;
+  RankCounts() {
+    for (int k = 1; k <= ranks(); ++k) {
+      MPI_Comm c = MPI_COMM_NULL;
+      MPI_Comm_split(MPI_COMM_WORLD, rank() < k ? 0 : MPI_UNDEFINED, rank(), &c);
+      comms.push_back(c);
+    }
+  }
+  ~RankCounts() {
+    for (auto& c : comms)
+      if (c != MPI_COMM_NULL) MPI_Comm_free(&c);
+  }
+  RankCounts(const RankCounts&) = delete;
+  RankCounts& operator=(const RankCounts&) = delete;
+};
+
 }  // namespace
 
 TEST_CASE("islands are spread over ranks by index") {
@@ -166,26 +185,41 @@ struct ThreeIslands {
 };
 
 TEST_CASE("the same islands evolve identically on any rank count") {
-  // Each rank computes its islands; the gathered states must not depend on how many ranks there are:
-  // compared against islands run one by one on this rank alone.
+  // The islands run on 1, 2, ... up to this run's ranks (the first k ranks each time); the gathered
+  // states must not depend on the rank count: compared against islands run one by one on rank 0 alone.
   FitnessConfig fc;
   fc.features = 32;
   ThreeIslands t(fc, 5, 3);
   const auto &fit = t.fit;
   const auto &sc = t.sc;
   const auto &ctx = t.ctx;
-  auto arch = t.archipelago();
-  arch.initialise();
-  for (int i = 0; i < 3; ++i) arch.step();
-  auto states = arch.gather_states();
+  RankCounts counts;
+  std::vector<std::vector<IslandState>> by_count;  // rank 0: the gathered states, per rank count
+  for (MPI_Comm comm : counts.comms) {
+    if (comm == MPI_COMM_NULL) continue;
+    mpi::MigrationConfig none;
+    none.topology = "none";
+    mpi::Archipelago arch(comm, 3, sc, none, fit, ctx);
+    arch.initialise();
+    for (int i = 0; i < 3; ++i) arch.step();
+    auto states = arch.gather_states();
+    if (rank() == 0) by_count.push_back(std::move(states));
+  }
   if (rank() == 0) {
-    REQUIRE(states.size() == 3);
+    REQUIRE(by_count.size() == static_cast<size_t>(ranks()));
     auto algo = make_algorithm(sc);
     for (int64_t i = 0; i < 3; ++i) {
       auto s = init_island(i, sc, ctx, fit);
       for (int g = 0; g < 3; ++g) algo->step(s, fit, ctx);
-      CHECK(at::equal(s.population, states[static_cast<size_t>(i)].population));
-      CHECK(s.uid == states[static_cast<size_t>(i)].uid);
+      for (size_t k = 0; k < by_count.size(); ++k) {
+        CAPTURE(k + 1);  // ranks
+        REQUIRE(by_count[k].size() == 3);
+        const auto& got = by_count[k][static_cast<size_t>(i)];
+        CHECK(got.island == i);
+        CHECK(at::equal(s.population, got.population));
+        CHECK(at::equal(s.fitness, got.fitness));
+        CHECK(s.uid == got.uid);
+      }
     }
   }
 }
@@ -462,20 +496,34 @@ TEST_CASE("dns, island repulsion and diverse elites give the same archive on any
     }
     return std::make_pair(arch.collect_elites(4, es), arch.collect_elites(4));
   };
-  auto [diverse, top] = run(MPI_COMM_WORLD);
+  // Every rank count up to this run's, each against rank 0 alone on MPI_COMM_SELF.
+  RankCounts counts;
+  std::vector<std::pair<mpi::Elites, mpi::Elites>> by_count;
+  for (MPI_Comm comm : counts.comms) {
+    if (comm == MPI_COMM_NULL) continue;
+    auto r = run(comm);
+    if (rank() == 0) by_count.push_back(std::move(r));
+  }
   if (rank() == 0) {
+    REQUIRE(by_count.size() == static_cast<size_t>(ranks()));
     auto [alone, alone_top] = run(MPI_COMM_SELF);
-    REQUIRE(diverse.uid.size() == 4);
-    CHECK(diverse.uid == alone.uid);
-    CHECK(at::equal(diverse.representations, alone.representations));
-    CHECK(top.uid == alone_top.uid);
-    CHECK(diverse.selection.rfind("diverse", 0) == 0);
-    REQUIRE(diverse.disagreement.defined());
-    CHECK(diverse.disagreement.sizes() == at::IntArrayRef({4, 4}));
-    // Best held-out first; the best of all is always kept; all within the tolerance when enough were.
-    CHECK(diverse.uid.front() == top.uid.front());
-    for (size_t i = 1; i < diverse.heldout.size(); ++i) CHECK(diverse.heldout[i - 1] >= diverse.heldout[i]);
-    const int within = std::stoi(diverse.selection.substr(diverse.selection.find("within=") + 7));
-    if (within >= 4) CHECK(diverse.heldout.back() >= diverse.heldout.front() - es.tolerance);
+    for (size_t k = 0; k < by_count.size(); ++k) {
+      CAPTURE(k + 1);  // ranks
+      const auto& [diverse, top] = by_count[k];
+      REQUIRE(diverse.uid.size() == 4);
+      CHECK(diverse.uid == alone.uid);
+      CHECK(at::equal(diverse.representations, alone.representations));
+      CHECK(top.uid == alone_top.uid);
+      CHECK(at::equal(top.representations, alone_top.representations));
+      CHECK(diverse.selection.rfind("diverse", 0) == 0);
+      REQUIRE(diverse.disagreement.defined());
+      CHECK(diverse.disagreement.sizes() == at::IntArrayRef({4, 4}));
+      CHECK(at::equal(diverse.disagreement, alone.disagreement));
+      // Best held-out first; the best of all is always kept; all within the tolerance when enough were.
+      CHECK(diverse.uid.front() == top.uid.front());
+      for (size_t i = 1; i < diverse.heldout.size(); ++i) CHECK(diverse.heldout[i - 1] >= diverse.heldout[i]);
+      const int within = std::stoi(diverse.selection.substr(diverse.selection.find("within=") + 7));
+      if (within >= 4) CHECK(diverse.heldout.back() >= diverse.heldout.front() - es.tolerance);
+    }
   }
 }

@@ -296,7 +296,9 @@ part_lost() {
 }
 
 part_cut() {
-  local out="$tmp/cut" pid s g stall_s=6 teardown_s=10
+  # teardown_s: the launcher ends mpirun that long after the watchdog's error (mpirun cannot reach the
+  # cut host, so any wait is spent idle; the error line is printed before it starts).
+  local out="$tmp/cut" pid s g stall_s=6 teardown_s=3
   env REPSEARCH_BIN="$bin" REPSEARCH_TEARDOWN_SECONDS="$teardown_s" setsid "$hosts" exec 0 "$repo/launch/search.sh" -np 2 \
     --mpirun "$("$hosts" mpirun-args 0,1)" -- --config "$config" --out "$out" --generations 100000 \
     --checkpoint-interval 10 --stall-minutes 0.1 >"$out.log" 2>&1 &
@@ -310,7 +312,7 @@ part_cut() {
   fi
   "$hosts" cut 1
   s=$SECONDS
-  # The watchdog (6 s) + the launcher's teardown limit (10 s) + start-up slack; Open MPI alone would
+  # The watchdog (6 s) + the launcher's teardown limit (3 s) + start-up slack; Open MPI alone would
   # wait for TCP to give up on the cut host (about 15 minutes).
   await "$pid" $((stall_s + teardown_s + 30))
   "$hosts" mend 1

@@ -85,23 +85,30 @@ pid_of() {
   echo "$pid"
 }
 
-# stop_pid NAME: SIGTERM the process of NAME's pid file, wait up to 15 s, then SIGKILL.
-stop_pid() {
-  local name="$1" pid i
-  pid="$(pid_of "$name")" || return 0
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null
+# stop_pids NAME...: SIGTERM the processes of the NAMEs' pid files together (each takes seconds to
+# wind down), wait up to 15 s for all, then SIGKILL those left.
+stop_pids() {
+  local name pid i names=() pids=() left
+  for name in "$@"; do
+    pid="$(pid_of "$name")" || continue
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null
+    names+=("$name") pids+=("$pid")
+  done
   for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || {
-      rm -f "$(pidfile "$name")"
-      return 0
-    }
+    left=0
+    for pid in ${pids[@]+"${pids[@]}"}; do kill -0 "$pid" 2>/dev/null && left=1; done
+    ((left)) || break
     sleep 0.1
   done
-  log "$name (pid $pid) still alive after 15 s: SIGKILL"
-  kill -KILL "$pid" 2>/dev/null
-  sleep 0.2
-  rm -f "$(pidfile "$name")"
+  for ((i = 0; i < ${#pids[@]}; i++)); do
+    if kill -0 "${pids[$i]}" 2>/dev/null; then
+      log "${names[$i]} (pid ${pids[$i]}) still alive after 15 s: SIGKILL"
+      kill -KILL "${pids[$i]}" 2>/dev/null
+      sleep 0.2
+    fi
+    rm -f "$(pidfile "${names[$i]}")"
+  done
 }
 
 client_env() {
@@ -330,7 +337,7 @@ start() {
 
 # ---- stop -------------------------------------------------------------------------------------------
 stop() {
-  local i jobs n
+  local i jobs
   client_env
   if pid_of slurmctld >/dev/null; then
     jobs="$(client squeue -h -o %A 2>/dev/null | tr '\n' ' ')"
@@ -344,10 +351,9 @@ stop() {
       done
     fi
   fi
-  # slurmds first (their job steps are gone by now), then the controller, then munged.
-  for n in "${NODES[@]}"; do stop_pid "slurmd-$n"; done
-  stop_pid slurmctld
-  stop_pid munged
+  # The daemons (their job steps are gone by now) together, then munged, which they authenticate with.
+  stop_pids "${NODES[@]/#/slurmd-}" slurmctld
+  stop_pids munged
   return 0
 }
 

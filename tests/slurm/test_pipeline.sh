@@ -24,7 +24,7 @@ bin="${REPSEARCH_BIN:-$repo/build/repsearch}"
 harness="$repo/tests/slurm/harness.sh"
 multihost="$repo/tests/multihost/harness.sh"
 timeout_s="${TEST_SLURM_TIMEOUT:-150}"
-gens=400 # the preemption search: long enough to be signalled mid-run (tens of seconds here)
+gens=200 # the preemption search: signalled at generation 10, it checkpoints by about 25: ample margin
 py=/usr/bin/python3
 t0=$SECONDS
 
@@ -262,10 +262,11 @@ fi
 grep -q 'search.sbatch.* (2 node(s)) .* 2 rank(s) x 1 thread(s), GPUs per task: 1' "$run"/slurm-search-"$search_id".out ||
   fail "the search log does not show 2 nodes, 2 ranks x 1 thread with 1 GPU per task"
 if [[ -f "$run/archive.h5" ]]; then
-  ranks="$("$bin" inspect --json --file "$run/archive.h5" 2>/dev/null | grep -o '"n_ranks": *[0-9]*' | grep -o '[0-9]*$')"
+  # One inspect --json, parsed: "n_ranks hosts" of the provenance.
+  read -r ranks hosts < <("$bin" inspect --json --file "$run/archive.h5" 2>/dev/null |
+    "$py" -c 'import json, sys; p = json.load(sys.stdin)["provenance"]; print(p["n_ranks"], p["hosts"])')
   [[ "$ranks" == 2 ]] || fail "archive says n_ranks=$ranks, expected 2"
   # srun placed one rank per node: each rank's host name is in the archive, in rank order.
-  hosts="$("$bin" inspect --json --file "$run/archive.h5" 2>/dev/null | grep -o '"hosts": *"[^"]*"' | cut -d'"' -f4)"
   [[ "$(tr , '\n' <<<"$hosts" | sort | tr '\n' ' ')" == "$(printf '%s\n' "${nodes[@]}" | sort | tr '\n' ' ')" ]] ||
     fail "archive hosts '$hosts', expected one rank on each of ${nodes[*]}"
   log "the archive names the ranks' hosts: $hosts"

@@ -37,7 +37,7 @@ struct FitnessConfig {
   std::int64_t features = 2048;      // p random ReLU features of the input
   double lambda = 0.1;               // kernel ridge, relative to tr(phi^T phi)/p
   double readout_ridge = 1e-3;       // ridge of the Z -> labels readout, relative to tr(Z^T Z)/d
-  double beta = 10.0;                // logit scale of the cross-entropy: softmax(beta * logits)
+  double beta = 10.0;                // logit scale (inverse temperature): softmax(beta * logits)
   double learnable_weight = 0.1;     // ridge-probe-learnable: weight of the LOO R^2 term
   std::uint64_t seed = 0;            // draws the random features
   std::int64_t setup_rows = 0;       // rows of S per set-up block (0: as many as fit in 128 MiB); tests

@@ -12,7 +12,8 @@ at::Tensor class_sums(const at::Tensor& x, const at::Tensor& labels, std::int64_
 
 // Linear CKA (Kornblith et al. 2019) between X [n, d1] and Y [n, d2]: features are centred, then
 // ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F). 1 for identical inputs, invariant to orthogonal maps and
-// isotropic scaling. Computed in float64.
+// isotropic scaling. The products over the n rows run in the inputs' precision (float32 in the
+// search); only their small d x d results are squared and summed in float64.
 double linear_cka(const at::Tensor& x, const at::Tensor& y);
 // Batched: X [B, n, d1] against one Y [n, d2] -> [B] float64; with `which` (int64 [K]) only those
 // members of X, in that order -> [K] (no copy of X is made).

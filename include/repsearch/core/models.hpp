@@ -93,6 +93,7 @@ TrainResult train_end_to_end(Network& net, const at::Tensor& x, const at::Tensor
                              const EpochCallback& on_epoch = {});
 
 double accuracy(const Network& net, const at::Tensor& x, const at::Tensor& y, std::int64_t batch = 2048);
+// softmax(logit_scale * logits): logit_scale is an inverse temperature (learn passes beta for a ridge head).
 at::Tensor probabilities(const Network& net, const at::Tensor& x, double logit_scale = 1.0, std::int64_t batch = 2048);
 // Accuracy of the mean of several networks' probabilities [M, n, C] against labels [n].
 double ensemble_accuracy(const at::Tensor& probabilities, const at::Tensor& labels);

@@ -7,8 +7,9 @@
 
 namespace repsearch::ops {
 
-// Winners of `count` tournaments of `size` entrants drawn with replacement; fitness [P] float64 CPU.
-// Ties go to the lower index. Returns [count] int64 on CPU.
+// Winners of `count` tournaments of `size` entrants drawn with replacement; fitness [P] (compared in
+// float64 on the CPU). Among equal scores the entrant drawn first wins (not the lower index, which
+// would favour low indices). Returns [count] int64 on CPU.
 at::Tensor tournament(const at::Tensor& fitness, std::int64_t count, std::int64_t size, at::Generator& gen);
 
 // The rows each of `batch` individuals changes: [batch, rows] int64 on CPU, ascending within an

@@ -56,6 +56,19 @@ RunLock::RunLock(const std::string& dir, const std::string& what) : path_((fs::p
   if (::fcntl(fd_, F_SETLK, &lk) != 0) {
     const int error = errno;
     std::string holder = read_all(fd_);
+    if (error == EACCES || error == EAGAIN) {
+      // The holder writes its line just after it locks: wait for the line of the pid the kernel names.
+      struct flock who {};
+      who.l_type = F_WRLCK;
+      who.l_whence = SEEK_SET;
+      const pid_t pid = ::fcntl(fd_, F_GETLK, &who) == 0 && who.l_type != F_UNLCK ? who.l_pid : 0;
+      const std::string want = "pid " + std::to_string(pid) + ",";
+      for (int i = 0; i < 50 && pid > 0 && holder.find(want) == std::string::npos; ++i) {
+        ::usleep(10000);
+        holder = read_all(fd_);
+      }
+      if (holder.empty() && pid > 0) holder = "pid " + std::to_string(pid);
+    }
     ::close(fd_);
     fd_ = -1;
     if (error == EACCES || error == EAGAIN) {

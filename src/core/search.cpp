@@ -166,7 +166,8 @@ const Mutation& mutation(const std::string& name) {
 // Offspring from the operator set, one operator per offspring chosen by adaptive probabilities.
 // Returns the offspring and the operator index of each.
 std::pair<at::Tensor, at::Tensor> vary(const IslandState& s, const at::Tensor& parent_fit, const SearchConfig& c,
-                                       const SearchContext& ctx, at::Generator& gen, std::int64_t count) {
+                                       const std::vector<const Mutation*>& operators, const SearchContext& ctx,
+                                       at::Generator& gen, std::int64_t count) {
   const auto n = s.population.size(1);
   auto base_idx = ops::tournament(parent_fit, count, c.tournament, gen);
   auto dev = s.population.device();
@@ -181,13 +182,13 @@ std::pair<at::Tensor, at::Tensor> vary(const IslandState& s, const at::Tensor& p
     children.index_copy_(0, cross.to(dev), ops::crossover_rows(firsts, mates, take));
   }
   // Operator choice from floor-mixed success averages.
-  const auto m = static_cast<std::int64_t>(c.operators.size());
+  const auto m = static_cast<std::int64_t>(operators.size());
   auto w = at::tensor(s.op_weights, at::TensorOptions().dtype(at::kDouble));
   auto probs = c.adapt_floor + (1.0 - c.adapt_floor * m) * w / w.sum().clamp_min(1e-12);
   auto op_of = at::multinomial(probs, count, /*replacement=*/true, gen);
   auto spread = ops::column_std(children);  // one pass for every operator's step sizes
   for_each_group(op_of, m, [&](std::int64_t g, const at::Tensor& who) {
-    mutation(c.operators[g]).apply({children, who, spread, s.sigma, c, ctx, gen});
+    operators[static_cast<std::size_t>(g)]->apply({children, who, spread, s.sigma, c, ctx, gen});
   });
   return {children, op_of};
 }
@@ -227,7 +228,9 @@ GenerationStart begin_generation(IslandState& s, const Fitness& fitness, const S
 
 class GeneticAlgorithm final : public Algorithm {
  public:
-  explicit GeneticAlgorithm(SearchConfig c) : c_(std::move(c)) {}
+  explicit GeneticAlgorithm(SearchConfig c) : c_(std::move(c)) {
+    for (const auto& name : c_.operators) operators_.push_back(&mutation(name));  // unknown names fail here
+  }
   std::string name() const override { return "ga"; }
 
   void step(IslandState& s, const Fitness& fitness, const SearchContext& ctx) const override {
@@ -235,7 +238,7 @@ class GeneticAlgorithm final : public Algorithm {
     auto st = begin_generation(s, fitness, c_, ctx);
     auto& [t0, gen, rows, track, parent_pred, parent_fit] = st;
     at::Tensor child_pred;
-    auto [children, op_of] = vary(s, parent_fit, c_, ctx, gen, P);
+    auto [children, op_of] = vary(s, parent_fit, c_, operators_, ctx, gen, P);
     auto child_fit = fitness.score(children, rows, &s.nonfinite, track ? &child_pred : nullptr);
     s.evaluations += P;
     if (c_.selection == "dns") {
@@ -275,6 +278,7 @@ class GeneticAlgorithm final : public Algorithm {
 
  private:
   SearchConfig c_;
+  std::vector<const Mutation*> operators_;  // c_.operators, resolved once
 };
 
 class DifferentialEvolution final : public Algorithm {

@@ -178,6 +178,26 @@ await() {
 }
 
 ref="$tmp/ref"
+# start_until_checkpoint LABEL NP HOSTS OUT [VAR=VALUE...] -- [SEARCH_OPTION...]: a long search through
+# launch/search.sh, as a user would start it, in the background ($pid, also in live); returns 1, after
+# failing the part, when it never reaches its first checkpoint (generation 10).
+start_until_checkpoint() {
+  local label=$1 np=$2 on=$3 out=$4 vars=()
+  shift 4
+  while [[ $1 != -- ]]; do vars+=("$1"); shift; done
+  shift
+  env REPSEARCH_BIN="$bin" "${vars[@]}" setsid "$hosts" exec 0 "$repo/launch/search.sh" -np "$np" \
+    --mpirun "$("$hosts" mpirun-args "$on")" -- --config "$config" --out "$out" --generations 100000 \
+    --checkpoint-interval 10 "$@" >"$out.log" 2>&1 &
+  pid=$!
+  live+=("$pid")
+  wait_for "$out.log" 'checkpoint at generation [1-9][0-9]+:' "$pid" 90 && return 0
+  fail "the $label search never reached its first checkpoint (generation 10):"
+  tail -n 20 "$out.log" >&2
+  await "$pid" 1
+  return 1
+}
+
 reference() { # the 1-rank run of configs/smoke.ini, once
   [[ -f "$ref/archive.h5" ]] && return 0
   search "$ref" || {
@@ -248,16 +268,7 @@ part_lost() {
   local out="$tmp/lost" pid g target lost s
   lost="$(name 2)"
   # Through launch/search.sh, as a user would start it (it adds where to continue from).
-  env REPSEARCH_BIN="$bin" setsid "$hosts" exec 0 "$repo/launch/search.sh" -np 3 --mpirun "$("$hosts" mpirun-args 0,1,2)" -- \
-    --config "$config" --out "$out" --generations 100000 --checkpoint-interval 10 >"$out.log" 2>&1 &
-  pid=$!
-  live+=("$pid")
-  if ! wait_for "$out.log" 'checkpoint at generation [1-9][0-9]+:' "$pid" 90; then
-    fail "the 3-host search never reached its first checkpoint (generation 10):"
-    tail -n 20 "$out.log" >&2
-    await "$pid" 1
-    return
-  fi
+  start_until_checkpoint 3-host 3 0,1,2 "$out" -- || return
   "$hosts" kill 2
   s=$SECONDS
   await "$pid" 60
@@ -299,17 +310,7 @@ part_cut() {
   # teardown_s: the launcher ends mpirun that long after the watchdog's error (mpirun cannot reach the
   # cut host, so any wait is spent idle; the error line is printed before it starts).
   local out="$tmp/cut" pid s g stall_s=6 teardown_s=3
-  env REPSEARCH_BIN="$bin" REPSEARCH_TEARDOWN_SECONDS="$teardown_s" setsid "$hosts" exec 0 "$repo/launch/search.sh" -np 2 \
-    --mpirun "$("$hosts" mpirun-args 0,1)" -- --config "$config" --out "$out" --generations 100000 \
-    --checkpoint-interval 10 --stall-minutes 0.1 >"$out.log" 2>&1 &
-  pid=$!
-  live+=("$pid")
-  if ! wait_for "$out.log" 'checkpoint at generation [1-9][0-9]+:' "$pid" 90; then
-    fail "the 2-host search never reached its first checkpoint (generation 10):"
-    tail -n 20 "$out.log" >&2
-    await "$pid" 1
-    return
-  fi
+  start_until_checkpoint 2-host 2 0,1 "$out" REPSEARCH_TEARDOWN_SECONDS="$teardown_s" -- --stall-minutes 0.1 || return
   "$hosts" cut 1
   s=$SECONDS
   # The watchdog (6 s) + the launcher's teardown limit (3 s) + start-up slack; Open MPI alone would

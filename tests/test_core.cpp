@@ -287,16 +287,21 @@ TEST_CASE("ridge-probe fitness") {
   }
 }
 
+namespace {
+// One island's world: 150 search rows of 6-d synthetic inputs in 3 classes, 64 features; P 8, d 4.
+struct IslandWorld {
+  Synthetic syn{150, 100, 100, 6, 3, 31};
+  Fitness fit = make_fitness([] { FitnessConfig fc; fc.features = 64; return fc; }(), syn.data);
+  SearchConfig sc = [] { SearchConfig c; c.population = 8; c.dim = 4; c.seed = 3; return c; }();
+};
+}  // namespace
+
 TEST_CASE("one island searches") {
-  Synthetic syn(150, 100, 100, 6, 3, 31);
-  FitnessConfig fc;
-  fc.features = 64;
-  auto fit = make_fitness(fc, syn.data);
-  SearchConfig sc;
-  sc.population = 8;
-  sc.dim = 4;
+  IslandWorld w;
+  const auto& syn = w.syn;
+  const auto& fit = w.fit;
+  auto& sc = w.sc;
   sc.val_batch = 50;
-  sc.seed = 3;
   auto ctx = make_search_context(syn.data.x_search, syn.data.y_search, 3, 100, sc);
 
   SUBCASE("same seed, same search; different seed differs") {
@@ -458,15 +463,11 @@ TEST_CASE("diversity: DNS scores, distances and far-apart choice on hand-made in
 }
 
 TEST_CASE("quality-diversity selection in one island") {
-  Synthetic syn(150, 100, 100, 6, 3, 31);
-  FitnessConfig fc;
-  fc.features = 64;
-  auto fit = make_fitness(fc, syn.data);
-  SearchConfig sc;
-  sc.population = 8;
-  sc.dim = 4;
+  IslandWorld w;
+  const auto& syn = w.syn;
+  const auto& fit = w.fit;
+  auto& sc = w.sc;
   sc.val_batch = 100;  // the whole pool: scores comparable across generations
-  sc.seed = 3;
   sc.selection = "dns";
   sc.diversity_probe = 64;
   auto ctx = make_search_context(syn.data.x_search, syn.data.y_search, 3, 100, sc);

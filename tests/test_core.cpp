@@ -96,8 +96,14 @@ TEST_CASE("Procrustes recovers a known rotation") {
   auto rot = procrustes_rotation(source, target);
   CHECK(at::allclose(rot, r, 1e-4, 1e-4));
   CHECK(at::allclose(procrustes_align(source, target), target, 1e-4, 1e-4));
-  auto batch = ops::align_batch(source.unsqueeze(0).repeat({2, 1, 1}), target.unsqueeze(0).repeat({2, 1, 1}));
-  CHECK(at::allclose(batch[1], target, 1e-4, 1e-4));
+  // Batched: each pair its own rotation.
+  auto r2 = random_orthogonal(8, 12).to(at::kFloat);
+  auto sources = at::stack({source, at::matmul(target, r2.t())});
+  auto rots = procrustes_rotation(sources, target.unsqueeze(0).expand({2, 200, 8}));
+  CHECK(at::allclose(rots[0], r, 1e-4, 1e-4));
+  CHECK(at::allclose(rots[1], r2, 1e-4, 1e-4));
+  CHECK(at::allclose(procrustes_align(sources, target.unsqueeze(0).repeat({2, 1, 1}))[1], target, 1e-4, 1e-4));
+  CHECK_THROWS_AS(procrustes_rotation(source, target.t()), Error);
 }
 
 TEST_CASE("GA operators") {

@@ -96,12 +96,13 @@ at::Tensor linear_cka_matrix(const at::Tensor& x) {
 }
 
 at::Tensor procrustes_rotation(const at::Tensor& source, const at::Tensor& target) {
-  if (source.dim() != 2 || source.sizes() != target.sizes())
-    fail("procrustes: expected two [n, d] matrices of one shape, found ", source.sizes(), " and ",
+  if ((source.dim() != 2 && source.dim() != 3) || source.sizes() != target.sizes())
+    fail("procrustes: expected two [n, d] or [B, n, d] tensors of one shape, found ", source.sizes(), " and ",
          target.sizes());
-  auto m = at::matmul(source.to(at::kDouble).t(), target.to(at::kDouble));
+  if (source.dim() == 2) return procrustes_rotation(source.unsqueeze(0), target.unsqueeze(0))[0];
+  auto m = at::bmm(source.transpose(1, 2), target).to(at::kDouble);
   auto usv = at::linalg_svd(m, /*full_matrices=*/false);
-  return at::matmul(std::get<0>(usv), std::get<2>(usv)).to(source.scalar_type());
+  return at::bmm(std::get<0>(usv), std::get<2>(usv)).to(source.scalar_type());
 }
 
 at::Tensor procrustes_align(const at::Tensor& source, const at::Tensor& target) {

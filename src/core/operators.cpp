@@ -142,11 +142,4 @@ at::Tensor de_rand1bin(const at::Tensor& pop, const at::Tensor& a, const at::Ten
   return at::where(on(take_mutant, pop), mutant, pop);
 }
 
-at::Tensor align_batch(const at::Tensor& source, const at::Tensor& target) {
-  auto m = at::bmm(source.transpose(1, 2), target).to(at::kDouble);
-  auto usv = at::linalg_svd(m, /*full_matrices=*/false);
-  auto rot = at::bmm(std::get<0>(usv), std::get<2>(usv)).to(source.scalar_type());
-  return at::bmm(source, rot);
-}
-
 }  // namespace repsearch::ops

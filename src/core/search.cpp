@@ -177,7 +177,7 @@ std::pair<at::Tensor, at::Tensor> vary(const IslandState& s, const at::Tensor& p
   if (cross.numel() > 0) {
     auto mates = ops::pick(s.population, ops::tournament(parent_fit, cross.numel(), c.tournament, gen));
     auto firsts = ops::pick(children, cross);
-    if (c.crossover_align) mates = ops::align_batch(mates, firsts);
+    if (c.crossover_align) mates = procrustes_align(mates, firsts);
     auto take = at::rand({cross.numel(), n}, gen, kCpuFloat).lt(0.5);
     children.index_copy_(0, cross.to(dev), ops::crossover_rows(firsts, mates, take));
   }
@@ -523,7 +523,7 @@ void receive_migrants(IslandState& s, const at::Tensor& immigrants, const std::v
   auto in = immigrants.to(dev);
   if (align) {
     auto best = s.population[s.best_index()];
-    in = ops::align_batch(in, best.unsqueeze(0).expand({m, best.size(0), best.size(1)}));
+    in = procrustes_align(in, best.unsqueeze(0).expand({m, best.size(0), best.size(1)}));
   }
   auto worst = std::get<1>(s.fitness.topk(m, 0, /*largest=*/false));  // ties: lowest fitness first
   s.population.index_copy_(0, worst.to(dev), in);

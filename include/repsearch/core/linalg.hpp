@@ -30,9 +30,12 @@ std::int64_t block_rows(std::int64_t n, std::int64_t bytes_per_row, std::int64_t
 // computed `rows` rows at a time (0: block_rows(n, 4 n)); exact: the same as the dense n x n search.
 at::Tensor nearest_neighbours(const at::Tensor& x, std::int64_t k, std::int64_t rows = 0);
 
-// The orthogonal R [d, d] minimising ||source R - target||_F (SVD of source^T target).
+// Orthogonal Procrustes, the one implementation (crossover alignment, migrant alignment, tests):
+// the orthogonal R [d, d] minimising ||source R - target||_F, for [n, d] pairs or batches [B, n, d].
+// source^T target is formed in the inputs' precision and only its SVD runs in float64 (the search's
+// archives depend on exactly this order).
 at::Tensor procrustes_rotation(const at::Tensor& source, const at::Tensor& target);
-// source R: an immigrant [n, d] rotated into the basis of a receiving island's best [n, d].
+// source R: e.g. immigrants [B, n, d] rotated into the basis of a receiving island's best.
 at::Tensor procrustes_align(const at::Tensor& source, const at::Tensor& target);
 
 }  // namespace repsearch

@@ -55,7 +55,4 @@ at::Tensor pick(const at::Tensor& pop, const at::Tensor& idx);
 at::Tensor de_rand1bin(const at::Tensor& pop, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
                        double f, const at::Tensor& take_mutant);
 
-// Batched orthogonal Procrustes: source[i] R_i closest to target[i]; [B, n, d] each.
-at::Tensor align_batch(const at::Tensor& source, const at::Tensor& target);
-
 }  // namespace repsearch::ops

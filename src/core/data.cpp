@@ -1,6 +1,9 @@
 #include "repsearch/core/data.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/rng.hpp"
@@ -38,18 +41,47 @@ at::Tensor Standardiser::apply(const at::Tensor& images) const {
   return (x - mean.to(x.device()).view({1, -1, 1, 1})) / std.to(x.device()).view({1, -1, 1, 1});
 }
 
-Standardiser fit_standardiser(const at::Tensor& train_images) {
-  TORCH_CHECK(train_images.dim() == 4, "fit_standardiser expects [N,C,H,W]");
-  // Sums in float64 over chunks: no float64 copy of the whole training set (1.2 GB for CIFAR-10).
-  const auto n = train_images.size(0), c = train_images.size(1);
+namespace {
+
+// Per-channel sums of x and x^2 over every pixel, in float64.
+std::pair<at::Tensor, at::Tensor> channel_sums(const at::Tensor& images) {
+  const auto n = images.size(0), c = images.size(1), hw = images.size(2) * images.size(3);
   auto sum = at::zeros({c}, at::TensorOptions().dtype(at::kDouble)), sq = at::zeros_like(sum);
+  if (images.scalar_type() == at::kByte) {
+    // Bytes: count each of the 256 values per channel, then weight; no float copy of the images at all
+    // (each process loading a data set saved ~0.1 s CPU against the float64 chunks).
+    const auto bytes = images.contiguous().cpu();
+    const auto* p = bytes.data_ptr<std::uint8_t>();
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(c) * 256, 0);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t ch = 0; ch < c; ++ch, p += hw) {
+        auto* h = counts.data() + ch * 256;
+        for (std::int64_t k = 0; k < hw; ++k) ++h[p[k]];
+      }
+    auto s = sum.accessor<double, 1>(), q = sq.accessor<double, 1>();
+    for (std::int64_t ch = 0; ch < c; ++ch)
+      for (int v = 0; v < 256; ++v) {
+        const double x = v / 255.0, m = static_cast<double>(counts[static_cast<std::size_t>(ch * 256 + v)]);
+        s[ch] += m * x;
+        q[ch] += m * x * x;
+      }
+    return {sum, sq};
+  }
+  // Other types: chunks, so that no float64 copy of the whole training set exists (1.2 GB for CIFAR-10).
   for (std::int64_t i = 0; i < n; i += 4096) {
-    auto x = train_images.slice(0, i, std::min(n, i + 4096)).to(at::kDouble);
-    if (train_images.scalar_type() == at::kByte) x.div_(255.0);
+    auto x = images.slice(0, i, std::min(n, i + 4096)).to(at::kDouble);
     sum += x.sum({0, 2, 3});
     sq += x.pow(2).sum({0, 2, 3});
   }
-  const double count = static_cast<double>(n * train_images.size(2) * train_images.size(3));
+  return {sum, sq};
+}
+
+}  // namespace
+
+Standardiser fit_standardiser(const at::Tensor& train_images) {
+  TORCH_CHECK(train_images.dim() == 4, "fit_standardiser expects [N,C,H,W]");
+  auto [sum, sq] = channel_sums(train_images);
+  const double count = static_cast<double>(train_images.size(0) * train_images.size(2) * train_images.size(3));
   auto mean = sum / count;
   Standardiser s;
   s.mean = mean.to(at::kFloat);

@@ -13,6 +13,7 @@
 #include <iomanip>
 #include <map>
 #include <sstream>
+#include <type_traits>
 
 #include "repsearch/core/diversity.hpp"
 #include "repsearch/core/error.hpp"
@@ -158,7 +159,15 @@ class Declare {
   explicit Declare(Group& g) : g_(g) {}
   template <class T>
   Declare& opt(const char* name, const T& def, const char* help, Check check = {}) {
-    g_.options.add_options()(name, po::value<T>()->default_value(def), help);
+    if constexpr (std::is_same_v<T, bool>) {  // --help shows true/false (what the INI files say), not 1/0
+      g_.options.add_options()(name, po::value<T>()->default_value(def, def ? "true" : "false"), help);
+    } else if constexpr (std::is_floating_point_v<T>) {  // --help shows 0.1, not 0.10000000000000001
+      std::ostringstream text;
+      text << std::setprecision(15) << def;
+      g_.options.add_options()(name, po::value<T>()->default_value(def, text.str()), help);
+    } else {
+      g_.options.add_options()(name, po::value<T>()->default_value(def), help);
+    }
     if (check) g_.checks.emplace_back(name, std::move(check));
     return *this;
   }
@@ -196,7 +205,7 @@ const Group& general_group() {
      .bare("config,c", po::value<std::vector<S>>()->composing(), "INI config file (repeatable; later files win, the command line wins over all)")
      .opt<u64>("seed", 0, "seed of every random choice (splits, features, search, learners)")
      .opt<S>("dataset", "fashion-mnist", "fashion-mnist | mnist | cifar10 | cifar100", one_of(io::dataset_names()))
-     .opt<S>("data-dir", "", "directory of the data set files (default: the data set's usual place)")
+     .opt<S>("data-dir", "", "directory of the data set files (default: $REPSEARCH_DATA_DIR/<data set's folder> when set, else the data set's usual place)")
      .opt<S>("search-size", "3000", "n_s: training examples whose representations are searched (S), or 'all': every training example not in V or H",
              [](const Options& o, const S&) { o.splits(); })
      .opt<i64>("val-size", 2000, "|V|: validation pool the fitness draws minibatches from", positive())

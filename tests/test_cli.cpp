@@ -99,6 +99,26 @@ TEST_CASE("data: prints the splits of real Fashion-MNIST") {
   CHECK(r.output.find("train [60000, 1, 28, 28]") != std::string::npos);
   CHECK(r.output.find("search S   3000 examples") != std::string::npos);
   CHECK(r.output.find("heldout H  2000 examples") != std::string::npos);
+
+  // REPSEARCH_DATA_DIR: the data set's usual folder name under it; --data-dir still wins; a missing
+  // folder is named, and so is the variable it came from.
+  TempDir dir("repsearch_data_env");
+  const auto root = dir.file("root");
+  fs::create_directories(root + "/fashion-mnist");
+  for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                        "t10k-labels-idx1-ubyte"})
+    fs::copy_file(std::string(REPSEARCH_FMNIST_DIR) + "/" + f + ".gz", root + "/fashion-mnist/" + f + ".gz");
+  auto env = run("env REPSEARCH_DATA_DIR=" + root + " " + binary() + " data --config " + config("fashion_mnist.ini"));
+  REQUIRE_MESSAGE(env.status == 0, env.output);
+  CHECK(env.output.find("from " + root + "/fashion-mnist\n") != std::string::npos);
+  CHECK(env.output.find(r.output.substr(r.output.find("\n"))) != std::string::npos);  // the same data, the same splits
+  auto given = run("env REPSEARCH_DATA_DIR=" + dir.file("none") + " " + binary() + " data --config " +
+                   config("fashion_mnist.ini") + " --data-dir " + root + "/fashion-mnist");
+  CHECK_MESSAGE(given.status == 0, given.output);
+  auto missing = run("env REPSEARCH_DATA_DIR=" + dir.file("none") + " " + binary() + " data");
+  CHECK(missing.status == 2);
+  CHECK_MESSAGE(missing.output.find(dir.file("none") + "/fashion-mnist does not exist") != std::string::npos, missing.output);
+  CHECK_MESSAGE(missing.output.find("REPSEARCH_DATA_DIR=" + dir.file("none")) != std::string::npos, missing.output);
 }
 
 namespace {

@@ -4,12 +4,15 @@
 // was found; nothing is silently truncated or padded.
 #include "repsearch/io/dataset.hpp"
 
+#include <cstdlib>
+
 #include <ATen/ATen.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +175,9 @@ std::string dir_note(const std::string& dir) {
     const auto cwd = fs::current_path(ec);
     if (!ec) note += "; relative paths are taken from the current directory " + cwd.string();
   }
+  const char* root = std::getenv("REPSEARCH_DATA_DIR");
+  if (root && *root && fs::path(dir).parent_path() == (fs::path(root) / "").parent_path())
+    note += std::string("; the directory comes from the environment variable REPSEARCH_DATA_DIR=") + root;
   return note + ")";
 }
 
@@ -324,7 +330,14 @@ std::vector<std::string> dataset_names() {
   return v;
 }
 
-std::string default_data_dir(const std::string& name) { return find_entry(name).default_dir; }
+std::string default_data_dir(const std::string& name) {
+  const Entry& e = find_entry(name);
+  // REPSEARCH_DATA_DIR: one directory holding every data set under its usual folder name, as
+  // launch/fetch_datasets.sh --dir leaves them (a site's scratch copy, a test's uncompressed copy).
+  const char* root = std::getenv("REPSEARCH_DATA_DIR");
+  if (root && *root) return join(root, fs::path(e.default_dir).filename().string());
+  return e.default_dir;
+}
 
 std::int64_t dataset_classes(const std::string& name) { return find_entry(name).format == Format::cifar100 ? 100 : 10; }
 
@@ -332,7 +345,7 @@ Dataset load_dataset(const std::string& name, const std::string& data_dir) {
   const Entry& e = find_entry(name);
   Dataset d;
   d.name = e.name;
-  d.data_dir = data_dir.empty() ? std::string(e.default_dir) : data_dir;
+  d.data_dir = data_dir.empty() ? default_data_dir(name) : data_dir;
   const std::string& dir = d.data_dir;
 
   d.n_classes = dataset_classes(name);

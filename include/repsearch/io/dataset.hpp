@@ -24,7 +24,9 @@ struct Dataset {
 };
 
 std::vector<std::string> dataset_names();
-// Where a data set lives when --data-dir is not given (e.g. /usr/share/datasets/fashion-mnist).
+// Where a data set lives when --data-dir is not given: $REPSEARCH_DATA_DIR/<folder> when that is set
+// (folder: fashion-mnist, mnist, cifar-10-batches-bin, cifar-100-binary), else its usual place
+// (e.g. /usr/share/datasets/fashion-mnist).
 std::string default_data_dir(const std::string& name);
 // Classes of the data set's labels (10, or 100 for cifar100), without reading it.
 std::int64_t dataset_classes(const std::string& name);

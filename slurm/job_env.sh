@@ -5,7 +5,8 @@
 # (from pipeline.env), not beside themselves; a requeued job reads it again, edits included.
 #
 # Needs: kind (the job script's name, for messages) and pipeline.env's variables.
-# Sets: bin (the repsearch binary; require_bin checks it) and threads (SLURM_CPUS_PER_TASK, else 1).
+# Sets: bin (the repsearch binary; require_bin checks it) and threads (SLURM_CPUS_PER_TASK, else 1);
+# exports OPENBLAS_NUM_THREADS (threads, unless the site set it).
 
 # shellcheck source=SCRIPTDIR/site.conf
 source "$REPSEARCH_SITE_CONF" || { echo "[$kind] error: cannot read site settings $REPSEARCH_SITE_CONF" >&2; exit 1; }
@@ -23,6 +24,9 @@ fi
 for kv in ${SITE_ENV[@]+"${SITE_ENV[@]}"}; do export "${kv?}"; done
 bin="${SITE_REPSEARCH_BIN:-$REPSEARCH_ROOT/build/repsearch}"
 threads="${SLURM_CPUS_PER_TASK:-1}"
+# OpenBLAS starts its thread pool when the library loads, one thread per core of the node, before
+# repsearch can size it to --threads: on a 128-core node that is 127 threads spinning at each start.
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-$threads}"
 
 require_bin() { # the search, learn and sgd jobs run the binary; analysis runs Python only
   [[ -x "$bin" ]] || { echo "[$kind] error: repsearch binary '$bin' not found (SITE_REPSEARCH_BIN in $REPSEARCH_SITE_CONF)" >&2; exit 1; }

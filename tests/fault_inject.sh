@@ -302,10 +302,15 @@ PY
 }
 
 # ---- references -----------------------------------------------------------------------------------------
+# G: the length of the kill chains of the short form and of the full-disk trials (the damaged
+# checkpoints are always the G=12 reference's). At 12 with checkpoints every 1-4 generations a kill
+# still lands before, between and during checkpoint writes; --long adds chains of 30 and 60.
 if [[ $form == short ]]; then
-  gens_list=(12 30)
+  gens_list=(12)
+  G=12
 else
   gens_list=(12 30 60)
+  G=30
 fi
 log "form --$form, seed $seed (rerun with --seed $seed to replay), binary $bin_src, work $work"
 have_mpi=0
@@ -548,9 +553,9 @@ kill_chain() {
   fi
 }
 
-echo "==== 1. kill -9 at random moments, then resume ===="
+echo "==== 1. kill -9 at random moments, then resume ==== [at $((SECONDS - t0)) s]"
 if [[ $form == short ]]; then
-  for i in 1 2 3; do kill_chain "$i" 1 30 0; done
+  for i in 1 2 3; do kill_chain "$i" 1 "$G" 0; done
 else
   id=0
   for ((i = 0; i < 20; i++)); do
@@ -574,7 +579,7 @@ fi
 
 # ---- 2. damaged checkpoints -------------------------------------------------------------------------------
 # The base: the G=12 reference's directory: checkpoint.h5 (generation 12) and checkpoint.prev.h5 (8).
-echo "==== 2. damaged checkpoints ===="
+echo "==== 2. damaged checkpoints ==== [at $((SECONDS - t0)) s]"
 # corrupt_trial ID CHECK_PREV BOTH
 corrupt_trial() {
   local id=$1 check_prev=$2 both=$3 dir="$work/ck-$1" src modes mode what rc logf size tries=0 bad=""
@@ -702,7 +707,7 @@ else
 fi
 
 # ---- 3. full disk ----------------------------------------------------------------------------------------
-echo "==== 3. full disk (tmpfs) ===="
+echo "==== 3. full disk (tmpfs) ==== [at $((SECONDS - t0)) s]"
 fulldisk_reason=""
 mnt="$work/mnt"
 if [[ $EUID -ne 0 ]]; then
@@ -717,8 +722,8 @@ else
     fulldisk_reason="mount -t tmpfs failed: ${out:-no message}"
   fi
 fi
-ck_bytes=$(stat -c %s "$work/ref-30/checkpoint.h5")
-ar_bytes=$(stat -c %s "$work/ref-30/archive.h5")
+ck_bytes=$(stat -c %s "$work/ref-$G/checkpoint.h5")
+ar_bytes=$(stat -c %s "$work/ref-$G/archive.h5")
 # fulldisk_trial ID CASE NP: CASE second|third (the 2nd or 3rd checkpoint does not fit) or archive.
 fulldisk_trial() {
   local id=$1 case=$2 np=$3 bytes iv label dir logf roomy="$work/fulldisk-$1" bad="" err
@@ -737,7 +742,7 @@ fulldisk_trial() {
   mounts+=("$mnt")
   dir="$mnt/run"
   logf="$work/fulldisk-$id.log"
-  local args=(--out "$dir" --generations 30 --checkpoint-interval "$iv")
+  local args=(--out "$dir" --generations "$G" --checkpoint-interval "$iv")
   ((iv == 0)) && args+=(--checkpoint-minutes 0)
   run_search "$logf" "$np" 120 "${args[@]}"
   local left
@@ -771,11 +776,11 @@ fulldisk_trial() {
     bad+="${bad:+; }no checkpoint.h5 left to resume from"
   else
     rm -f "$roomy/archive.h5"
-    run_search "$roomy.resume.log" 1 120 --out "$roomy" --generations 30 --resume
+    run_search "$roomy.resume.log" 1 120 --out "$roomy" --generations "$G" --resume
     local diffs
     if ((RC != 0)); then
       bad+="${bad:+; }resuming the checkpoint it left exited $RC$(what_signal "$RC"): $(grep -m1 error "$roomy.resume.log" || true)"
-    elif ! diffs=$(same_archive "$roomy/archive.h5" "${REF[30]}" 2>&1); then
+    elif ! diffs=$(same_archive "$roomy/archive.h5" "${REF[$G]}" 2>&1); then
       bad+="${bad:+; }resumed from the checkpoint it left, but the archive differs: ${diffs%%$'\n'*}"
     else
       tally fulldisk.resumed_ok
@@ -806,7 +811,7 @@ else
 fi
 
 # ---- 4. concurrent searches into one directory ---------------------------------------------------------------
-echo "==== 4. two searches started at once into one directory ===="
+echo "==== 4. two searches started at once into one directory ==== [at $((SECONDS - t0)) s]"
 # concurrent_trial ID NP_A NP_B STAGGER_MS
 concurrent_trial() {
   local id=$1 npa=$2 npb=$3 stagger=$4 dir="$work/concurrent-$1" pa pb rca rcb bad="" winner loser
@@ -882,7 +887,7 @@ else
 fi
 
 # ---- 5. stale temporaries -----------------------------------------------------------------------------------------
-echo "==== 5. stale temporary files ===="
+echo "==== 5. stale temporary files ==== [at $((SECONDS - t0)) s]"
 # stale_trial ID VARIANT: resume (from the generation-8 checkpoint), overwrite (fresh start over a
 # checkpoint) or empty (a directory holding only temporaries: a fresh start must be allowed).
 stale_trial() {

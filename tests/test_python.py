@@ -179,9 +179,9 @@ class Networks(unittest.TestCase):
         else:
             shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def probabilities(self, net):
+    def probabilities(self, net, n=None):
         with torch.no_grad():
-            return torch.softmax(net(self.x_test), 1).numpy()
+            return torch.softmax(net(self.x_test[:n]), 1).numpy()
 
     def test_softmax_of_logits_is_the_stored_test_probabilities(self):
         for name, (path, arch, head, scale, _) in self.networks.items():
@@ -202,19 +202,21 @@ class Networks(unittest.TestCase):
                 np.testing.assert_array_equal(self.test["labels"], r["predictions"]["test_labels"])
 
     def test_the_tolerance_tells_a_wrong_forward_pass(self):
-        # Each is one thing a reimplementation can get wrong: the comparison above must notice it.
+        # Each is one thing a reimplementation can get wrong: the comparison above must notice it. On
+        # the first 1000 test images: a difference there is one over all of them.
+        n = 1000
         for name in self.networks:
             with self.subTest(name):
-                stored = self.results[name]["predictions"]["test_probabilities"]
+                stored = self.results[name]["predictions"]["test_probabilities"][:n]
                 net = rh.load_network(self.networks[name][0])
                 with torch.no_grad():
                     net.encoder.normalise.mean.zero_()
                     net.encoder.normalise.std.fill_(1.0)
-                self.assertGreater(np.abs(self.probabilities(net) - stored).max(), 100 * ATOL)
+                self.assertGreater(np.abs(self.probabilities(net, n) - stored).max(), 100 * ATOL)
                 if self.networks[name][3] != 1.0:
                     net = rh.load_network(self.networks[name][0])
                     net.head.scale.scale.fill_(1.0)
-                    self.assertGreater(np.abs(self.probabilities(net) - stored).max(), 100 * ATOL)
+                    self.assertGreater(np.abs(self.probabilities(net, n) - stored).max(), 100 * ATOL)
 
     def test_encoder_is_the_last_step_of_the_trajectory(self):
         for name, (path, _, _, _, last) in self.networks.items():
@@ -236,7 +238,8 @@ class Networks(unittest.TestCase):
         path = self.networks["cnn sgd"][0]
         net_pt = rh.load_network(path[:-3] + ".pt")
         self.assertEqual(net_pt.results_path, path)
-        np.testing.assert_array_equal(self.probabilities(net_pt), self.probabilities(self.loaded["cnn sgd"]))
+        # Bit for bit on 2000 images: any difference in the weights shows there.
+        np.testing.assert_array_equal(self.probabilities(net_pt, 2000), self.probabilities(self.loaded["cnn sgd"], 2000))
         uint8 = torch.from_numpy(np.rint(self.test["images"][:200] * 255).astype(np.uint8))
         np.testing.assert_allclose(net_logits(net_pt, uint8), net_logits(net_pt, self.x_test[:200]), atol=1e-6)
         with self.assertRaises(ValueError) as e:

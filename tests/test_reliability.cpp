@@ -402,8 +402,9 @@ TEST_CASE("signals: SIGUSR1 to mpirun and SIGTERM or Ctrl-C to launch/search.sh 
   }
   SUBCASE("a signal during the set-up (minutes at n_s = all) still ends in a checkpoint") {
     const auto out = dir.file("setup");
-    // 20,000 examples: seconds of set-up (kNN, smoother) after the memory plan is printed.
-    Background job(binary() + " search" + long_run + " --search-size 20000 --population 8 --out " + out,
+    // 8,000 examples: 1-2 s of set-up (kNN, smoother) after the memory plan is printed, against
+    // milliseconds from that line to the signal (20,000 took 10-15 s for the same check).
+    Background job(binary() + " search" + long_run + " --search-size 8000 --population 8 --out " + out,
                    dir.file("setup.log"));
     REQUIRE_MESSAGE(job.wait_for("GiB  total"), job.output());
     REQUIRE(::kill(job.pid, SIGTERM) == 0);

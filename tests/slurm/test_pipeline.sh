@@ -24,7 +24,7 @@ bin="${REPSEARCH_BIN:-$repo/build/repsearch}"
 harness="$repo/tests/slurm/harness.sh"
 multihost="$repo/tests/multihost/harness.sh"
 timeout_s="${TEST_SLURM_TIMEOUT:-150}"
-gens=200 # the preemption search: signalled at generation 10, it checkpoints by about 25: ample margin
+gens=80 # the preemption search: signalled at generation 10, it stopped at 19-31 in runs here (loaded or not)
 py=/usr/bin/python3
 t0=$SECONDS
 

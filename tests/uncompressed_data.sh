@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # CTest fixture: the real Fashion-MNIST, uncompressed, as DST/fashion-mnist/ (the folder name that
 # REPSEARCH_DATA_DIR expects). The same bytes the .gz files hold: every result is the one the
-# default data gives, but the ~200 repsearch processes of the suite skip inflating 26 MB each
-# (~0.25 s of CPU apiece). Kept between runs; redone when a source file is newer.
+# default data gives, but the repsearch processes of the suite skip inflating 26 MB each (~0.15 s
+# of CPU apiece, measured on `repsearch data`). Kept between runs; redone when a source is newer.
 set -euo pipefail
 [[ $# -eq 2 ]] || { echo "usage: $0 SOURCE_DIR DEST_ROOT" >&2; exit 2; }
 src=$1

@@ -263,6 +263,36 @@ TEST_CASE("progress reports and run-control flags agree across ranks without a b
   CHECK(seen.back().diversity <= 1.0);
 }
 
+TEST_CASE("the archipelago's option errors carry the option, the value and what it may be") {
+  ThreeIslands t(FitnessConfig{}, 5, 3);
+  mpi::MigrationConfig none;
+  none.topology = "none";
+  int size = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const int64_t too_few = size > 1 ? size - 1 : 0;  // every rank must host an island; and at least one
+  try {
+    mpi::Archipelago(MPI_COMM_WORLD, too_few, t.sc, none, t.fit, t.ctx);
+    FAIL("an archipelago of ", too_few, " islands on ", size, " ranks was made");
+  } catch (const OptionError& e) {
+    CHECK(e.option == "islands");
+    CHECK(e.value == std::to_string(too_few));
+    CHECK(e.expected == (size > 1 ? ">= the number of ranks (" + std::to_string(size) + ")" : std::string(">= 1")));
+  }
+  try {
+    (void)t.archipelago().collect_elites(0);
+    FAIL("collect_elites(0) returned");
+  } catch (const OptionError& e) {
+    CHECK(std::string(e.what()) == "option elites: must be >= 1, found 0");
+  }
+  try {
+    mpi::set_stall_seconds(0);
+    FAIL("a stall limit of 0 s was taken");
+  } catch (const OptionError& e) {
+    CHECK(e.option == "stall-minutes");
+    CHECK(e.expected == "positive");
+  }
+}
+
 TEST_CASE("elite selectors validate their parameters and rank candidates by held-out score, island, uid") {
   EliteSelection s;
   s.mode = "best";

@@ -163,6 +163,16 @@ TEST_CASE("config: option errors carry the option, the value given and what it m
   in = thrown<repsearch::InputError>([&] { repsearch::app::parse_options("search", {"--config", bad_key}); });
   CHECK(in.file == bad_key);
   CHECK(in.reason.find("populaton") != std::string::npos);
+
+  // The command itself, and Boost's own errors (here a value that is missing), are option errors too.
+  e = thrown<repsearch::OptionError>([&] { repsearch::app::parse_options("frobnicate", {}); });
+  CHECK(e.option == "command");
+  CHECK(e.value == "frobnicate");
+  CHECK(e.expected == "one of data, search, learn, sgd, inspect, config");
+  CHECK(std::string(e.what()).find("see 'repsearch --help'") != std::string::npos);
+  e = thrown<repsearch::OptionError>([&] { repsearch::app::parse_options("search", {"--population"}); });
+  CHECK(e.option == "population");
+  CHECK(std::string(e.what()).find("population") != std::string::npos);
 }
 
 TEST_CASE("config: each command takes its own options on the command line; config files may hold any") {

@@ -115,7 +115,9 @@ int node_cores() { return std::max(1u, std::thread::hardware_concurrency()); }
 
 at::Device choose_device(const std::string& want, int local_rank) {
   const bool cuda = at::hasCUDA();
-  if (want == "cuda" && !cuda) fail("option device: 'cuda' asked for, but this LibTorch has no CUDA device");
+  if (want == "cuda" && !cuda)
+    throw OptionError("device", want, "auto or cpu (this LibTorch has no CUDA device)",
+                      "option device: 'cuda' asked for, but this LibTorch has no CUDA device");
   if (want == "cpu" || !cuda) return at::Device(at::kCPU);
   const int count = at::detail::getCUDAHooks().getNumGPUs();
   return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank % std::max(1, count)));
@@ -273,7 +275,8 @@ int cmd_config(const Options& o) {
   }
   const auto key = o.get<std::string>("get");
   const auto value = value_of(resolved, key);
-  if (value == "(absent)") fail("option get: no option '", key, "' (see 'repsearch config')");
+  if (value == "(absent)")
+    throw OptionError("get", key, "an option's name", detail::cat("option get: no option '", key, "' (see 'repsearch config')"));
   std::cout << value << "\n";
   return 0;
 }
@@ -426,7 +429,9 @@ int cmd_search(const Options& o) {
   const auto archive_path = (out / "archive.h5").string(), ckpt_path = (out / "checkpoint.h5").string();
   const auto n_islands = o.get<i64>("islands");
   const bool resume = o.vm["resume"].as<bool>(), overwrite = o.vm["overwrite"].as<bool>();
-  if (resume && overwrite) fail("options resume and overwrite: give one (--resume continues the run, --overwrite deletes it)");
+  if (resume && overwrite)
+    throw OptionError("overwrite", "with --resume", "not with --resume",
+                      "options resume and overwrite: give one (--resume continues the run, --overwrite deletes it)");
 
   std::unique_ptr<io::RunLock> lock;  // pre-flight, before any data is loaded: the writing rank owns the run directory
   if (comm.rank() == 0) lock = own_run_dir(out, resume, overwrite, "repsearch search " + o.command_line);

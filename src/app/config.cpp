@@ -458,10 +458,22 @@ const std::vector<Command>& commands() {
   return table;
 }
 
+// Boost's own option errors (a missing value, a bad conversion) as OptionError, named when Boost names it.
+OptionError po_option_error(const po::error& e, const std::string& message) {
+  std::string name;
+  if (const auto* named = dynamic_cast<const po::error_with_option_name*>(&e)) name = named->get_option_name();
+  name.erase(0, name.find_first_not_of('-'));
+  return OptionError(name, "", "", message);
+}
+
 const Command& find_command(const std::string& name) {
-  for (const auto& c : commands())
+  std::string names;
+  for (const auto& c : commands()) {
     if (name == c.name) return c;
-  fail("unknown command '", name, "'");
+    names += (names.empty() ? "" : ", ") + std::string(c.name);
+  }
+  throw OptionError("command", name, "one of " + names,
+                    detail::cat("unknown command '", name, "'; expected one of ", names, " (see 'repsearch --help')"));
 }
 
 std::string help_text(const Command& c) {
@@ -561,7 +573,7 @@ Options parse_options(const std::string& command, const std::vector<std::string>
   try {
     po::notify(o.vm);
   } catch (const po::error& e) {
-    fail("options: ", e.what());
+    throw po_option_error(e, detail::cat("options: ", e.what()));
   }
   return o;
 }
@@ -572,7 +584,7 @@ void add_config_text(Options& o, const std::string& text, const std::string& ori
     po::store(po::parse_config_file(in, config_file_options(), /*allow_unregistered=*/false), o.vm);
     po::notify(o.vm);
   } catch (const po::error& e) {
-    fail(origin, ": ", e.what());
+    throw po_option_error(e, detail::cat(origin, ": ", e.what()));
   }
 }
 

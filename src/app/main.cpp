@@ -76,10 +76,6 @@ int main(int argc, char** argv) {
   using repsearch::app::Options;
   std::optional<repsearch::mpi::Session> mpi;  // search only
   try {
-    if (command != "data" && command != "search" && command != "inspect" && command != "learn" && command != "sgd" &&
-        command != "config")
-      repsearch::fail("unknown command '", command,
-                      "'; expected one of data, search, learn, sgd, inspect, config (see 'repsearch --help')");
     Options o = repsearch::app::parse_options(command, args);
     if (o.help) {
       std::cout << o.help_text;

@@ -24,7 +24,7 @@ namespace repsearch::mpi {
 using namespace wire;
 
 void set_stall_seconds(double seconds) {
-  if (!(seconds > 0)) fail("option stall-minutes: must be positive, found ", seconds / 60.0);
+  if (!(seconds > 0)) throw OptionError("stall-minutes", detail::cat(seconds / 60.0), "positive");
   g_stall_seconds = seconds;
 }
 
@@ -91,9 +91,11 @@ Archipelago::Archipelago(MPI_Comm comm, std::int64_t n_islands, SearchConfig sea
       migration_(std::move(migration)), fitness_(fitness), context_(context), algorithm_(make_algorithm(search_)) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
-  if (n_islands_ < 1) fail("option islands: must be >= 1, found ", n_islands_);
+  if (n_islands_ < 1) throw OptionError("islands", std::to_string(n_islands_), ">= 1");
   if (n_islands_ < size_)
-    fail("option islands: ", n_islands_, " islands cannot occupy ", size_, " ranks (every rank hosts at least one)");
+    throw OptionError("islands", std::to_string(n_islands_), detail::cat(">= the number of ranks (", size_, ")"),
+                      detail::cat("option islands: ", n_islands_, " islands cannot occupy ", size_,
+                                  " ranks (every rank hosts at least one)"));
   topology_ = make_topology(migration_, n_islands_);
   validate(migration_, n_islands_);
 }
@@ -351,7 +353,7 @@ std::vector<double> Archipelago::reduce_max(std::vector<double> values) const {
 }
 
 Elites Archipelago::collect_elites(std::int64_t k, const EliteSelection& selection) const {
-  if (k < 1) fail("option elites: must be >= 1, found ", k);
+  if (k < 1) throw OptionError("elites", std::to_string(k), ">= 1");
   const auto selector = make_elite_selector(selection);
   std::vector<std::vector<char>> items;
   for (const auto& s : islands_)

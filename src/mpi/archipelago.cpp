@@ -80,7 +80,7 @@ NodePlace node_place(MPI_Comm comm) {
 
 struct Archipelago::Pending {
   Sends sends;                                   // this rank's progress messages (buffers kept until sent)
-  std::map<std::int64_t, std::vector<std::vector<char>>> reports;  // rank 0: generation -> items so far
+  std::map<std::int64_t, std::vector<Report>> reports;  // rank 0: generation -> islands' reports so far
   std::vector<std::int64_t> posted;              // rank 0: generations announced, oldest first
   std::vector<std::pair<MPI_Request, std::unique_ptr<std::uint32_t[]>>> agreements;  // in flight: request, {in, out}
 };
@@ -162,7 +162,7 @@ void Archipelago::migrate() {
     for (auto m : out[src]) {
       m.destination = dst;
       if (rank_of(dst, size_) == rank_) inbox[dst].push_back(m);
-      else sends.post(comm_, pack_migrant(m), rank_of(dst, size_), static_cast<int>(dst));
+      else sends.post(comm_, pack(m), rank_of(dst, size_), static_cast<int>(dst));
     }
   }
   // Receive in edge order: messages from one rank with one tag arrive in the order they were sent.
@@ -175,7 +175,7 @@ void Archipelago::migrate() {
     } else {
       auto k = std::min<std::int64_t>(migration_.migrants, search_.population - 1);
       for (std::int64_t j = 0; j < k; ++j) {
-        auto m = unpack_migrant(receive(comm_, rank_of(src, size_), static_cast<int>(dst), "migrants"));
+        auto m = unpack<Migrant>(receive(comm_, rank_of(src, size_), static_cast<int>(dst), "migrants"));
         if (m.source != src || m.destination != dst || m.generation != generation_)
           fail("[MPI] migration out of step: expected island ", src, "->", dst, " at generation ", generation_,
                ", got ", m.source, "->", m.destination, " at ", m.generation);
@@ -209,19 +209,11 @@ void Archipelago::post_progress(bool with_diversity) {
   Timer timer(mpi_seconds_);
   auto& p = *pending_;
   for (const auto& s : islands_) {
-    Writer w;
     const auto& h = s.history.back();
-    w.put(generation_);
-    w.put(s.island);
-    w.put(h.best);
-    w.put(h.mean);
-    w.put(h.heldout);
-    w.put(h.evaluations);
-    w.put(h.nonfinite);
-    w.put<std::int8_t>(with_diversity ? 1 : 0);
-    if (with_diversity) w.put_tensor(s.population[s.best_index()].index_select(0, context_.probe));  // probe rows only
-    if (rank_ == 0) p.reports[generation_].push_back(std::move(w.buf));
-    else p.sends.post(comm_, std::move(w.buf), 0, kTagBests);
+    Report r{generation_, s.island, h.best, h.mean, h.heldout, h.evaluations, h.nonfinite, {}};
+    if (with_diversity) r.probe_best = s.population[s.best_index()].index_select(0, context_.probe).cpu();
+    if (rank_ == 0) p.reports[generation_].push_back(std::move(r));
+    else p.sends.post(comm_, pack(r), 0, kTagBests);
   }
   if (rank_ == 0) p.posted.push_back(generation_);
 }
@@ -252,9 +244,8 @@ std::vector<Progress> Archipelago::poll_progress(bool wait) {
     };
     if (need) wait_until(probe, "progress reports from the other ranks");
     else if (!probe()) break;
-    std::vector<char> buf = receive_message(&msg, &status, "a progress report");
-    Reader r(buf);
-    p.reports[r.get<std::int64_t>()].push_back(std::move(buf));
+    auto r = unpack<Report>(receive_message(&msg, &status, "a progress report"));
+    p.reports[r.generation].push_back(std::move(r));
   }
   std::vector<Progress> out;
   while (!p.posted.empty() && complete(p.posted.front())) {
@@ -267,17 +258,13 @@ std::vector<Progress> Archipelago::poll_progress(bool wait) {
     pr.best = pr.heldout = -std::numeric_limits<double>::infinity();
     pr.diversity = std::numeric_limits<double>::quiet_NaN();
     std::vector<std::pair<std::int64_t, at::Tensor>> bests;
-    for (const auto& b : items) {
-      Reader r(b);
-      r.get<std::int64_t>();
-      const auto island = r.get<std::int64_t>();
-      double best = r.get<double>(), mean = r.get<double>(), held = r.get<double>();
-      pr.best = std::max(pr.best, best);
-      pr.mean += mean / static_cast<double>(items.size());
-      pr.heldout = std::max(pr.heldout, held);
-      pr.evaluations += r.get<std::int64_t>();
-      pr.nonfinite += r.get<std::int64_t>();
-      if (r.get<std::int8_t>()) bests.emplace_back(island, r.get_tensor());
+    for (const auto& r : items) {
+      pr.best = std::max(pr.best, r.best);
+      pr.mean += r.mean / static_cast<double>(items.size());
+      pr.heldout = std::max(pr.heldout, r.heldout);
+      pr.evaluations += r.evaluations;
+      pr.nonfinite += r.nonfinite;
+      if (r.probe_best.defined()) bests.emplace_back(r.island, r.probe_best);
     }
     if (bests.size() > 1) {  // mean pairwise 1 - CKA of the island bests, in island order
       std::sort(bests.begin(), bests.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -316,8 +303,8 @@ void Archipelago::for_each_state(const std::function<void(const IslandState&)>& 
   };
   stream_to_root(
       comm_, kTagStates, "the island states (checkpoint gather)", islands_.size(),
-      [&](std::size_t i) { return pack_state(islands_[i]); }, [&](std::size_t i) { write(islands_[i]); },
-      [&](std::vector<char> b) { write(unpack_state(b)); });
+      [&](std::size_t i) { return pack(islands_[i]); }, [&](std::size_t i) { write(islands_[i]); },
+      [&](std::vector<char> b) { write(unpack<IslandState>(b)); });
 }
 
 std::vector<IslandState> Archipelago::gather_states() const {
@@ -357,11 +344,11 @@ Elites Archipelago::collect_elites(std::int64_t k, const EliteSelection& selecti
   const auto selector = make_elite_selector(selection);
   std::vector<std::vector<char>> items;
   for (const auto& s : islands_)
-    for (const auto& c : elite_candidates(s, k, selector, fitness_)) items.push_back(pack_candidate(c));
+    for (const auto& c : elite_candidates(s, k, selector, fitness_)) items.push_back(pack(c));
   auto all = gather_items(comm_, std::move(items), kTagElites, "the elites (archive gather)");
   if (rank_ != 0) return {};
   std::vector<EliteCandidate> candidates;
-  for (const auto& b : all) candidates.push_back(unpack_candidate(b));
+  for (const auto& b : all) candidates.push_back(unpack<EliteCandidate>(b));
   return select_elites(std::move(candidates), k, selector, fitness_, context_);
 }
 

@@ -238,10 +238,60 @@ struct IsVector<std::vector<T>> : std::true_type {};
 
 constexpr int kTagStates = 32001, kTagEvents = 32002, kTagElites = 32003, kTagBests = 32004;
 
-// The wire form of an island: every field of for_each_island_field, in its order.
-inline std::vector<char> pack_state(const IslandState& s) {
+struct Migrant {
+  std::int64_t source = 0, destination = 0, generation = 0;
+  std::uint64_t uid = 0;
+  double fitness = 0;
+  at::Tensor genome;  // [n, d]
+};
+
+// One island's line of a generation's progress, for rank 0.
+struct Report {
+  std::int64_t generation = 0, island = 0;
+  double best = 0, mean = 0, heldout = 0;
+  std::int64_t evaluations = 0, nonfinite = 0;
+  at::Tensor probe_best;  // the island best's probe rows; undefined when diversity is not computed
+};
+
+// The one schema of every message: its fields in visit order (an island's are for_each_island_field's,
+// which the checkpoint writes too). pack and unpack below serve them all.
+template <class Message, class Visit>
+void for_each_field(Message& m, Visit&& visit) {
+  using T = std::remove_const_t<Message>;
+  if constexpr (std::is_same_v<T, IslandState>) {
+    for_each_island_field(m, visit);
+  } else if constexpr (std::is_same_v<T, EliteCandidate>) {
+    visit("heldout", m.heldout);
+    visit("fitness", m.fitness);
+    visit("island", m.island);
+    visit("born", m.born);
+    visit("uid", m.uid);
+    visit("z", m.z);
+  } else if constexpr (std::is_same_v<T, Migrant>) {
+    visit("source", m.source);
+    visit("destination", m.destination);
+    visit("generation", m.generation);
+    visit("uid", m.uid);
+    visit("fitness", m.fitness);
+    visit("genome", m.genome);
+  } else {
+    static_assert(std::is_same_v<T, Report>, "for_each_field: no schema for this type");
+    visit("generation", m.generation);
+    visit("island", m.island);
+    visit("best", m.best);
+    visit("mean", m.mean);
+    visit("heldout", m.heldout);
+    visit("evaluations", m.evaluations);
+    visit("nonfinite", m.nonfinite);
+    visit("probe_best", m.probe_best);
+  }
+}
+
+// Tensors go with a flag (undefined ones are allowed), vectors with their length, the rest as bytes.
+template <class Message>
+std::vector<char> pack(const Message& m) {
   Writer w;
-  for_each_island_field(s, [&](const char*, const auto& field) {
+  for_each_field(m, [&](const char*, const auto& field) {
     using T = std::decay_t<decltype(field)>;
     if constexpr (std::is_same_v<T, at::Tensor>) {
       w.put<std::int8_t>(field.defined() ? 1 : 0);
@@ -255,10 +305,11 @@ inline std::vector<char> pack_state(const IslandState& s) {
   return std::move(w.buf);
 }
 
-inline IslandState unpack_state(const std::vector<char>& b) {
+template <class Message>
+Message unpack(const std::vector<char>& b) {
   Reader r(b);
-  IslandState s;
-  for_each_island_field(s, [&](const char*, auto& field) {
+  Message m;
+  for_each_field(m, [&](const char*, auto& field) {
     using T = std::decay_t<decltype(field)>;
     if constexpr (std::is_same_v<T, at::Tensor>) {
       if (r.get<std::int8_t>()) field = r.get_tensor();
@@ -268,59 +319,6 @@ inline IslandState unpack_state(const std::vector<char>& b) {
       field = r.get<T>();
     }
   });
-  return s;
-}
-
-struct Migrant {
-  std::int64_t source = 0, destination = 0, generation = 0;
-  std::uint64_t uid = 0;
-  double fitness = 0;
-  at::Tensor genome;  // [n, d]
-};
-
-inline std::vector<char> pack_candidate(const EliteCandidate& c) {
-  Writer w;
-  w.put(c.heldout);
-  w.put(c.fitness);
-  w.put(c.island);
-  w.put(c.born);
-  w.put(c.uid);
-  w.put_tensor(c.z);
-  return std::move(w.buf);
-}
-
-inline EliteCandidate unpack_candidate(const std::vector<char>& b) {
-  Reader r(b);
-  EliteCandidate c;
-  c.heldout = r.get<double>();
-  c.fitness = r.get<double>();
-  c.island = r.get<std::int32_t>();
-  c.born = r.get<std::int32_t>();
-  c.uid = r.get<std::uint64_t>();
-  c.z = r.get_tensor();
-  return c;
-}
-
-inline std::vector<char> pack_migrant(const Migrant& m) {
-  Writer w;
-  w.put(m.source);
-  w.put(m.destination);
-  w.put(m.generation);
-  w.put(m.uid);
-  w.put(m.fitness);
-  w.put_tensor(m.genome.to(at::kFloat));
-  return std::move(w.buf);
-}
-
-inline Migrant unpack_migrant(const std::vector<char>& b) {
-  Reader r(b);
-  Migrant m;
-  m.source = r.get<std::int64_t>();
-  m.destination = r.get<std::int64_t>();
-  m.generation = r.get<std::int64_t>();
-  m.uid = r.get<std::uint64_t>();
-  m.fitness = r.get<double>();
-  m.genome = r.get_tensor();
   return m;
 }
 

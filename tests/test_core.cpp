@@ -289,7 +289,7 @@ TEST_CASE("ridge-probe fitness") {
   SUBCASE("unknown fitness names are refused with the known ones") {
     FitnessConfig bad = fc;
     bad.name = "nope";
-    CHECK_THROWS_WITH_AS(make_fitness(bad, syn.data), doctest::Contains("ridge-probe-learnable"), Error);
+    CHECK_THROWS_WITH_AS(make_fitness(bad, syn.data), doctest::Contains("ridge-probe-learnable"), OptionError);
   }
 }
 

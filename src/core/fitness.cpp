@@ -9,6 +9,7 @@
 
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/linalg.hpp"
+#include "repsearch/core/registry.hpp"
 #include "repsearch/core/rng.hpp"
 
 namespace repsearch {
@@ -322,7 +323,7 @@ class RidgeProbeLearnable {
 
 using Factory = std::function<Fitness(const FitnessConfig&, const FitnessData&)>;
 
-const std::map<std::string, Factory>& registry() {
+const std::map<std::string, Factory>& factories() {
   static const std::map<std::string, Factory> r = {
       {"ridge-probe", [](const FitnessConfig& c, const FitnessData& d) { return Fitness{RidgeProbe{c, d}}; }},
       {"ridge-probe-learnable",
@@ -333,20 +334,10 @@ const std::map<std::string, Factory>& registry() {
 
 }  // namespace
 
-std::vector<std::string> fitness_names() {
-  std::vector<std::string> out;
-  for (const auto& kv : registry()) out.push_back(kv.first);
-  return out;
-}
+std::vector<std::string> fitness_names() { return registry::names(factories()); }
 
 Fitness make_fitness(const FitnessConfig& config, const FitnessData& data) {
-  auto it = registry().find(config.name);
-  if (it == registry().end()) {
-    std::string known;
-    for (const auto& n : fitness_names()) known += (known.empty() ? "" : ", ") + n;
-    fail("option fitness: unknown fitness '", config.name, "'; known: ", known);
-  }
-  return it->second(config, data);
+  return registry::find(factories(), config.name, "fitness", "fitness").second(config, data);
 }
 
 }  // namespace repsearch

@@ -10,6 +10,7 @@
 #include "repsearch/core/diversity.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/linalg.hpp"
+#include "repsearch/core/registry.hpp"
 #include "repsearch/core/rng.hpp"
 
 namespace repsearch {
@@ -76,14 +77,21 @@ struct Graph {  // the user's edges, each used with its probability
       if (item.empty()) continue;
       long long a = -1, b = -1;
       double w = 1.0;
-      if (!parse_edge(item, &a, &b, &w)) fail("option migration-edges: expected edges like '0->1, 1->2:0.5', found '", item, "'");
+      if (!parse_edge(item, &a, &b, &w))
+        fail_option("migration-edges", item, "edges like '0->1, 1->2:0.5'",
+                    "option migration-edges: expected edges like '0->1, 1->2:0.5', found '", item, "'");
       if (a < 0 || b < 0 || a >= n_islands || b >= n_islands || a == b)
-        fail("option migration-edges: edge '", item, "' must join two different islands in [0, ", n_islands, ")");
-      if (!(w >= 0.0 && w <= 1.0)) fail("option migration-edges: weight of '", item, "' must lie in [0, 1], found ", w);
+        fail_option("migration-edges", item, detail::cat("edges between two different islands in [0, ", n_islands, ")"),
+                    "option migration-edges: edge '", item, "' must join two different islands in [0, ", n_islands, ")");
+      if (!(w >= 0.0 && w <= 1.0))
+        fail_option("migration-edges", item, "weights in [0, 1]", "option migration-edges: weight of '", item,
+                    "' must lie in [0, 1], found ", w);
       list.emplace_back(a, b);
       weights.push_back(w);
     }
-    if (list.empty()) fail("option migration-edges: topology 'graph' needs at least one edge, found '", text, "'");
+    if (list.empty())
+      fail_option("migration-edges", text, "at least one edge for topology graph",
+                  "option migration-edges: topology 'graph' needs at least one edge, found '", text, "'");
   }
   Edges edges(std::int64_t, std::uint64_t seed, std::int64_t generation) const {
     auto gen = make_generator(seed, Stream::migration, {static_cast<std::uint64_t>(generation)});
@@ -122,7 +130,7 @@ struct TopElites {  // the k best held-out scores
 struct DiverseElites {  // far apart among those near the best
   double tolerance;
   explicit DiverseElites(double t) : tolerance(t) {
-    if (!(tolerance >= 0)) fail("option elite-tolerance: must be >= 0, found ", tolerance);
+    if (!(tolerance >= 0)) fail_option("elite-tolerance", tolerance, ">= 0");
   }
   std::int64_t pool(std::int64_t k) const { return 4 * k; }  // a wider pool to choose far-apart elites from
   EliteSelector::Chosen choose(const std::vector<EliteCandidate>& ranked, std::int64_t k, const at::Tensor& probe) const {
@@ -150,35 +158,23 @@ const std::vector<std::pair<std::string, SelectorFactory>>& selectors() {
   return r;
 }
 
-template <class Registry>
-std::vector<std::string> names_of(const Registry& r) {
-  std::vector<std::string> out;
-  for (const auto& kv : r) out.push_back(kv.first);
-  return out;
-}
-
 }  // namespace
 
-std::vector<std::string> topology_names() { return names_of(topologies()); }
+std::vector<std::string> topology_names() { return registry::names(topologies()); }
 
 Topology make_topology(const MigrationConfig& c, std::int64_t n_islands) {
-  const auto& r = topologies();
-  auto it = std::find_if(r.begin(), r.end(), [&](const auto& kv) { return kv.first == c.topology; });
-  if (it == r.end()) {
-    std::string known;
-    for (const auto& n : topology_names()) known += (known.empty() ? "" : ", ") + n;
-    fail("option topology: unknown topology '", c.topology, "'; known: ", known);
-  }
+  const auto& entry = registry::find(topologies(), c.topology, "topology", "topology");
   if (c.topology != "graph" && !c.edges.empty())
-    fail("option migration-edges: only used with topology=graph, found topology=", c.topology);
-  return it->second(c, n_islands);
+    fail_option("migration-edges", c.edges, "empty unless topology=graph",
+                "option migration-edges: only used with topology=graph, found topology=", c.topology);
+  return entry.second(c, n_islands);
 }
 
 void validate(const MigrationConfig& c, std::int64_t n_islands) {
   const auto names = topology_names();
   if (std::find(names.begin(), names.end(), c.topology) == names.end()) make_topology(c, n_islands);  // names them
-  if (c.interval < 0) fail("option migration-interval: must be >= 0 (0 = never), found ", c.interval);
-  if (c.migrants < 1) fail("option migrants: must be >= 1, found ", c.migrants);
+  if (c.interval < 0) fail_option("migration-interval", c.interval, ">= 0 (0 = never)");
+  if (c.migrants < 1) fail_option("migrants", c.migrants, ">= 1");
   make_topology(c, n_islands);  // the topology's own parameters
 }
 
@@ -195,12 +191,13 @@ std::vector<std::int64_t> emigrant_indices(const IslandState& s, std::int64_t mi
   return out;
 }
 
-std::vector<std::string> elite_selection_names() { return names_of(selectors()); }
+std::vector<std::string> elite_selection_names() { return registry::names(selectors()); }
 
 EliteSelector make_elite_selector(const EliteSelection& s) {
   const auto& r = selectors();
   auto it = std::find_if(r.begin(), r.end(), [&](const auto& kv) { return kv.first == s.mode; });
-  if (it == r.end()) fail("option elite-selection: must be top or diverse, found '", s.mode, "'");
+  if (it == r.end())
+    fail_option("elite-selection", s.mode, "top or diverse", "option elite-selection: must be top or diverse, found '", s.mode, "'");
   return it->second(s);
 }
 

@@ -39,7 +39,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
   if (c.optimizer == "sgd")
     return std::make_unique<torch::optim::SGD>(
         params, torch::optim::SGDOptions(c.lr).momentum(c.momentum).weight_decay(c.weight_decay));
-  fail("option optimizer: must be adam or sgd, found '", c.optimizer, "'");
+  fail_option("optimizer", c.optimizer, "adam or sgd", "option optimizer: must be adam or sgd, found '", c.optimizer, "'");
 }
 
 void set_lr(torch::optim::Optimizer& opt, double lr) {
@@ -144,7 +144,7 @@ Network::Network(const ModelConfig& c, std::uint64_t seed, const at::Device& dev
     m.encoder->push_back(torch::nn::Flatten());
     d << "mlp " << in;
     for (auto h : c.hidden) {
-      if (h < 1) fail("option hidden: widths must be positive, found ", h);
+      if (h < 1) fail_option("hidden", h, "positive widths", "option hidden: widths must be positive, found ", h);
       m.encoder->push_back(torch::nn::Linear(in, h));
       m.encoder->push_back(torch::nn::ReLU());
       d << "-" << h;
@@ -164,12 +164,14 @@ Network::Network(const ModelConfig& c, std::uint64_t seed, const at::Device& dev
       w /= 2;
       d << "-c" << out;
     }
-    if (h < 1 || w < 1) fail("option channels: too many pooling blocks for a ", join(c.input_shape, "x"), " input");
+    if (h < 1 || w < 1)
+      fail_option("channels", join(c.channels, ","), detail::cat("at most as many blocks as halvings of ", join(c.input_shape, "x")),
+                  "option channels: too many pooling blocks for a ", join(c.input_shape, "x"), " input");
     m.encoder->push_back(torch::nn::Flatten());
     m.encoder->push_back(torch::nn::Linear(ch * h * w, c.cut));
     d << "-" << c.cut << "-" << c.classes;
   } else {
-    fail("option arch: must be mlp, cnn or auto, found '", c.arch, "'");
+    fail_option("arch", c.arch, "mlp, cnn or auto", "option arch: must be mlp, cnn or auto, found '", c.arch, "'");
   }
   m.head = torch::nn::Sequential(torch::nn::Linear(c.cut, c.classes));
   m.encoder->to(device);

@@ -11,6 +11,7 @@
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/linalg.hpp"
 #include "repsearch/core/operators.hpp"
+#include "repsearch/core/registry.hpp"
 #include "repsearch/core/rng.hpp"
 
 namespace repsearch {
@@ -157,11 +158,7 @@ const std::vector<Mutation>& mutations() {  // in operator_names() order
   return table;
 }
 
-const Mutation& mutation(const std::string& name) {
-  for (const auto& m : mutations())
-    if (name == m.name) return m;
-  fail("option operators: unknown operator '", name, "'");
-}
+const Mutation& mutation(const std::string& name) { return registry::find(mutations(), name, "operators", "operator"); }
 
 // Offspring from the operator set, one operator per offspring chosen by adaptive probabilities.
 // Returns the offspring and the operator index of each.
@@ -288,7 +285,7 @@ class DifferentialEvolution final : public Algorithm {
 
   void step(IslandState& s, const Fitness& fitness, const SearchContext& ctx) const override {
     const auto P = s.population.size(0), n = s.population.size(1);
-    if (P < 4) fail("option population: de needs at least 4 individuals, found ", P);
+    if (P < 4) fail_option("population", P, ">= 4 for de", "option population: de needs at least 4 individuals, found ", P);
     auto st = begin_generation(s, fitness, c_, ctx);
     auto& [t0, gen, rows, track, parent_pred, parent_fit] = st;
     at::Tensor trial_pred;
@@ -377,32 +374,24 @@ const std::vector<std::pair<std::string, AlgorithmFactory>>& algorithms() {
 }
 }  // namespace
 
-std::vector<std::string> algorithm_names() {
-  std::vector<std::string> out;
-  for (const auto& a : algorithms()) out.push_back(a.first);
-  return out;
-}
-std::vector<std::string> operator_names() {
-  std::vector<std::string> out;
-  for (const auto& m : mutations()) out.push_back(m.name);
-  return out;
-}
+std::vector<std::string> algorithm_names() { return registry::names(algorithms()); }
+std::vector<std::string> operator_names() { return registry::names(mutations()); }
 std::vector<std::string> init_names() { return {"gaussian", "random-features", "labels"}; }
 
 std::unique_ptr<Algorithm> make_algorithm(const SearchConfig& c) {
   const auto sel = selection_names(), dist = qd_distance_names();
   if (std::find(sel.begin(), sel.end(), c.selection) == sel.end())
-    fail("option selection: unknown selection '", c.selection, "'; known: fitness, dns");
+    fail_option("selection", c.selection, "one of fitness, dns", "option selection: unknown selection '", c.selection,
+                "'; known: fitness, dns");
   if (std::find(dist.begin(), dist.end(), c.qd_distance) == dist.end())
-    fail("option qd-distance: unknown distance '", c.qd_distance, "'; known: cka, disagreement");
-  if (c.selection == "dns" && c.algorithm != "ga") fail("option selection: dns needs algorithm ga, found ", c.algorithm);
-  if (c.dns_k < 1) fail("option dns-k: must be >= 1, found ", c.dns_k);
-  if (!(c.island_repulsion >= 0)) fail("option island-repulsion: must be >= 0, found ", c.island_repulsion);
-  for (const auto& a : algorithms())
-    if (a.first == c.algorithm) return a.second(c);
-  std::string known;
-  for (const auto& name : algorithm_names()) known += (known.empty() ? "" : ", ") + name;
-  fail("option algorithm: unknown algorithm '", c.algorithm, "'; known: ", known);
+    fail_option("qd-distance", c.qd_distance, "one of cka, disagreement", "option qd-distance: unknown distance '",
+                c.qd_distance, "'; known: cka, disagreement");
+  if (c.selection == "dns" && c.algorithm != "ga")
+    fail_option("selection", c.selection, "fitness with algorithm " + c.algorithm,
+                "option selection: dns needs algorithm ga, found ", c.algorithm);
+  if (c.dns_k < 1) fail_option("dns-k", c.dns_k, ">= 1");
+  if (!(c.island_repulsion >= 0)) fail_option("island-repulsion", c.island_repulsion, ">= 0");
+  return registry::find(algorithms(), c.algorithm, "algorithm", "algorithm").second(c);
 }
 
 std::int64_t IslandState::best_index() const { return fitness.argmax().item<std::int64_t>(); }
@@ -431,8 +420,8 @@ at::Tensor minibatch_rows(const SearchConfig& c, std::int64_t val_pool, std::int
 }
 
 IslandState init_island(std::int64_t island, const SearchConfig& c, const SearchContext& ctx, const Fitness& fitness) {
-  if (c.population < 2) fail("option population: must be at least 2, found ", c.population);
-  if (c.dim < 1) fail("option dim: must be positive, found ", c.dim);
+  if (c.population < 2) fail_option("population", c.population, "at least 2");
+  if (c.dim < 1) fail_option("dim", c.dim, "positive");
   IslandState s;
   s.island = island;
   s.sigma = c.sigma;
@@ -447,11 +436,14 @@ IslandState init_island(std::int64_t island, const SearchConfig& c, const Search
     auto r = at::randn({P, ctx.phi.size(1), d}, gen, kCpuFloat).to(dev);
     z = at::matmul(ctx.phi.unsqueeze(0), r);
   } else if (c.init == "labels") {  // one-hot columns + noise: the trivial reference target
-    if (d < ctx.n_classes) fail("option init: 'labels' needs dim >= n_classes (", ctx.n_classes, "), found dim ", d);
+    if (d < ctx.n_classes)
+      fail_option("dim", d, detail::cat(">= ", ctx.n_classes, " for init=labels"), "option init: 'labels' needs dim >= n_classes (",
+                  ctx.n_classes, "), found dim ", d);
     auto onehot = at::one_hot(ctx.y_search, d).to(at::kFloat);
     z = onehot.unsqueeze(0) + 0.1 * at::randn({P, n, d}, gen, kCpuFloat).to(dev);
   } else {
-    fail("option init: unknown initialisation '", c.init, "'; known: gaussian, random-features, labels");
+    fail_option("init", c.init, "one of gaussian, random-features, labels", "option init: unknown initialisation '",
+                c.init, "'; known: gaussian, random-features, labels");
   }
   s.population = standardise_columns(z).contiguous();
   for (std::int64_t i = 0; i < P; ++i) {

@@ -79,6 +79,16 @@ template <class... Args>
   throw InputError(file, detail::reason_after(message, file), message);
 }
 
+// fail_option("dim", d, "positive"): OptionError with the default message "option dim: must be
+// positive, found <d>"; message parts after `expected` replace that message.
+template <class Value, class... Args>
+[[noreturn]] void fail_option(const std::string& option, const Value& value, const std::string& expected,
+                              Args&&... message) {
+  const std::string v = detail::cat(value);
+  if constexpr (sizeof...(Args) == 0) throw OptionError(option, v, expected);
+  else throw OptionError(option, v, expected, detail::cat(std::forward<Args>(message)...));
+}
+
 template <class... Args>
 [[noreturn]] void fail_output(const std::string& file, Args&&... args) {
   const std::string message = detail::cat(std::forward<Args>(args)...);

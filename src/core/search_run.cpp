@@ -35,7 +35,7 @@ std::string format_duration(double s) {
 
 SearchRun::SearchRun(IslandGroup& islands, RunControl control, OpenCheckpoint open_checkpoint)
     : islands_(islands), control_(std::move(control)), open_checkpoint_(std::move(open_checkpoint)) {
-  if (control_.log_every < 1) fail("option log-every: must be >= 1, found ", control_.log_every);
+  if (control_.log_every < 1) throw OptionError("log-every", std::to_string(control_.log_every), ">= 1");
   if (!control_.stop_requested) control_.stop_requested = [] { return false; };
 }
 
@@ -51,13 +51,14 @@ void SearchRun::resume(std::int64_t generation, std::vector<IslandState> local, 
   last_checkpoint_ = t0_ = Clock::now();
 }
 
-SearchRun::Result SearchRun::write_checkpoint() {
+SearchRun::Result SearchRun::write_checkpoint(bool keep_histories) {
   last_checkpoint_ = Clock::now();
   std::unique_ptr<CheckpointSink> sink;  // islands stream into it one at a time
   if (islands_.is_root()) sink = open_checkpoint_(islands_.generation());
   Result r;
   islands_.for_each_state([&](const IslandState& s) {
     sink->add(s);
+    if (!keep_histories) return;
     if (r.histories.size() <= static_cast<std::size_t>(s.island)) r.histories.resize(static_cast<std::size_t>(s.island) + 1);
     r.histories[static_cast<std::size_t>(s.island)] = s.history;
   });
@@ -140,7 +141,7 @@ SearchRun::Outcome SearchRun::run() {
 
 SearchRun::Result SearchRun::finish() {
   loop_peak_mib_ = peak_rss_mib();  // set-up and generations, before the final gathers
-  auto result = write_checkpoint();
+  auto result = write_checkpoint(/*keep_histories=*/true);
   result.elites = islands_.collect_elites(control_.elites, control_.elite_selection);
   return result;
 }

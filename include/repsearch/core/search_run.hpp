@@ -95,7 +95,8 @@ class SearchRun {
   std::int64_t checkpoint_generation() const { return checkpoint_generation_; }  // newest written, -1 none
 
  private:
-  Result write_checkpoint();
+  // The histories are copied only for the final one (keep_histories), not at every checkpoint.
+  Result write_checkpoint(bool keep_histories = false);
   void report(bool wait);
   bool checkpoint_due(std::int64_t g, std::uint32_t agreed) const;
 

@@ -1,8 +1,6 @@
 // repsearch learn / sgd: the learning half of the method and its yardstick.
-#include <cmath>
-#include <unistd.h>
-
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -82,24 +80,8 @@ std::string hex(std::uint64_t v) {
   return buf;
 }
 
-// Written beside `path` and renamed onto it: a reader never sees half a file.
-template <class Write>
-void replace_file(const fs::path& path, Write&& write) {
-  const auto tmp = path.string() + ".tmp-" + std::to_string(::getpid());
-  try {
-    write(tmp);
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) fail_output(path.string(), "cannot rename ", tmp, " onto ", path.string(), ": ", ec.message());
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
-}
-
 void write_summary(const fs::path& path, const nlohmann::json& j) {
-  replace_file(path, [&](const std::string& tmp) {
+  io::replace_file(path.string(), [&](const std::string& tmp) {
     std::ofstream out(tmp);
     out << j.dump(2) << "\n";
     out.flush();
@@ -155,7 +137,7 @@ void finish_network(Bench& b, io::Results& r, const std::string& tag, Network& n
   r.test_labels = b.y_test.to(at::kInt).cpu();
   b.member_probs.push_back(r.test_probabilities);
   r.model_path = base.string() + ".pt";
-  replace_file(r.model_path, [&](const std::string& tmp) { net.save(tmp); });
+  io::replace_file(r.model_path, [&](const std::string& tmp) { net.save(tmp); });
   io::write_results(base.string() + ".h5", r);
   std::printf("[%s] %saccuracy val %.4f  heldout %.4f  test %.4f -> %s.h5\n", tag.c_str(), report.c_str(), r.val_accuracy,
               r.heldout_accuracy, r.test_accuracy, base.string().c_str());

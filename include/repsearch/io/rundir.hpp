@@ -1,6 +1,7 @@
 // A run directory's safety net: one owner at a time, proven writable before any compute, no leftovers
 // of killed writers. Plain POSIX, no HDF5 or LibTorch.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,5 +30,10 @@ void ensure_writable_dir(const std::string& dir, const std::string& option);
 // Removes `<dir>/<name>.tmp-<pid>` files left by killed writers, for each of `names`; returns how
 // many. Only for files whose writer holds the directory's RunLock (no live writer can own them).
 int remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& names);
+
+// A file that is never seen half-written, for files HDF5 does not write (JSON, TorchScript): `write`
+// fills `<path>.tmp-<pid>` (the name remove_stale_temporaries knows), which is fsync'ed and renamed
+// onto `path`; on any failure the temporary goes and `path` stays as it was (OutputError).
+void replace_file(const std::string& path, const std::function<void(const std::string& tmp)>& write);
 
 }  // namespace repsearch::io

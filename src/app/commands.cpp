@@ -298,17 +298,19 @@ void check_resume_config(const Options& o, const std::string& ckpt_path) {
   auto allowed = resume_mutable_keys();
   std::stringstream extra(o.get<std::string>("allow-change"));
   for (std::string k; std::getline(extra, k, ',');) allowed.push_back(k);
-  std::string diffs;
+  std::string diffs, first;  // OptionError's fields: the first differing key, now and in the checkpoint
   for (const auto& k : differing_keys(head.provenance.config, resolved)) {
     // An option added since that checkpoint was written, left at its default: the run it continues.
     if (value_of(head.provenance.config, k) == "(absent)" && o.vm.count(k) && o.vm.at(k).defaulted()) continue;
-    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
-      diffs += "\n  " + k + ": checkpoint '" + value_of(head.provenance.config, k) + "', now '" + value_of(resolved, k) + "'";
+    if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
+    if (first.empty()) first = k;
+    diffs += "\n  " + k + ": checkpoint '" + value_of(head.provenance.config, k) + "', now '" + value_of(resolved, k) + "'";
   }
   if (!diffs.empty())
-    fail("resume: ", ckpt_path, " was written with a different config; differing keys:", diffs,
-         "\n(only run-control keys, generations and learner options may change on a resume, and with --allow-change ",
-         "the keys 'repsearch search --help' lists; otherwise start a new run directory)");
+    fail_option(first, value_of(resolved, first), "'" + value_of(head.provenance.config, first) + "', the checkpoint's",
+                "resume: ", ckpt_path, " was written with a different config; differing keys:", diffs,
+                "\n(only run-control keys, generations and learner options may change on a resume, and with --allow-change ",
+                "the keys 'repsearch search --help' lists; otherwise start a new run directory)");
 }
 
 // This rank's islands and the migration log from the checkpoint, into the run.
@@ -404,8 +406,7 @@ void write_search_archive(const std::string& path, const io::Provenance& prov, c
   a.histories = r.histories;
   a.migrations = r.migrations;
   io::write_archive(path, a);
-  const auto k = static_cast<double>(elites.uid.size());
-  const double div = k > 1 ? (k * k - elites.cka.sum().item<double>()) / (k * (k - 1)) : 0.0;
+  const double div = mean_pairwise(1.0 - elites.cka);  // the CKA matrix has a unit diagonal
   const double dis = elites.disagreement.defined() ? mean_pairwise(elites.disagreement) : NAN;
   std::printf("[search] archive %s: %zu elites (%s), best held-out %.4f (island %d, generation %d), worst %.4f, "
               "elite diversity (mean 1-CKA) %.4f, disagreement on V %.4f\n",
@@ -468,7 +469,7 @@ nlohmann::json inspect_archive(const std::string& path, bool print) {
     auto a = io::read_archive(path);
     const auto& pv = a.provenance;
     const auto k = static_cast<i64>(a.uid.size());
-    double div = k > 1 ? (static_cast<double>(k * k) - a.cka.sum().item<double>()) / static_cast<double>(k * (k - 1)) : 0;
+    const double div = mean_pairwise(1.0 - a.cka);  // the CKA matrix has a unit diagonal
     nlohmann::json j;
     j["path"] = path;
     j["provenance"] = {{"repsearch_version", pv.repsearch_version}, {"git_commit", pv.git_commit},

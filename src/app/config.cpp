@@ -123,14 +123,13 @@ Check both(Check a, Check b) {
 
 void check_operators(const Options& o, const std::string& key) {
   const auto ops = split_list(o.get<std::string>(key));
+  const auto known = operator_names();  // core's registry: an operator added there is known here
   if (ops.empty())
-    throw OptionError(key, o.get<std::string>(key), "at least one of pull, column, gaussian, knn",
-                      "option operators: needs at least one of pull, column, gaussian, knn, found ''");
-  const auto known = operator_names();
+    throw OptionError(key, o.get<std::string>(key), "at least one of " + join(known),
+                      "option operators: needs at least one of " + join(known) + ", found ''");
   for (const auto& op : ops)
     if (std::find(known.begin(), known.end(), op) == known.end())
-      throw OptionError(key, op, "pull, column, gaussian or knn",
-                        "option operators: unknown operator '" + op + "'; known: pull, column, gaussian, knn");
+      throw OptionError(key, op, "one of " + join(known), "option operators: unknown operator '" + op + "'; known: " + join(known));
 }
 
 void check_widths(const Options& o, const std::string& key) {

@@ -30,6 +30,7 @@
 
 #include "repsearch/core/error.hpp"
 #include "repsearch/io/provenance.hpp"
+#include "repsearch/io/rundir.hpp"
 
 namespace repsearch::io::detail {
 
@@ -384,13 +385,7 @@ class AtomicFile {
     writer_.reset();
     check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), label_, "cannot flush temporary file ", temp_);
     check(file_.close(), label_, "cannot close temporary file ", temp_);
-    const int fd = ::open(temp_.c_str(), O_RDONLY);
-    if (fd < 0 || ::fsync(fd) != 0) {
-      const int error = errno;
-      if (fd >= 0) ::close(fd);
-      fail(label_, ": cannot sync temporary file ", temp_, ": ", std::strerror(error));
-    }
-    ::close(fd);
+    if (const int error = fsync_path(temp_)) fail(label_, ": cannot sync temporary file ", temp_, ": ", std::strerror(error));
     if (how_.verify) how_.verify(temp_);
     if (!how_.keep_previous.empty() && fs::exists(path_)) {
       const std::string prev_temp = how_.keep_previous + ".tmp-" + std::to_string(::getpid());

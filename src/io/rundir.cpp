@@ -129,17 +129,19 @@ int remove_stale_temporaries(const std::string& dir, const std::vector<std::stri
   return removed;
 }
 
+int fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return errno;
+  const int error = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return error;
+}
+
 void replace_file(const std::string& path, const std::function<void(const std::string& tmp)>& write) {
   const auto tmp = path + ".tmp-" + std::to_string(::getpid());
   try {
     write(tmp);
-    const int fd = ::open(tmp.c_str(), O_RDONLY);
-    if (fd < 0 || ::fsync(fd) != 0) {
-      const int error = errno;
-      if (fd >= 0) ::close(fd);
-      fail_output(path, "cannot sync ", tmp, ": ", std::strerror(error));
-    }
-    ::close(fd);
+    if (const int error = fsync_path(tmp)) fail_output(path, "cannot sync ", tmp, ": ", std::strerror(error));
     std::error_code ec;
     fs::rename(tmp, path, ec);
     if (ec) fail_output(path, "cannot rename ", tmp, " onto ", path, ": ", ec.message());

@@ -31,6 +31,9 @@ void ensure_writable_dir(const std::string& dir, const std::string& option);
 // many. Only for files whose writer holds the directory's RunLock (no live writer can own them).
 int remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& names);
 
+// open + fsync + close of `path`: 0, or the errno of what failed (callers word the error).
+int fsync_path(const std::string& path);
+
 // A file that is never seen half-written, for files HDF5 does not write (JSON, TorchScript): `write`
 // fills `<path>.tmp-<pid>` (the name remove_stale_temporaries knows), which is fsync'ed and renamed
 // onto `path`; on any failure the temporary goes and `path` stays as it was (OutputError).

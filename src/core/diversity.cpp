@@ -129,4 +129,28 @@ std::vector<std::int64_t> furthest_apart(const at::Tensor& distance, std::int64_
   return chosen;
 }
 
+double mean_n_eff(const at::Tensor& x, const at::Tensor& keep, bool centre, bool pooled) {
+  if (x.dim() != 3 || keep.dim() != 2 || keep.size(0) != x.size(0) || keep.size(1) != x.size(1))
+    fail("n_eff: expected candidates [E, R, D] and keep [E, R], found ", x.sizes(), " and ", keep.sizes());
+  auto v = x.to(at::kCPU, at::kDouble);
+  auto w = keep.to(at::kCPU, at::kDouble).unsqueeze(-1);                    // [E, R, 1]
+  if (centre) {
+    auto mean = (v * w).sum(1, /*keepdim=*/true) / w.sum(1, /*keepdim=*/true).clamp_min(1);
+    v = v - mean;
+  }
+  auto norm = v.norm(2, -1, /*keepdim=*/true);
+  auto u = at::where(norm > 1e-12, v / norm.clamp_min(1e-300), at::zeros_like(v)) * w;  // unit rows, kept only
+  auto k = at::bmm(u, u.transpose(1, 2));                                    // [E, R, R]
+  auto trace = k.diagonal(0, 1, 2).sum(-1), sq = k.square().sum({1, 2});
+  auto used = sq > 0;
+  if (!used.any().item<bool>()) return std::numeric_limits<double>::quiet_NaN();
+  if (pooled) return (trace.square() * used).sum().item<double>() / sq.sum().item<double>();
+  return (trace.square() / sq.clamp_min(1e-300)).masked_select(used).mean().item<double>();
+}
+
+double n_eff(const at::Tensor& x, bool centre) {
+  if (x.dim() != 2) fail("n_eff: expected candidates [R, D], found ", x.sizes());
+  return mean_n_eff(x.unsqueeze(0), at::ones({1, x.size(0)}, at::TensorOptions().dtype(at::kBool)), centre, false);
+}
+
 }  // namespace repsearch

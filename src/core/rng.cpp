@@ -1,6 +1,9 @@
 #include "repsearch/core/rng.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+
+#include <mutex>
 
 namespace repsearch {
 
@@ -19,6 +22,15 @@ std::uint64_t derive_seed(std::uint64_t seed, Stream stream, std::initializer_li
 
 at::Generator make_generator(std::uint64_t seed, Stream stream, std::initializer_list<std::uint64_t> keys) {
   return at::detail::createCPUGenerator(derive_seed(seed, stream, keys));
+}
+
+at::Generator device_generator(const at::Device& device, std::uint64_t seed, Stream stream,
+                               std::initializer_list<std::uint64_t> keys) {
+  if (!device.is_cuda()) return make_generator(seed, stream, keys);
+  auto gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_current_seed(derive_seed(seed, stream, keys));  // Philox: seed set, offset back to 0
+  return gen;
 }
 
 }  // namespace repsearch

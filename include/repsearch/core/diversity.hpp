@@ -46,4 +46,15 @@ at::Tensor dns_survivors(const at::Tensor& fitness, const at::Tensor& distance, 
 // those chosen is largest (ties: earlier in the order). Returns indices, chosen order. Deterministic.
 std::vector<std::int64_t> furthest_apart(const at::Tensor& distance, std::int64_t k);
 
+// The example space's diversity (the paper's N_eff): K = the cosine-similarity matrix of the rows of
+// x [R, D] (centred over the rows first when `centre`); the collision entropy H = -log(sum_ij K_ij^2 /
+// (sum_i K_ii)^2) and N_eff = exp(H), "the effective number of orthogonal solutions", in [1, R]. Rows
+// of zero norm are left out. [R] orthogonal rows give R, identical rows 1.
+double n_eff(const at::Tensor& x, bool centre = false);
+// Per example: x [E, R, D] and keep [E, R] (bool): the rows kept of each example. pooled = false: the
+// mean over the examples keeping at least one row of their n_eff; pooled = true: exp of the collision
+// entropy of the sums over examples, (sum_e (sum_i K_ii)^2) / (sum_e sum_ij K_ij^2). NaN when no
+// example keeps a row.
+double mean_n_eff(const at::Tensor& x, const at::Tensor& keep, bool centre = false, bool pooled = false);
+
 }  // namespace repsearch

@@ -152,6 +152,20 @@ TEST_CASE("operators: crossover is the mean of two parents; noise std is alpha x
   CHECK(lg.std().item<float>() == doctest::Approx(0.3 * std::sqrt(0.9)).epsilon(0.05));
 }
 
+TEST_CASE("operators: the CPU's fused children equal the operators' definitions (same draws, no noise)") {
+  auto pool = at::randn({3, 5, 4, 7, 6}, kF);
+  auto sigma = channel_std(pool);
+  auto g1 = make_generator(4, Stream::example), g2 = make_generator(4, Stream::example);
+  auto fused = breed(pool, sigma, 9, 0.0, 3, 1e-5, g1);
+  auto idx = at::randint(5, {3, 18}, g2, at::TensorOptions().dtype(at::kLong));
+  auto pick = [&](const at::Tensor& i) {
+    auto flat = (i + at::arange(3, i.options()).mul_(5).unsqueeze(1)).flatten();
+    return pool.flatten(0, 1).index_select(0, flat).view({3, 9, 4, 7, 6});
+  };
+  auto reference = normalise_candidates(blur((pick(idx.slice(1, 0, 9)) + pick(idx.slice(1, 9, 18))) * 0.5, 3), 1e-5);
+  CHECK(at::allclose(fused, reference, 1e-4, 1e-5));
+}
+
 TEST_CASE("N_eff: orthogonal candidates give R, identical ones 1; the 0.5 mask and pooling") {
   CHECK(n_eff(at::eye(5, kF)) == doctest::Approx(5.0));
   CHECK(n_eff(at::ones({4, 7}, kF)) == doctest::Approx(1.0));

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <sstream>
 
+#include <ATen/Parallel.h>
+
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/rng.hpp"
 
@@ -47,6 +49,33 @@ at::Tensor chunked(const at::Tensor& x, std::int64_t chunk, F&& f) {
 
 // A candidate's spread: per channel over H, W for conv candidates [..., C, H, W]; across classes for logits.
 at::Tensor spread(const at::Tensor& x, bool conv) { return conv ? channel_std(x) : x.std(-1, /*unbiased=*/false); }
+
+// A population in two parts, the survivors and the generation's children, so that no generation copies
+// its children into one tensor: rows are gathered from either part by index (survivors first).
+struct Population {
+  at::Tensor a, b, fa, fb;  // [E, ka, ...], [E, kb, ...] (b may be undefined), fitness [E, ka], [E, kb]
+
+  at::Tensor fitness() const { return b.defined() ? at::cat({fa, fb}, 1) : fa; }
+  at::Tensor rows(const at::Tensor& idx) const {
+    if (!b.defined()) return rows_of(a, idx);
+    const auto ka = a.size(1);
+    auto from_a = (idx < ka).view(cat_shape({idx.size(0), idx.size(1)}, std::vector<std::int64_t>(static_cast<std::size_t>(a.dim() - 2), 1)));
+    return at::where(from_a, rows_of(a, idx.clamp_max(ka - 1)), rows_of(b, (idx - ka).clamp_min(0)));
+  }
+  // Overwrite the rows `idx` [E, j] with `values` [E, j, ...] and their fitness [E, j].
+  void put(const at::Tensor& idx, const at::Tensor& values, const at::Tensor& fit) {
+    const auto e = idx.size(0), ka = a.size(1);
+    auto into = [&](at::Tensor& part, at::Tensor& part_fit, const at::Tensor& mask, const at::Tensor& local) {
+      const auto k = part.size(1);
+      auto flat = (local + at::arange(e, idx.options()).mul_(k).unsqueeze(1)).masked_select(mask);
+      auto sel = mask.flatten().nonzero().squeeze(1);
+      part.flatten(0, 1).index_copy_(0, flat, values.flatten(0, 1).index_select(0, sel));
+      part_fit.flatten().index_copy_(0, flat, fit.flatten().index_select(0, sel));
+    };
+    into(a, fa, idx < ka, idx);
+    if (b.defined()) into(b, fb, idx >= ka, idx - ka);
+  }
+};
 
 }  // namespace
 
@@ -112,10 +141,8 @@ at::Tensor blur(const at::Tensor& x, std::int64_t passes) {
 }
 
 at::Tensor normalise_candidates(const at::Tensor& x, double eps) {
-  auto flat = x.flatten(x.dim() - 3);
-  auto mean = flat.mean(-1, /*keepdim=*/true);
-  auto var = (flat - mean).square().mean(-1, /*keepdim=*/true);
-  return ((flat - mean) * (var + eps).rsqrt()).view(x.sizes());
+  const auto d = x.dim();
+  return at::layer_norm(x, {x.size(d - 3), x.size(d - 2), x.size(d - 1)}, {}, {}, eps);
 }
 
 at::Tensor channel_std(const at::Tensor& x) { return x.flatten(x.dim() - 2).std(-1, /*unbiased=*/false); }
@@ -130,8 +157,8 @@ at::Tensor cross_entropy_each(const at::Tensor& logits, const at::Tensor& labels
 struct ExampleUnit::Island {
   IslandUnit out;
   at::Tensor input;                 // [E, ...] the current layer's fixed input
-  at::Tensor pop, fit;              // [E, P, ...], [E, P] float32 (-cross-entropy)
-  at::Tensor parents, parent_fit, made;  // a generation's survivors and its children, between operators and scoring
+  Population pop;                   // fitness: float32 -cross-entropy
+  at::Tensor made;                  // a generation's children, between operators and scoring
   std::array<at::Tensor, 4> ce;     // per layer [E] on the device
   std::vector<at::Tensor> hist;     // the current layer's mean best cross-entropy per generation (device scalars)
 };
@@ -174,7 +201,7 @@ std::int64_t ExampleUnit::evaluations() const {
 double ExampleUnit::mean_best_ce() const {
   at::Tensor sum;
   for (const auto& s : islands_) {
-    auto v = s.fit.defined() ? -s.fit.amax(1).mean() : s.ce[static_cast<std::size_t>(std::max<std::int64_t>(layer_ - 1, 0))].mean();
+    auto v = s.pop.a.defined() ? -s.pop.fitness().amax(1).mean() : s.ce[static_cast<std::size_t>(std::max<std::int64_t>(layer_ - 1, 0))].mean();
     sum = sum.defined() ? sum + v : v;
   }
   return sum.item<double>() / static_cast<double>(islands_.size());
@@ -218,16 +245,104 @@ void ExampleUnit::init_population(Island& s) {
   auto cand = chunked(noisy.flatten(0, 1), config_.eval_chunk, [&](const at::Tensor& c) { return net_.layer(layer_, c); })
                   .contiguous();
   cand = layer_ < 3 ? normalise_candidates(cand, config_.normalise_eps) : cand - cand.mean(-1, /*keepdim=*/true);
-  s.pop = cand.view(cat_shape({e, p}, cand.sizes().slice(1)));
+  s.pop = Population{cand.view(cat_shape({e, p}, cand.sizes().slice(1))), {}, {}, {}};
   operator_seconds_ += since(t0);
-  s.fit = score(s.pop, e);
+  s.pop.fa = score(s.pop.a, e);
   s.out.evaluations += e * p;
 }
 
-at::Tensor breed(const at::Tensor& pool, const at::Tensor& sigma, std::int64_t n, double strength,
+namespace {
+
+// Children of conv candidates on the CPU, one child at a time in cache: the mean of its two parents plus
+// the scaled noise, the blur passes and the normalisation, written channels-last (the layout the
+// network's convs take), with its spread. Every step runs over contiguous channel vectors.
+//   pool [E, m, H, W, C] and noise [E, n, H, W, C] contiguous; sigma [E, m, C]; idx [E, 2n] (a then b).
+void breed_conv_cpu(const at::Tensor& pool, const at::Tensor& sigma, const at::Tensor& idx, const at::Tensor& noise,
+                    double strength, std::int64_t passes, double eps, at::Tensor& out, at::Tensor& out_spread) {
+  const auto e_n = noise.size(0) * noise.size(1), n = noise.size(1), m = pool.size(1);
+  const auto h = pool.size(2), w = pool.size(3), c = pool.size(4), hw = h * w, size = hw * c;
+  const float* P = pool.data_ptr<float>();
+  const float* S = sigma.data_ptr<float>();
+  const std::int64_t* I = idx.data_ptr<std::int64_t>();
+  const float* N = noise.data_ptr<float>();
+  float* O = out.data_ptr<float>();
+  float* Q = out_spread.data_ptr<float>();
+  at::parallel_for(0, e_n, 1, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<float> buf(static_cast<std::size_t>(size)), tmp(static_cast<std::size_t>(size)), sd(static_cast<std::size_t>(c));
+    std::vector<double> sum(static_cast<std::size_t>(c)), sq(static_cast<std::size_t>(c));
+    for (std::int64_t j = begin; j < end; ++j) {
+      const auto e = j / n, k = j % n;
+      const auto a = I[e * 2 * n + k], b = I[e * 2 * n + n + k];
+      const float *pa = P + (e * m + a) * size, *pb = P + (e * m + b) * size, *nz = N + j * size;
+      for (std::int64_t ch = 0; ch < c; ++ch)
+        sd[ch] = static_cast<float>(0.5 * strength) * (S[(e * m + a) * c + ch] + S[(e * m + b) * c + ch]);
+      float* x = buf.data();
+      for (std::int64_t p = 0; p < hw; ++p)
+        for (std::int64_t ch = 0; ch < c; ++ch)
+          x[p * c + ch] = 0.5f * (pa[p * c + ch] + pb[p * c + ch]) + nz[p * c + ch] * sd[ch];
+      for (std::int64_t pass = 0; pass < passes; ++pass) {  // 3x3 box, zero padding, always / 9
+        float* t = tmp.data();
+        for (std::int64_t r = 0; r < h; ++r)
+          for (std::int64_t q = 0; q < w; ++q) {
+            float* dst = t + (r * w + q) * c;
+            const float* mid = x + (r * w + q) * c;
+            for (std::int64_t ch = 0; ch < c; ++ch) dst[ch] = mid[ch];
+            if (q > 0) for (std::int64_t ch = 0; ch < c; ++ch) dst[ch] += mid[ch - c];
+            if (q + 1 < w) for (std::int64_t ch = 0; ch < c; ++ch) dst[ch] += mid[ch + c];
+          }
+        for (std::int64_t r = 0; r < h; ++r)
+          for (std::int64_t q = 0; q < w; ++q) {
+            float* dst = x + (r * w + q) * c;
+            const float* mid = t + (r * w + q) * c;
+            for (std::int64_t ch = 0; ch < c; ++ch) dst[ch] = mid[ch];
+            if (r > 0) for (std::int64_t ch = 0; ch < c; ++ch) dst[ch] += mid[ch - w * c];
+            if (r + 1 < h) for (std::int64_t ch = 0; ch < c; ++ch) dst[ch] += mid[ch + w * c];
+            for (std::int64_t ch = 0; ch < c; ++ch) dst[ch] *= 1.0f / 9.0f;
+          }
+      }
+      std::fill(sum.begin(), sum.end(), 0.0);
+      std::fill(sq.begin(), sq.end(), 0.0);
+      for (std::int64_t p = 0; p < hw; ++p)
+        for (std::int64_t ch = 0; ch < c; ++ch) {
+          const double v = x[p * c + ch];
+          sum[static_cast<std::size_t>(ch)] += v;
+          sq[static_cast<std::size_t>(ch)] += v * v;
+        }
+      double mean = 0, var = 0;
+      for (std::int64_t ch = 0; ch < c; ++ch) mean += sum[static_cast<std::size_t>(ch)];
+      mean /= static_cast<double>(size);
+      for (std::int64_t ch = 0; ch < c; ++ch) var += sq[static_cast<std::size_t>(ch)];
+      var = std::max(0.0, var / static_cast<double>(size) - mean * mean);
+      const double scale = eps > 0 ? 1.0 / std::sqrt(var + eps) : 1.0, shift = eps > 0 ? mean : 0.0;
+      for (std::int64_t ch = 0; ch < c; ++ch) {
+        const double mu = sum[static_cast<std::size_t>(ch)] / static_cast<double>(hw);
+        const double v = std::max(0.0, sq[static_cast<std::size_t>(ch)] / static_cast<double>(hw) - mu * mu);
+        Q[j * c + ch] = static_cast<float>(std::sqrt(v) * scale);
+      }
+      float* o = O + j * size;
+      const auto fs = static_cast<float>(scale), fm = static_cast<float>(shift);
+      for (std::int64_t p = 0; p < size; ++p) o[p] = (x[p] - fm) * fs;
+    }
+  });
+}
+
+struct Brood {
+  at::Tensor children, spread;  // [E, n, ...] and [E, n, C] (conv) or [E, n] (logits)
+};
+
+Brood make_brood(const at::Tensor& pool, const at::Tensor& sigma, std::int64_t n, double strength,
                  std::int64_t blur_passes, double normalise_eps, at::Generator& gen) {
   const auto e = pool.size(0), m = pool.size(1);
   auto idx = at::randint(m, {e, 2 * n}, gen, at::TensorOptions().dtype(at::kLong).device(pool.device()));
+  if (pool.dim() == 5 && pool.is_cpu() && pool.scalar_type() == at::kFloat) {
+    const auto c = pool.size(2), h = pool.size(3), w = pool.size(4);
+    auto noise = at::randn({e, n, h, w, c}, gen, pool.options());
+    auto out = at::empty({e * n, c, h, w}, pool.options().memory_format(at::MemoryFormat::ChannelsLast));
+    auto spread_out = at::empty({e, n, c}, pool.options());
+    breed_conv_cpu(pool.permute({0, 1, 3, 4, 2}).contiguous(), sigma.to(at::kFloat).contiguous(), idx, noise, strength,
+                   blur_passes, normalise_eps, out, spread_out);
+    return {out.view({e, n, c, h, w}), spread_out};
+  }
   auto a = idx.slice(1, 0, n), b = idx.slice(1, n, 2 * n);
   auto child = rows_of(pool, a).add_(rows_of(pool, b)).mul_(0.5);                   // crossover: the mean of two parents
   auto sd = rows_of(sigma, a).add_(rows_of(sigma, b)).mul_(0.5 * strength);          // [E, n, C] or [E, n]
@@ -235,34 +350,40 @@ at::Tensor breed(const at::Tensor& pool, const at::Tensor& sigma, std::int64_t n
   if (pool.dim() == 5) {
     child.add_(noise.mul_(sd.unsqueeze(-1).unsqueeze(-1)));
     child = blur(child, blur_passes);
-    return normalise_eps > 0 ? normalise_candidates(child, normalise_eps) : child;
+    if (normalise_eps > 0) child = normalise_candidates(child, normalise_eps);
+    return {child, channel_std(child)};
   }
   child.add_(noise.mul_(sd.unsqueeze(-1)));
-  return child.sub_(child.mean(-1, /*keepdim=*/true));
+  child.sub_(child.mean(-1, /*keepdim=*/true));
+  return {child, child.std(-1, /*unbiased=*/false)};
+}
+
+}  // namespace
+
+at::Tensor breed(const at::Tensor& pool, const at::Tensor& sigma, std::int64_t n, double strength,
+                 std::int64_t blur_passes, double normalise_eps, at::Generator& gen) {
+  return make_brood(pool, sigma, n, strength, blur_passes, normalise_eps, gen).children;
 }
 
 void ExampleUnit::generation_step() {
   const auto t0 = Clock::now();
   const auto& sch = config_.schedule[static_cast<std::size_t>(layer_)];
+  const auto eps = config_.normalise_eps;
   const bool conv = layer_ < 3;
   for (auto& s : islands_) {
     auto gen = device_generator(net_.device(), config_.seed, Stream::example,
                                 {static_cast<std::uint64_t>(input_.batch), static_cast<std::uint64_t>(s.out.island),
                                  static_cast<std::uint64_t>(layer_), static_cast<std::uint64_t>(generation_ + 1)});
-    auto top = s.fit.topk(config_.parents, 1);  // elitism: the k best, best first (never re-scored)
-    s.parent_fit = std::get<0>(top);
-    s.parents = rows_of(s.pop, std::get<1>(top));
-    auto sig = spread(s.parents, conv);
-    const auto eps = config_.normalise_eps;
-    auto explorers = config_.exploratory > 0
-                         ? breed(s.parents, sig, config_.exploratory, sch.alpha * sch.boost, sch.blur, eps, gen)
-                         : s.parents.slice(1, 0, 0);
-    auto pool = at::cat({s.parents, explorers}, 1);
-    auto refiners = config_.refinement > 0
-                        ? breed(pool, at::cat({sig, spread(explorers, conv)}, 1), config_.refinement, sch.alpha, sch.blur, eps, gen)
-                        : s.parents.slice(1, 0, 0);
-    s.made = at::cat({explorers, refiners}, 1);
-    s.pop = at::Tensor();
+    auto top = s.pop.fitness().topk(config_.parents, 1);  // elitism: the k best, best first (never re-scored)
+    auto parents = s.pop.rows(std::get<1>(top));
+    auto sig = spread(parents, conv);
+    s.pop = Population{parents, {}, std::get<0>(top), {}};
+    Brood exp{parents.slice(1, 0, 0), sig.slice(1, 0, 0)}, ref = exp;
+    if (config_.exploratory > 0) exp = make_brood(parents, sig, config_.exploratory, sch.alpha * sch.boost, sch.blur, eps, gen);
+    if (config_.refinement > 0)  // bred from the parents and the new explorers
+      ref = make_brood(at::cat({parents, exp.children}, 1), at::cat({sig, exp.spread}, 1), config_.refinement, sch.alpha,
+                       sch.blur, eps, gen);
+    s.made = at::cat({exp.children, ref.children}, 1);
   }
   if (timed_ && islands_.front().made.is_cuda()) islands_.front().made.sum().item<float>();
   operator_seconds_ += since(t0);
@@ -272,9 +393,9 @@ void ExampleUnit::generation_step() {
   auto fit = score(made.size() == 1 ? made[0] : at::cat(made), e * static_cast<std::int64_t>(islands_.size()));
   for (std::size_t i = 0; i < islands_.size(); ++i) {
     auto& s = islands_[i];
-    s.pop = at::cat({s.parents, s.made}, 1);
-    s.fit = at::cat({s.parent_fit, fit.slice(0, static_cast<std::int64_t>(i) * e, static_cast<std::int64_t>(i + 1) * e)}, 1);
-    s.parents = s.parent_fit = s.made = at::Tensor();
+    s.pop.b = s.made;
+    s.pop.fb = fit.slice(0, static_cast<std::int64_t>(i) * e, static_cast<std::int64_t>(i + 1) * e);
+    s.made = at::Tensor();
     s.out.evaluations += e * n;
   }
 }
@@ -291,8 +412,8 @@ void ExampleUnit::migrate() {
   const auto k = std::min<std::int64_t>(m.migrants, config_.parents);
   std::vector<std::pair<at::Tensor, at::Tensor>> out;  // per island: genomes [E, k, ...], fitness [E, k]
   for (const auto& s : islands_) {
-    auto top = s.fit.topk(k, 1);
-    out.emplace_back(rows_of(s.pop, std::get<1>(top)), std::get<0>(top));
+    auto top = s.pop.fitness().topk(k, 1);
+    out.emplace_back(s.pop.rows(std::get<1>(top)), std::get<0>(top));
   }
   auto where = [&](std::int64_t island) {
     for (std::size_t i = 0; i < islands_.size(); ++i)
@@ -303,25 +424,23 @@ void ExampleUnit::migrate() {
     const auto a = where(src), b = where(dst);
     if (a < 0 || b < 0) fail("example search: migration edge ", src, "->", dst, " leaves the unit's islands");
     auto& d = islands_[static_cast<std::size_t>(b)];
-    auto worst = std::get<1>(d.fit.topk(k, 1, /*largest=*/false));
-    auto base = at::arange(d.fit.size(0), worst.options()).mul_(d.fit.size(1)).unsqueeze(1);
-    auto flat = (worst + base).flatten();
-    d.pop.flatten(0, 1).index_copy_(0, flat, out[static_cast<std::size_t>(a)].first.flatten(0, 1));
-    d.fit.flatten().index_copy_(0, flat, out[static_cast<std::size_t>(a)].second.flatten());
+    auto worst = std::get<1>(d.pop.fitness().topk(k, 1, /*largest=*/false));
+    d.pop.put(worst, out[static_cast<std::size_t>(a)].first, out[static_cast<std::size_t>(a)].second);
   }
 }
 
 void ExampleUnit::fix_layer() {
   const auto l = static_cast<std::size_t>(layer_);
   for (auto& s : islands_) {
-    auto best = s.fit.argmax(1, /*keepdim=*/true);
-    auto fixed = rows_of(s.pop, best).squeeze(1);
-    s.ce[l] = -s.fit.gather(1, best).squeeze(1);
+    auto fit = s.pop.fitness();
+    auto best = fit.argmax(1, /*keepdim=*/true);
+    auto fixed = s.pop.rows(best).squeeze(1);
+    s.ce[l] = -fit.gather(1, best).squeeze(1);
     s.out.targets[l] = fixed;
     s.out.history[l] = at::stack(s.hist).to(at::kCPU, at::kDouble);
     s.hist.clear();
     s.input = fixed;
-    s.pop = s.fit = at::Tensor();
+    s.pop = Population{};
   }
 }
 
@@ -337,7 +456,7 @@ void ExampleUnit::step() {
     ++generation_;
     migrate();
   }
-  for (auto& s : islands_) s.hist.push_back(-s.fit.amax(1).mean());
+  for (auto& s : islands_) s.hist.push_back(-s.pop.fitness().amax(1).mean());
   if (generation_ == config_.schedule[static_cast<std::size_t>(layer_)].generations) {
     fix_layer();
     ++layer_;

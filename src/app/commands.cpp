@@ -31,6 +31,8 @@
 #include "repsearch/io/rundir.hpp"
 #include "repsearch/mpi/archipelago.hpp"
 #include "repsearch/mpi/session.hpp"
+#include "repsearch/io/example_archive.hpp"
+#include "space.hpp"
 
 namespace repsearch::app {
 
@@ -41,6 +43,10 @@ namespace fs = std::filesystem;
 
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+}  // namespace
+
+bool stop_requested() { return g_stop_signal != 0; }
 
 // TERM, USR1 and a first INT (Ctrl-C) ask for a checkpoint at the next agreed generation; a second
 // INT kills as usual.
@@ -75,6 +81,8 @@ std::unique_ptr<io::RunLock> own_run_dir(const fs::path& out, bool resume, bool 
   std::cout << "[search] --overwrite: deleted " << existing << " in " << out.string() << std::endl;
   return lock;
 }
+
+namespace {
 
 // An unreadable checkpoint's error, with what can still be done: the previous checkpoint, if intact.
 Error with_previous_checkpoint(const std::string& ckpt_path, const std::string& message) {
@@ -204,7 +212,7 @@ double gpu_free_bytes(const at::Device& device) {
   return static_cast<double>(free);
 }
 
-int cmd_data(const Options& o) {
+int DatasetSpace::data(const Options& o) const {
   auto p = prepare(o, at::Device(at::kCPU), /*fitness_inputs=*/false);
   const auto& d = p.dataset;
   std::cout << "dataset " << d.name << " from " << d.data_dir << "\n";
@@ -281,8 +289,6 @@ int cmd_config(const Options& o) {
   return 0;
 }
 
-namespace {
-
 // Refuses a resume whose config differs from the checkpoint's in a key that may not change (every
 // rank reads the small header), before any data is loaded.
 void check_resume_config(const Options& o, const std::string& ckpt_path) {
@@ -313,6 +319,8 @@ void check_resume_config(const Options& o, const std::string& ckpt_path) {
                 "the keys 'repsearch search --help' lists; otherwise start a new run directory)");
 }
 
+namespace {
+
 // This rank's islands and the migration log from the checkpoint, into the run.
 void resume_from(SearchRun& run, const std::string& ckpt_path, const mpi::Communicator& comm, i64 n_islands,
                  const at::Device& device) {
@@ -325,9 +333,11 @@ void resume_from(SearchRun& run, const std::string& ckpt_path, const mpi::Commun
   run.resume(ck.generation, std::move(ck.islands), std::move(ck.migrations));
 }
 
+}  // namespace
+
 // Collective (host and device names are gathered); complete on rank 0.
-io::Provenance make_provenance(const Options& o, const mpi::Communicator& comm, const Fitness& fitness,
-                               const std::string& device) {
+io::Provenance make_provenance(const Options& o, const mpi::Communicator& comm, const std::string& fitness,
+                               const std::string& fitness_parameters, const std::string& device) {
   io::Provenance prov;
   static_cast<io::Origin&>(prov) = run_origin(o);
   prov.n_islands = o.get<i64>("islands");
@@ -336,18 +346,15 @@ io::Provenance make_provenance(const Options& o, const mpi::Communicator& comm, 
   gethostname(host, sizeof host - 1);
   prov.hosts = mpi::gather_joined(comm.get(), host);
   prov.devices = mpi::gather_joined(comm.get(), device);
-  prov.fitness = fitness.name();
-  prov.fitness_parameters = fitness.parameters();
+  prov.fitness = fitness;
+  prov.fitness_parameters = fitness_parameters;
   return prov;
 }
 
-// The run's checkpoints go to the io layer's writer (rank 0).
-struct CheckpointFile : CheckpointSink {
-  io::CheckpointWriter writer;
-  CheckpointFile(const std::string& path, const io::Provenance& prov, i64 generation) : writer(path, prov, generation) {}
-  void add(const IslandState& island) override { writer.add(island); }
-  void finish(const std::vector<MigrationEvent>& migrations) override { writer.finish(migrations); }
-};
+namespace {
+
+
+}  // namespace
 
 RunControl run_control(const Options& o, const std::string& ckpt_path) {
   RunControl c;
@@ -359,9 +366,11 @@ RunControl run_control(const Options& o, const std::string& ckpt_path) {
   c.elite_selection.mode = o.get<std::string>("elite-selection");
   c.elite_selection.tolerance = o.get<double>("elite-tolerance");
   c.checkpoint_path = ckpt_path;
-  c.stop_requested = [] { return g_stop_signal != 0; };
+  c.stop_requested = [] { return stop_requested(); };
   return c;
 }
+
+namespace {
 
 // Rank 0's opening lines: what runs where, and what the set-up cost.
 void print_start(const Options& o, const Prepared& p, const SearchConfig& sc, const std::string& where,
@@ -416,55 +425,34 @@ void write_search_archive(const std::string& path, const io::Provenance& prov, c
 
 }  // namespace
 
-int cmd_search(const Options& o) {
-  const auto started = std::chrono::steady_clock::now();
-  install_stop_handlers();  // a signal during a long set-up (minutes at n_s = all) still ends in a checkpoint
-  mpi::Communicator comm;   // main owns MPI; the library gets a duplicate whose errors come back as exceptions
-  mpi::set_stall_seconds(60.0 * o.get<double>("stall-minutes"));
-  const auto node = mpi::node_place(comm.get());
-  const int threads = o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads"))
-                                                 : std::max(1, node_cores() / node.ranks);
-  set_threads(threads);
-  const auto device = choose_device(o.get<std::string>("device"), node.rank);
-  const fs::path out = o.get<std::string>("out");
-  const auto archive_path = (out / "archive.h5").string(), ckpt_path = (out / "checkpoint.h5").string();
+int DatasetSpace::search(const Options& o, SearchStart& st) const {
+  const auto& comm = st.comm;
   const auto n_islands = o.get<i64>("islands");
-  const bool resume = o.vm["resume"].as<bool>(), overwrite = o.vm["overwrite"].as<bool>();
-  if (resume && overwrite)
-    throw OptionError("overwrite", "with --resume", "not with --resume",
-                      "options resume and overwrite: give one (--resume continues the run, --overwrite deletes it)");
-
-  std::unique_ptr<io::RunLock> lock;  // pre-flight, before any data is loaded: the writing rank owns the run directory
-  if (comm.rank() == 0) lock = own_run_dir(out, resume, overwrite, "repsearch search " + o.command_line);
-  if (resume) check_resume_config(o, ckpt_path);
-  auto p = prepare(o, device, /*fitness_inputs=*/false);
-  check_memory_plan(o, p, device, comm.rank(), comm.size(), node.ranks);
-  add_fitness_inputs(p, device);
+  auto p = prepare(o, st.device, /*fitness_inputs=*/false);
+  check_memory_plan(o, p, st.device, comm.rank(), comm.size(), st.node.ranks);
+  add_fitness_inputs(p, st.device);
   auto fitness = make_fitness(o.fitness(), p.fitness_data);
   const auto sc = o.search();
   const auto ctx = make_search_context(p.fitness_data.x_search, p.fitness_data.y_search, p.fitness_data.n_classes,
                                        p.fitness_data.x_val.size(0), sc);
   mpi::Archipelago arch(comm.get(), n_islands, sc, o.migration(), fitness, ctx);
-  const auto prov = make_provenance(o, comm, fitness, device.str() + "x" + std::to_string(threads) + "threads");
-
+  const auto prov = make_provenance(o, comm, fitness.name(), fitness.parameters(),
+                                    st.device.str() + "x" + std::to_string(st.threads) + "threads");
+  const auto& ckpt_path = st.ckpt_path;
   SearchRun run(arch, run_control(o, ckpt_path),
                 [&](i64 generation) { return std::make_unique<CheckpointFile>(ckpt_path, prov, generation); });
-  if (resume) resume_from(run, ckpt_path, comm, n_islands, device);
+  if (st.resume) resume_from(run, ckpt_path, comm, n_islands, st.device);
   else run.start();
-  if (comm.rank() == 0)
-    print_start(o, p, sc,
-                std::to_string(comm.size()) + " rank(s), " + std::to_string(threads) + " thread(s)/rank, " + device.str(),
-                fitness.name(), arch.generation(), started);
+  if (comm.rank() == 0) print_start(o, p, sc, st.where(), fitness.name(), arch.generation(), st.started);
   if (run.run() == SearchRun::Outcome::stopped) return kExitCheckpointed;
   const auto result = run.finish();
-  if (comm.rank() == 0) write_search_archive(archive_path, prov, p, result);
+  if (comm.rank() == 0) write_search_archive(st.archive_path, prov, p, result);
   run.report_cost(static_cast<double>(sc.population * p.splits.search.numel() * sc.dim * 4) / 1048576.0);
   return 0;
 }
 
-namespace {
 
-nlohmann::json inspect_archive(const std::string& path, bool print) {
+nlohmann::json DatasetSpace::inspect(const std::string& path, bool print) const {
   {
     auto a = io::read_archive(path);
     const auto& pv = a.provenance;
@@ -541,6 +529,12 @@ nlohmann::json inspect_archive(const std::string& path, bool print) {
   }
 }
 
+
+std::int64_t DatasetSpace::damaged(const nlohmann::json& j) const {
+  return j.contains("nonfinite_elites") ? static_cast<std::int64_t>(j["nonfinite_elites"].size()) : 0;
+}
+
+namespace {
 
 nlohmann::json inspect_results(const std::string& path, const io::Results& r, bool print) {
   nlohmann::json j = {{"path", path}, {"kind", r.kind}, {"model", r.model}, {"train_data", r.train_data},
@@ -629,7 +623,9 @@ int cmd_inspect(const Options& o) {
       results.emplace_back(path, io::read_results(path));
       all.push_back(inspect_results(path, results.back().second, !json));
     } else {
-      all.push_back(inspect_archive(path, !json));  // refuses anything else with the reader's message
+      // an archive of either space; anything else is refused with the reader's message
+      all.push_back(search_space(io::archive_space(path)).inspect(path, !json));
+      all.back()["space"] = io::archive_space(path);
     }
   }
   if (results.size() == 2) {
@@ -638,9 +634,9 @@ int cmd_inspect(const Options& o) {
   }
   if (json) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";
   for (const auto& item : all)
-    if (item.contains("nonfinite_elites") && !item["nonfinite_elites"].empty())
-      fail("inspect: ", item["path"].get<std::string>(), " holds elites with non-finite values (NaN or inf): ",
-           item["nonfinite_elites"].dump());
+    if (item.contains("space") && search_space(item["space"].get<std::string>()).damaged(item) > 0)
+      fail("inspect: ", item["path"].get<std::string>(), " holds damaged items (non-finite values, NaN or inf): ",
+           item.contains("nonfinite_elites") ? item["nonfinite_elites"].dump() : item.value("damaged", nlohmann::json()).dump());
   return 0;
 }
 

@@ -6,6 +6,13 @@
 #include "repsearch/core/fitness.hpp"
 #include "repsearch/io/dataset.hpp"
 #include "repsearch/io/provenance.hpp"
+#include "repsearch/io/rundir.hpp"
+#include "repsearch/core/search_run.hpp"
+#include "repsearch/io/archive.hpp"
+#include "repsearch/mpi/session.hpp"
+
+#include <filesystem>
+#include <memory>
 
 namespace repsearch::app {
 
@@ -32,7 +39,27 @@ std::string now_iso();
 // Where a file written by this command comes from: version, commit, time, command line, resolved config.
 io::Origin run_origin(const Options& options);
 std::string tensor_list(const at::Tensor& t, int precision = 4);
-int cmd_search(const Options& options);  // needs MPI initialised
+int cmd_search(const Options& options);  // needs MPI initialised; dispatches to the space (space.hpp)
+
+// The search's shared start (SearchStart, space.hpp) and run control.
+void install_stop_handlers();
+bool stop_requested();  // a stop signal was seen
+std::unique_ptr<io::RunLock> own_run_dir(const std::filesystem::path& out, bool resume, bool overwrite, const std::string& what);
+void check_resume_config(const Options& o, const std::string& ckpt_path);
+// Collective (host and device names are gathered); complete on rank 0.
+io::Provenance make_provenance(const Options& o, const mpi::Communicator& comm, const std::string& fitness,
+                               const std::string& fitness_parameters, const std::string& device);
+RunControl run_control(const Options& o, const std::string& ckpt_path);
+// The run's checkpoints go to the io layer's writer (rank 0).
+struct CheckpointFile : CheckpointSink {
+  io::CheckpointWriter writer;
+  CheckpointFile(const std::string& path, const io::Provenance& prov, std::int64_t generation) : writer(path, prov, generation) {}
+  void add(const IslandState& island) override { writer.add(island); }
+  void finish(const std::vector<MigrationEvent>& migrations) override { writer.finish(migrations); }
+};
+
+double host_memory_bytes(std::string* limit_source);
+double gpu_free_bytes(const at::Device& device);
 int cmd_inspect(const Options& options);
 int cmd_config(const Options& options);  // the resolved options, as INI text or one value
 

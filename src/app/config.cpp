@@ -203,9 +203,10 @@ const Group& general_group() {
     d.plain("help,h", "show this help")
      .bare("config,c", po::value<std::vector<S>>()->composing(), "INI config file (repeatable; later files win, the command line wins over all)")
      .opt<u64>("seed", 0, "seed of every random choice (splits, features, search, learners)")
+     .opt<S>("space", "example", "the search: example (the paper's: every training example's activations, layer by layer, through a frozen untrained CNN) | dataset (repsearch's own: one representation matrix Z for a search set at one cut layer)")  // checked by search_space() (space.cpp), the registry
      .opt<S>("dataset", "fashion-mnist", "fashion-mnist | mnist | cifar10 | cifar100", one_of(io::dataset_names()))
      .opt<S>("data-dir", "", "directory of the data set files (default: $REPSEARCH_DATA_DIR/<data set's folder> when set, else the data set's usual place)")
-     .opt<S>("search-size", "3000", "n_s: training examples whose representations are searched (S), or 'all': every training example not in V or H",
+     .opt<S>("search-size", "3000", "n_s: training examples whose representations are searched (S), or 'all': every training example (space=example) or every one not in V or H (space=dataset)",
              [](const Options& o, const S&) { o.splits(); })
      .opt<i64>("val-size", 2000, "|V|: validation pool the fitness draws minibatches from", positive())
      .opt<i64>("heldout-size", 2000, "|H|: held-out split that ranks elites, never seen by the fitness", positive())
@@ -301,16 +302,69 @@ const Group& search_group() {
   return g;
 }
 
+// Comma-separated values, one per frozen-network layer (block0, block1, block2, logits).
+template <class T>
+std::vector<T> per_layer(const Options& o, const std::string& key) {
+  const auto text = o.get<std::string>(key);
+  std::vector<T> out;
+  for (const auto& item : split_list(text)) {
+    std::size_t used = 0;
+    T v{};
+    try {
+      if constexpr (std::is_integral_v<T>) v = static_cast<T>(std::stoll(item, &used));
+      else v = static_cast<T>(std::stod(item, &used));
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || item.empty()) out.clear(), out.resize(5);  // a bad item: refused below
+    else out.push_back(v);
+  }
+  if (out.size() != 4)
+    throw OptionError(key, text, "4 comma-separated numbers (block0, block1, block2, logits)",
+                      detail::cat("option ", key, ": expected 4 comma-separated numbers, one per layer (block0, block1, block2, ",
+                                  "logits), found '", text, "'"));
+  return out;
+}
+
+const Group& example_group() {
+  static const Group& g = group("Example space (space = example: the paper's search)", [](Declare& d) {
+    d.opt<S>("net-width", "256", "channels of the frozen network's blocks: one number for all three, or three", check_widths)
+     .opt<S>("net-batchnorm", "identity", "BatchNorm in the untrained network: identity (eval mode of an untrained BatchNorm) | calibrated (statistics of the whitening images, fixed)", one_of(batchnorm_names()))
+     .opt<i64>("whiten-images", 5000, "first training images whose 2x2 patches fit the whitening conv", positive())
+     .opt<S>("layers", "all", "layers searched: all, or some of block0,block1,block2,logits (the others take the network's forward pass; one block alone: the paper's fitness-scaling runs)",
+             [](const Options& o, const S& k) { parse_layers(o.get<S>(k), "layers"); })
+     .opt<S>("layer-generations", "300,100,100,10", "generations per layer (block0, block1, block2, logits)", [](const Options& o, const S&) { validate(o.example_search()); })
+     .opt<S>("layer-alpha", "0.3,0.2,0.1,0.1", "mutation strength per layer: noise std / the parents' per-channel std")
+     .opt<S>("layer-boost", "5,3,3,1", "exploratory children's strength multiplier per layer")
+     .opt<S>("layer-blur", "5,1,1,0", "3x3 average-pooling passes on each child per layer (the logits take none)")
+     .opt<i64>("parents", 20, "k: per example, the best kept each generation (never re-scored)")
+     .opt<i64>("exploratory", 100, "children per example and generation with strength alpha x boost, bred from the parents")
+     .opt<i64>("refinement", 120, "children per example and generation with strength alpha, bred from the parents and explorers")
+     .opt<double>("init-noise", 0.5, "initial population: the layer's input + noise of this std relative to its per-channel std")
+     .opt<i64>("example-batch", 32, "examples per unit of work (a unit: one batch searched by one island); fixed by the config, so archives never depend on the device", positive())
+     .opt<i64>("eval-chunk", 256, "candidates per forward call of the frozen network (the last padded); lower it when memory is short", positive())
+     .opt<S>("targets-dtype", "float32", "float32 | float16: how the archive stores the targets (the softmax stays float32)", one_of({"float32", "float16"}))
+     .opt<i64>("diversity-examples", 1000, "first examples whose every island's targets the archive keeps", at_least(0, ">= 0"))
+     .opt<S>("neff", "per-example", "N_eff of the island bests: per-example (each example's, averaged) | pooled (the sums over examples)", one_of({"per-example", "pooled"}))
+     .opt<bool>("neff-centre", false, "N_eff: centre each example's candidates over the islands before the cosine similarities");
+  });
+  return g;
+}
+
 const Group& migration_group() {
   static const Group& g = group("Migration", [](Declare& d) {
     d.opt<S>("topology", "ring", "none | ring | full | random | graph",
              [](const Options& o, const S&) { mpi::validate(o.migration(), o.get<i64>("islands")); })
      .opt<S>("migration-edges", "", "graph: edges '0->1, 1->2:0.5' (weight = probability of use)")
-     .opt<i64>("migration-interval", 25, "generations between migrations (0: never)")
-     .opt<i64>("migrants", 1, "best individuals sent along each edge", [](const Options& o, const S& k) {
-       if (o.get<i64>(k) >= o.get<i64>("population"))
-         throw OptionError(k, std::to_string(o.get<i64>(k)), detail::cat("below population (", o.get<i64>("population"), ")"),
-                           detail::cat("option migrants: must be below population (", o.get<i64>("population"), "), found ",
+     .opt<i64>("migration-interval", 0, "generations between migrations (0: never; the islands are independent runs, the paper's setting)", at_least(0, ">= 0"))
+     .opt<i64>("migrants", 1, "best individuals sent along each edge (example space: per example)", [](const Options& o, const S& k) {
+       // the dataset space's island keeps one of its own; the example space sends from its parents
+       const bool example = o.get<S>("space") == "example";
+       const i64 limit = example ? o.get<i64>("parents") + 1 : o.get<i64>("population");
+       const char* what = example ? "at most parents" : "below population";
+       if (o.get<i64>(k) < 1 || o.get<i64>(k) >= limit)
+         throw OptionError(k, std::to_string(o.get<i64>(k)), detail::cat(">= 1 and ", what, " (", limit - (example ? 1 : 0), ")"),
+                           detail::cat("option migrants: must be >= 1 and ", what, " (", limit - (example ? 1 : 0), "), found ",
                                        o.get<i64>(k)));
      })
      .opt<bool>("migration-align", true, "Procrustes-align immigrants to the receiver's best");
@@ -324,7 +378,8 @@ const Group& run_group() {
      .opt<double>("checkpoint-minutes", 10, "minutes between checkpoints by rank 0's clock, taken by every rank a few generations later (0: none by time); a checkpoint is also written at the end and on SIGTERM/SIGUSR1", non_negative())
      .opt<S>("allow-change", "", "resume: comma-separated keys allowed to differ from the checkpoint's config; only keys that do not change what the archive means (see below)", check_allow_change)
      .opt<double>("stall-minutes", 30, "give up when the other ranks make no progress for this long (a stopped, lost or cut-off rank): every live rank reports it and the job exits 3", positive_real())
-     .opt<i64>("log-every", 1, "generations between progress lines", positive());
+     .opt<i64>("log-every", 1, "generations (example space: steps) between progress lines", positive())
+     .opt<bool>("keep-units", false, "example space: keep <out>/units/ (every island's targets of every example) once the archive is written");
   });
   return g;
 }
@@ -392,7 +447,7 @@ const Group& inspect_group() {
 // What config files (and an archive's config) may hold: the options of search, learn and sgd, in the
 // order of the resolved text that archives store and config_sha256 hashes.
 std::vector<const Group*> config_groups() {
-  return {&general_group(), &fitness_group(), &search_group(), &migration_group(), &learner_group(), &run_group()};
+  return {&general_group(), &example_group(), &fitness_group(), &search_group(), &migration_group(), &learner_group(), &run_group()};
 }
 
 po::options_description config_file_options() {
@@ -434,15 +489,15 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"data", "data: load the data set, build the S/V/H splits, print their sizes and class balance",
        {&general_group()}, {}, ""},
-      {"search", "search: island-model GA over the cut-layer representations of S; writes <out>/archive.h5",
-       {&general_group(), &fitness_group(), &search_group(), &migration_group(), &run_group(), &start_group()},
+      {"search", "search: the island-model search of representations (--space example: the paper's, per training example; dataset: repsearch's own); writes <out>/archive.h5",
+       {&general_group(), &example_group(), &fitness_group(), &search_group(), &migration_group(), &run_group(), &start_group()},
        {&learner_group()},
        "the archive stores them, and learn takes them from there (see 'repsearch learn --help')"},
       {"learn", "learn: train networks by regressing the cut layer onto an archive's elites, fit the head, evaluate",
        {&general_group(), &learn_group(), &learner_group()}, {}, ""},
       {"sgd", "sgd: the same network trained end to end with cross-entropy (the baseline)",
        {&general_group(), &learner_group()},
-       {&fitness_group(), &search_group(), &migration_group(), &run_group()},
+       {&example_group(), &fitness_group(), &search_group(), &migration_group(), &run_group()},
        "its results record the whole config, so a search's command line serves sgd too; dim, the split sizes and "
        "seed shape its network and data, the others only the record (see 'repsearch search --help')"},
       {"inspect", "inspect: summarise an archive or results file; two results files also give the CKA table of their trajectories",
@@ -451,7 +506,7 @@ const std::vector<Command>& commands() {
        "config: print the options as every command resolves them (defaults < --config files in order < command "
        "line); every option of search, learn and sgd is accepted (see their --help)",
        {&general_group(), &config_command_group()},
-       {&fitness_group(), &search_group(), &migration_group(), &run_group(), &start_group(), &learner_group()},
+       {&example_group(), &fitness_group(), &search_group(), &migration_group(), &run_group(), &start_group(), &learner_group()},
        "it resolves them for the commands that use them"},
   };
   return table;
@@ -618,7 +673,7 @@ std::string Options::sha256() const {
 
 std::vector<std::string> run_control_keys() {
   return {"out", "threads", "device", "checkpoint-interval", "checkpoint-minutes", "log-every", "data-dir", "allow-change",
-          "stall-minutes"};
+          "stall-minutes", "keep-units"};
 }
 
 std::vector<std::string> allow_change_keys() { return {"elites", "elite-selection", "elite-tolerance"}; }
@@ -687,6 +742,38 @@ SearchConfig Options::search() const {
   s.diversity_probe = get<i64>("diversity-probe");
   s.island_repulsion = get<double>("island-repulsion");
   return s;
+}
+
+NetConfig Options::net() const {
+  NetConfig n;
+  std::vector<i64> w;
+  for (const auto& v : split_list(get<std::string>("net-width"))) w.push_back(std::stoll(v));
+  if (w.size() == 1) w.assign(3, w.front());
+  if (w.size() != 3)
+    throw OptionError("net-width", get<std::string>("net-width"), "one width, or three (block0, block1, block2)");
+  n.widths = w;
+  n.batchnorm = get<std::string>("net-batchnorm");
+  n.whiten_images = get<i64>("whiten-images");
+  n.seed = get<u64>("seed");
+  return n;
+}
+
+ExampleSearchConfig Options::example_search() const {
+  ExampleSearchConfig c;
+  c.layers = parse_layers(get<std::string>("layers"), "layers");
+  const auto generations = per_layer<i64>(*this, "layer-generations");
+  const auto alpha = per_layer<double>(*this, "layer-alpha"), boost = per_layer<double>(*this, "layer-boost");
+  const auto blur = per_layer<i64>(*this, "layer-blur");
+  for (std::size_t l = 0; l < 4; ++l) c.schedule[l] = {generations[l], alpha[l], boost[l], blur[l]};
+  c.parents = get<i64>("parents");
+  c.exploratory = get<i64>("exploratory");
+  c.refinement = get<i64>("refinement");
+  c.init_noise = get<double>("init-noise");
+  c.islands = get<i64>("islands");
+  c.migration = migration();
+  c.seed = get<u64>("seed");
+  c.eval_chunk = get<i64>("eval-chunk");
+  return c;
 }
 
 mpi::MigrationConfig Options::migration() const {

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "repsearch/core/data.hpp"
+#include "repsearch/core/example_search.hpp"
+#include "repsearch/core/frozen_net.hpp"
 #include "repsearch/core/fitness.hpp"
 #include "repsearch/core/islands.hpp"
 #include "repsearch/core/models.hpp"
@@ -39,6 +41,8 @@ struct Options {
   FitnessConfig fitness() const;
   SearchConfig search() const;
   MigrationConfig migration() const;
+  NetConfig net() const;                      // the example space's frozen network
+  ExampleSearchConfig example_search() const;  // the example space's search
   ModelConfig model(const std::vector<std::int64_t>& input_shape, std::int64_t classes) const;  // cut = dim
   TrainConfig train() const;
 };

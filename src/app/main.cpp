@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "space.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/mpi/session.hpp"
 
@@ -84,6 +85,7 @@ int main(int argc, char** argv) {
     if (command == "inspect") return repsearch::app::cmd_inspect(o);
     if (command == "learn") return repsearch::app::cmd_learn(o);  // validates once the archive's config is in
     repsearch::app::validate(o);
+    repsearch::app::search_space(o.get<std::string>("space"));  // an unknown space: the registry's OptionError
     if (command == "config") return repsearch::app::cmd_config(o);
     if (command == "sgd") return repsearch::app::cmd_sgd(o);
     if (command == "data") return repsearch::app::cmd_data(o);

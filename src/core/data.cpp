@@ -33,6 +33,15 @@ Splits make_splits(std::int64_t n_train, SplitSizes s, std::uint64_t seed) {
   return out;
 }
 
+at::Tensor example_indices(std::int64_t n_train, std::int64_t n, std::uint64_t seed) {
+  if (n == SplitSizes::kAll) n = n_train;
+  if (n < 1 || n > n_train)
+    fail_option("search-size", n, detail::cat("in [1, ", n_train, "] or 'all' (the training set has ", n_train, " examples)"));
+  if (n == n_train) return at::arange(n_train, at::TensorOptions().dtype(at::kLong));
+  auto gen = make_generator(seed, Stream::splits, {0xE8A3u});
+  return std::get<0>(at::randperm(n_train, gen, at::TensorOptions().dtype(at::kLong)).slice(0, 0, n).sort());
+}
+
 at::Tensor Standardiser::apply(const at::Tensor& images) const {
   TORCH_CHECK(images.dim() == 4, "Standardiser::apply expects [N,C,H,W]");
   auto x = images.to(at::kFloat);

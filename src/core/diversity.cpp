@@ -129,7 +129,7 @@ std::vector<std::int64_t> furthest_apart(const at::Tensor& distance, std::int64_
   return chosen;
 }
 
-double mean_n_eff(const at::Tensor& x, const at::Tensor& keep, bool centre, bool pooled) {
+NEffParts n_eff_parts(const at::Tensor& x, const at::Tensor& keep, bool centre) {
   if (x.dim() != 3 || keep.dim() != 2 || keep.size(0) != x.size(0) || keep.size(1) != x.size(1))
     fail("n_eff: expected candidates [E, R, D] and keep [E, R], found ", x.sizes(), " and ", keep.sizes());
   auto v = x.to(at::kCPU, at::kDouble);
@@ -141,11 +141,15 @@ double mean_n_eff(const at::Tensor& x, const at::Tensor& keep, bool centre, bool
   auto norm = v.norm(2, -1, /*keepdim=*/true);
   auto u = at::where(norm > 1e-12, v / norm.clamp_min(1e-300), at::zeros_like(v)) * w;  // unit rows, kept only
   auto k = at::bmm(u, u.transpose(1, 2));                                    // [E, R, R]
-  auto trace = k.diagonal(0, 1, 2).sum(-1), sq = k.square().sum({1, 2});
-  auto used = sq > 0;
+  return {k.diagonal(0, 1, 2).sum(-1).square(), k.square().sum({1, 2})};
+}
+
+double mean_n_eff(const at::Tensor& x, const at::Tensor& keep, bool centre, bool pooled) {
+  const auto parts = n_eff_parts(x, keep, centre);
+  auto used = parts.sum_sq > 0;
   if (!used.any().item<bool>()) return std::numeric_limits<double>::quiet_NaN();
-  if (pooled) return (trace.square() * used).sum().item<double>() / sq.sum().item<double>();
-  return (trace.square() / sq.clamp_min(1e-300)).masked_select(used).mean().item<double>();
+  if (pooled) return parts.trace_sq.sum().item<double>() / parts.sum_sq.sum().item<double>();
+  return (parts.trace_sq / parts.sum_sq.clamp_min(1e-300)).masked_select(used).mean().item<double>();
 }
 
 double n_eff(const at::Tensor& x, bool centre) {

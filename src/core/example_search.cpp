@@ -486,4 +486,32 @@ std::vector<IslandUnit> ExampleUnit::results() const {
   return out;
 }
 
+MemoryPlan plan_example_memory(const FrozenNet& net, const ExampleSearchConfig& c, std::int64_t example_batch,
+                               std::int64_t islands_per_unit, double data_bytes) {
+  double largest = 0, widest = 0;  // a candidate at the largest searched layer; the widest activation
+  for (std::int64_t l = -1; l < FrozenNet::kLayers; ++l) {
+    const auto shape = l < 0 ? net.input_shape_of(0) : net.layer_shape(l);
+    double n = 1;
+    for (auto d : shape) n *= static_cast<double>(d);
+    widest = std::max(widest, n);
+    if (l >= 0 && c.searched(l)) largest = std::max(largest, n);
+  }
+  const double candidates = static_cast<double>(example_batch * islands_per_unit), f = 4.0;
+  const double pop = candidates * static_cast<double>(c.population()) * largest * f;
+  const double made = candidates * static_cast<double>(c.exploratory + c.refinement) * largest * f;
+  MemoryPlan plan;
+  const std::string lower = "example-batch (or islands that migrate: migration-interval 0 searches them one at a time)";
+  plan.items.push_back({"populations (survivors and children, at the largest searched layer)", pop, lower});
+  plan.items.push_back({"operators' temporaries (noise, breeding pool, parents' copies)", 2.0 * made, lower});
+  plan.items.push_back({"initial population's noisy inputs", candidates * static_cast<double>(c.population()) * widest * f, lower});
+  plan.items.push_back({"forward activations (one call of eval-chunk candidates)", 6.0 * static_cast<double>(c.eval_chunk) * widest * f,
+                        "eval-chunk"});
+  double params = 0;
+  for (const auto* list : {&net.parameters().conv1, &net.parameters().conv2})
+    for (const auto& t : *list) params += static_cast<double>(t.numel()) * f;
+  plan.items.push_back({"frozen network", params + static_cast<double>(net.parameters().head.numel()) * f, "net-width"});
+  plan.items.push_back({"data set and searched images", data_bytes, "search-size"});
+  return plan;
+}
+
 }  // namespace repsearch

@@ -72,18 +72,32 @@ SearchRun::Result SearchRun::write_checkpoint(bool keep_histories) {
 // The island bests' diversity is shown only on the lines of the generations it was computed for.
 void SearchRun::report(bool wait) {
   for (const auto& pr : islands_.poll_progress(wait)) {
-    char div[48] = "";
-    if (!std::isnan(pr.diversity)) std::snprintf(div, sizeof div, "  diversity %.3f", pr.diversity);
-    if (evals0_ < 0) evals0_ = pr.evaluations;
+    if (evals0_ < 0) {
+      evals0_ = pr.evaluations;
+      examples0_ = pr.examples;
+    }
     const double secs = seconds_since(t0_);
     const double rate = secs > 0 ? static_cast<double>(pr.evaluations - evals0_) / secs : 0.0;
     const double eta = pr.generation > g0_ ? secs / static_cast<double>(pr.generation - g0_) *
                                                  static_cast<double>(control_.generations - pr.generation)
                                            : NAN;
-    std::printf("[search] gen %5lld/%lld  best %.4f  mean %.4f  heldout %.4f%s  %.0f eval/s%s  ETA %s\n",
-                static_cast<long long>(pr.generation), static_cast<long long>(control_.generations), pr.best, pr.mean,
-                pr.heldout, div, rate, pr.nonfinite ? "  (non-finite scores seen)" : "",
-                format_duration(eta).c_str());
+    if (pr.examples_total > 0) {
+      char where[64] = "between units", ce[32] = "-";
+      if (!pr.layer.empty())
+        std::snprintf(where, sizeof where, "%s gen %lld/%lld", pr.layer.c_str(), static_cast<long long>(std::max<std::int64_t>(pr.layer_generation, 0)),
+                      static_cast<long long>(pr.layer_generations));
+      if (!std::isnan(pr.mean_best_ce)) std::snprintf(ce, sizeof ce, "%.4f", pr.mean_best_ce);
+      std::printf("[search] step %lld/%lld  %s  best CE %s  examples %lld/%lld (%.2f/s)  %.0f eval/s  ETA %s\n",
+                  static_cast<long long>(pr.generation), static_cast<long long>(control_.generations), where,
+                  ce, static_cast<long long>(pr.examples), static_cast<long long>(pr.examples_total),
+                  secs > 0 ? static_cast<double>(pr.examples - examples0_) / secs : 0.0, rate, format_duration(eta).c_str());
+    } else {
+      char div[48] = "";
+      if (!std::isnan(pr.diversity)) std::snprintf(div, sizeof div, "  diversity %.3f", pr.diversity);
+      std::printf("[search] gen %5lld/%lld  best %.4f  mean %.4f  heldout %.4f%s  %.0f eval/s%s  ETA %s\n",
+                  static_cast<long long>(pr.generation), static_cast<long long>(control_.generations), pr.best, pr.mean,
+                  pr.heldout, div, rate, pr.nonfinite ? "  (non-finite scores seen)" : "", format_duration(eta).c_str());
+    }
     std::fflush(stdout);
   }
 }
@@ -119,18 +133,18 @@ SearchRun::Outcome SearchRun::run() {
       if (stop) {
         write_checkpoint();
         if (root)
-          std::cout << "[search] stopped by signal at generation " << g << "; checkpoint " << control_.checkpoint_path
+          std::cout << "[search] stopped by signal at " << control_.step_name << " " << g << "; checkpoint " << control_.checkpoint_path
                     << " written; continue with --resume" << std::endl;
         return Outcome::stopped;
       }
       if (checkpoint_due(g, agreed)) {
         write_checkpoint();
         requested = false;
-        if (root) std::cout << "[search] checkpoint at generation " << g << ": " << control_.checkpoint_path << std::endl;
+        if (root) std::cout << "[search] checkpoint at " << control_.step_name << " " << g << ": " << control_.checkpoint_path << std::endl;
       }
     }
   } catch (const Stalled& e) {
-    throw Stalled("at generation " + std::to_string(islands_.generation()) + ": " + e.what() + "; " +
+    throw Stalled("at " + control_.step_name + " " + std::to_string(islands_.generation()) + ": " + e.what() + "; " +
                   (checkpoint_generation_ >= 0
                        ? "the newest checkpoint is " + control_.checkpoint_path + " (generation " +
                              std::to_string(checkpoint_generation_) + "): continue with --resume"

@@ -29,19 +29,6 @@ namespace {
 constexpr const char* kCheckpointRng =
     "counter-based: every stream derives from (seed, island, generation); no generator state";
 
-void write_provenance(Writer& w, hid_t root, const char* format, const Provenance& p,
-                      std::int64_t version = kFormatVersion) {
-  w.attr_string(root, "/", "format", format);
-  w.attr<std::int64_t>(root, "/", "format_version", version);
-  write_origin(w, root, p);
-  w.attr<std::int64_t>(root, "/", "n_islands", p.n_islands);
-  w.attr<std::int64_t>(root, "/", "n_ranks", p.n_ranks);
-  w.attr_string(root, "/", "hosts", p.hosts);
-  w.attr_string(root, "/", "devices", p.devices);
-  w.attr_string(root, "/", "fitness", p.fitness);
-  w.attr_string(root, "/", "fitness_parameters", p.fitness_parameters);
-}
-
 // The root attributes of a checkpoint as one text, whose CRC-32 is stored beside them: strings live in
 // HDF5's global heap, which carries no checksum of its own.
 std::uint64_t header_crc(const Provenance& p, std::int64_t generation) {
@@ -94,20 +81,6 @@ void write_migrations(Writer& w, const std::vector<MigrationEvent>& events) {
   w.vector("/migrations/destination", destination);
   w.vector("/migrations/uid", uid);
   w.vector("/migrations/fitness", fitness);
-}
-
-Provenance read_provenance(const Reader& r) {
-  Handle root = r.group("/");
-  const hid_t g = root.get();
-  Provenance p;
-  static_cast<Origin&>(p) = read_origin(r, g);
-  p.n_islands = r.attr<std::int64_t>(g, "/", "n_islands");
-  p.n_ranks = r.attr<std::int64_t>(g, "/", "n_ranks");
-  p.hosts = r.attr_string(g, "/", "hosts");
-  p.devices = r.attr_string(g, "/", "devices");
-  p.fitness = r.attr_string(g, "/", "fitness");
-  p.fitness_parameters = r.attr_string(g, "/", "fitness_parameters");
-  return p;
 }
 
 std::vector<HistoryRow> read_history(const Reader& r, const std::string& group) {
@@ -187,7 +160,7 @@ void write_archive(const std::string& path, const Archive& a) try {
   write_atomically(path, label, [&](Writer& w) {
     {
       Handle root = w.open_group("/");
-      write_provenance(w, root.get(), kArchiveFormat, a.provenance);
+      write_provenance(w, root.get(), kArchiveFormat, a.provenance, kFormatVersion);
     }
     // Each section is validated as it is written: a failure midway removes the temporary file.
     require_rank(label, "search_indices", a.search_indices, 1, "int64 [n_s]");

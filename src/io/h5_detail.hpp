@@ -159,8 +159,20 @@ struct H5Types {
   H5T_class_t cls;
 };
 
+// IEEE binary16, which HDF5 1.10 has no predefined type for (h5py reads it as float16). Never closed.
+inline hid_t half_type() {
+  static const hid_t type = [] {
+    const hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    if (t < 0 || H5Tset_fields(t, 15, 10, 5, 0, 10) < 0 || H5Tset_size(t, 2) < 0 || H5Tset_ebias(t, 15) < 0)
+      fail("[HDF5] cannot make the IEEE half-precision type");
+    return t;
+  }();
+  return type;
+}
+
 inline H5Types h5_types(at::ScalarType type) {
   switch (type) {
+    case at::kHalf: return {half_type(), half_type(), H5T_FLOAT};
     case at::kFloat: return {H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, H5T_FLOAT};
     case at::kDouble: return {H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, H5T_FLOAT};
     case at::kLong: return {H5T_NATIVE_INT64, H5T_STD_I64LE, H5T_INTEGER};
@@ -219,6 +231,7 @@ class Writer {
   Writer(hid_t file, std::string label, bool checksums = false)
       : file_(file), label_(std::move(label)), checksums_(checksums) {}
   const std::string& label() const { return label_; }
+  hid_t file() const { return file_; }
 
   Handle group(const std::string& path) {
     return own(H5Gcreate2(file_, path.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, label_,
@@ -733,6 +746,34 @@ inline Origin read_origin(const Reader& r, hid_t root) {
   o.config_sha256 = r.attr_string(root, "/", "config_sha256");
   o.seed = r.attr<std::uint64_t>(root, "/", "seed");
   return o;
+}
+
+// ---- the Provenance attributes of `/` (archives and checkpoints of both search spaces) ----------------
+
+inline void write_provenance(Writer& w, hid_t root, const char* format, const Provenance& p, std::int64_t version) {
+  w.attr_string(root, "/", "format", format);
+  w.attr<std::int64_t>(root, "/", "format_version", version);
+  write_origin(w, root, p);
+  w.attr<std::int64_t>(root, "/", "n_islands", p.n_islands);
+  w.attr<std::int64_t>(root, "/", "n_ranks", p.n_ranks);
+  w.attr_string(root, "/", "hosts", p.hosts);
+  w.attr_string(root, "/", "devices", p.devices);
+  w.attr_string(root, "/", "fitness", p.fitness);
+  w.attr_string(root, "/", "fitness_parameters", p.fitness_parameters);
+}
+
+inline Provenance read_provenance(const Reader& r) {
+  Handle root = r.group("/");
+  const hid_t g = root.get();
+  Provenance p;
+  static_cast<Origin&>(p) = read_origin(r, g);
+  p.n_islands = r.attr<std::int64_t>(g, "/", "n_islands");
+  p.n_ranks = r.attr<std::int64_t>(g, "/", "n_ranks");
+  p.hosts = r.attr_string(g, "/", "hosts");
+  p.devices = r.attr_string(g, "/", "devices");
+  p.fitness = r.attr_string(g, "/", "fitness");
+  p.fitness_parameters = r.attr_string(g, "/", "fitness_parameters");
+  return p;
 }
 
 }  // namespace repsearch::io::detail

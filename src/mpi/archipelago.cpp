@@ -62,6 +62,32 @@ std::vector<double> reduce_max(MPI_Comm comm, std::vector<double> values) {
   return rank == 0 ? out : values;
 }
 
+std::vector<std::int64_t> broadcast(MPI_Comm comm, std::vector<std::int64_t> values) {
+  std::int64_t n = static_cast<std::int64_t>(values.size());
+  MPI_Request req;
+  check(MPI_Ibcast(&n, 1, MPI_INT64_T, 0, comm, &req), "MPI_Ibcast");
+  wait_request(&req, "rank 0's list");
+  values.resize(static_cast<std::size_t>(n));
+  if (n == 0) return values;
+  check(MPI_Ibcast(values.data(), static_cast<int>(n), MPI_INT64_T, 0, comm, &req), "MPI_Ibcast");
+  wait_request(&req, "rank 0's list");
+  return values;
+}
+
+std::vector<std::int64_t> ranks_failing(MPI_Comm comm, bool ok) {
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+  std::int32_t mine = ok ? 0 : 1;
+  std::vector<std::int32_t> all(static_cast<std::size_t>(size));
+  MPI_Request req;
+  check(MPI_Iallgather(&mine, 1, MPI_INT32_T, all.data(), 1, MPI_INT32_T, comm, &req), "MPI_Iallgather");
+  wait_request(&req, "every rank's check");
+  std::vector<std::int64_t> out;
+  for (int r = 0; r < size; ++r)
+    if (all[static_cast<std::size_t>(r)]) out.push_back(r);
+  return out;
+}
+
 std::vector<std::int64_t> islands_of_rank(int rank, int ranks, std::int64_t n_islands) {
   std::vector<std::int64_t> out;
   for (std::int64_t i = rank; i < n_islands; i += ranks) out.push_back(i);
@@ -79,15 +105,14 @@ NodePlace node_place(MPI_Comm comm) {
 }
 
 struct Archipelago::Pending {
-  Sends sends;                                   // this rank's progress messages (buffers kept until sent)
-  std::map<std::int64_t, std::vector<Report>> reports;  // rank 0: generation -> islands' reports so far
-  std::vector<std::int64_t> posted;              // rank 0: generations announced, oldest first
-  std::vector<std::pair<MPI_Request, std::unique_ptr<std::uint32_t[]>>> agreements;  // in flight: request, {in, out}
+  ProgressChannel<Report> progress;
+  Agreement agreement;
+  explicit Pending(std::int64_t n_islands) : progress(kTagBests, n_islands) {}
 };
 
 Archipelago::Archipelago(MPI_Comm comm, std::int64_t n_islands, SearchConfig search, MigrationConfig migration,
                          const Fitness& fitness, const SearchContext& context)
-    : pending_(std::make_shared<Pending>()), comm_(comm), n_islands_(n_islands), search_(std::move(search)),
+    : pending_(std::make_shared<Pending>(n_islands)), comm_(comm), n_islands_(n_islands), search_(std::move(search)),
       migration_(std::move(migration)), fitness_(fitness), context_(context), algorithm_(make_algorithm(search_)) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
@@ -207,54 +232,22 @@ void Archipelago::migrate() {
 
 void Archipelago::post_progress(bool with_diversity) {
   Timer timer(mpi_seconds_);
-  auto& p = *pending_;
   for (const auto& s : islands_) {
     const auto& h = s.history.back();
     Report r{generation_, s.island, h.best, h.mean, h.heldout, h.evaluations, h.nonfinite, {}};
     if (with_diversity) r.probe_best = s.population[s.best_index()].index_select(0, context_.probe).cpu();
-    if (rank_ == 0) p.reports[generation_].push_back(std::move(r));
-    else p.sends.post(comm_, pack(r), 0, kTagBests);
+    pending_->progress.post(comm_, rank_, std::move(r));
   }
-  if (rank_ == 0) p.posted.push_back(generation_);
+  if (rank_ == 0) pending_->progress.posted(generation_);
 }
 
 std::vector<Progress> Archipelago::poll_progress(bool wait) {
   Timer timer(mpi_seconds_);
-  auto& p = *pending_;
-  if (wait) {
-    for (auto& a : p.agreements) wait_request(&a.first, "the stop/checkpoint agreement");
-    p.agreements.clear();
-  }
-  if (rank_ != 0) {
-    if (wait) p.sends.wait("progress reports to reach rank 0");
-    else p.sends.reap();
-    return {};
-  }
-  auto complete = [&](std::int64_t g) {
-    return static_cast<std::int64_t>(p.reports[g].size()) == n_islands_;
-  };
-  for (;;) {  // take what has arrived; when waiting, until the newest posted generation is complete
-    int flag = 0;
-    MPI_Message msg;
-    MPI_Status status;
-    const bool need = wait && !p.posted.empty() && !complete(p.posted.back());
-    auto probe = [&] {
-      check(MPI_Improbe(MPI_ANY_SOURCE, kTagBests, comm_, &flag, &msg, &status), "MPI_Improbe");
-      return flag != 0;
-    };
-    if (need) wait_until(probe, "progress reports from the other ranks");
-    else if (!probe()) break;
-    auto r = unpack<Report>(receive_message(&msg, &status, "a progress report"));
-    p.reports[r.generation].push_back(std::move(r));
-  }
+  if (wait) pending_->agreement.settle();
   std::vector<Progress> out;
-  while (!p.posted.empty() && complete(p.posted.front())) {
-    const auto g = p.posted.front();
-    p.posted.erase(p.posted.begin());
-    auto items = std::move(p.reports[g]);
-    p.reports.erase(g);
+  for (auto& items : pending_->progress.poll(comm_, rank_, wait)) {
     Progress pr;
-    pr.generation = g;
+    pr.generation = items.front().generation;
     pr.best = pr.heldout = -std::numeric_limits<double>::infinity();
     pr.diversity = std::numeric_limits<double>::quiet_NaN();
     std::vector<std::pair<std::int64_t, at::Tensor>> bests;
@@ -277,20 +270,11 @@ std::vector<Progress> Archipelago::poll_progress(bool wait) {
   return out;
 }
 
+static_assert(Agreement::kLag == Archipelago::kAgreeLag, "one lag for every search space");
+
 std::uint32_t Archipelago::agreed(std::uint32_t flags) {
   Timer timer(mpi_seconds_);
-  auto& pending = pending_->agreements;
-  auto v = std::make_unique<std::uint32_t[]>(2);
-  v[0] = flags;
-  v[1] = 0;
-  pending.emplace_back(MPI_REQUEST_NULL, std::move(v));
-  auto& [req, buf] = pending.back();
-  check(MPI_Iallreduce(&buf[0], &buf[1], 1, MPI_UINT32_T, MPI_BOR, comm_, &req), "MPI_Iallreduce");
-  if (static_cast<int>(pending.size()) <= kAgreeLag) return 0;
-  wait_request(&pending.front().first, "the stop/checkpoint agreement");
-  const auto out = pending.front().second[1];
-  pending.erase(pending.begin());
-  return out;
+  return pending_->agreement.agree(comm_, flags);
 }
 
 void Archipelago::for_each_state(const std::function<void(const IslandState&)>& sink) const {

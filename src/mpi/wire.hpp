@@ -9,6 +9,9 @@
 #include <climits>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <memory>
+#include <utility>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -231,12 +234,61 @@ inline std::vector<std::vector<char>> gather_items(MPI_Comm comm, std::vector<st
   return all;
 }
 
+// The lagged agreement on run-control flags: each call starts a bitwise OR over ranks of its flags and
+// returns the OR started kLag calls earlier (0 before), so every rank acts at the same step without
+// waiting for the others' current one. Every rank calls it at the same steps.
+class Agreement {
+ public:
+  static constexpr int kLag = 3;
+  std::uint32_t agree(MPI_Comm comm, std::uint32_t flags) {
+    auto v = std::make_unique<std::uint32_t[]>(2);
+    v[0] = flags;
+    v[1] = 0;
+    pending_.emplace_back(MPI_REQUEST_NULL, std::move(v));
+    auto& [req, buf] = pending_.back();
+    check(MPI_Iallreduce(&buf[0], &buf[1], 1, MPI_UINT32_T, MPI_BOR, comm, &req), "MPI_Iallreduce");
+    if (static_cast<int>(pending_.size()) <= kLag) return 0;
+    wait_request(&pending_.front().first, "the stop/checkpoint agreement");
+    const auto out = pending_.front().second[1];
+    pending_.erase(pending_.begin());
+    return out;
+  }
+  void settle() {  // completes the agreements in flight (before the run's final collectives)
+    for (auto& a : pending_) wait_request(&a.first, "the stop/checkpoint agreement");
+    pending_.clear();
+  }
+
+ private:
+  std::vector<std::pair<MPI_Request, std::unique_ptr<std::uint32_t[]>>> pending_;
+};
+
+// Progress reports to rank 0 that never hold a rank back: every rank posts its reports for a step and
+// returns at once; rank 0 hands back a step's reports once `expected` of them have arrived, oldest
+// first. Report: a message type with a `generation` field and a for_each_field schema.
+template <class Report>
+class ProgressChannel {
+ public:
+  ProgressChannel(int tag, std::int64_t expected) : tag_(tag), expected_(expected) {}
+  void post(MPI_Comm comm, int rank, Report r);
+  void posted(std::int64_t generation) { posted_.push_back(generation); }  // rank 0, after its own posts
+  // rank 0: complete steps, oldest first; wait: until every announced step is complete (and, on other
+  // ranks, until their reports are delivered).
+  std::vector<std::vector<Report>> poll(MPI_Comm comm, int rank, bool wait);
+
+ private:
+  int tag_;
+  std::int64_t expected_;
+  Sends sends_;
+  std::map<std::int64_t, std::vector<Report>> reports_;
+  std::vector<std::int64_t> posted_;
+};
+
 template <class T>
 struct IsVector : std::false_type {};
 template <class T>
 struct IsVector<std::vector<T>> : std::true_type {};
 
-constexpr int kTagStates = 32001, kTagEvents = 32002, kTagElites = 32003, kTagBests = 32004;
+constexpr int kTagStates = 32001, kTagEvents = 32002, kTagElites = 32003, kTagBests = 32004, kTagShards = 32005;
 
 struct Migrant {
   std::int64_t source = 0, destination = 0, generation = 0;
@@ -251,6 +303,15 @@ struct Report {
   double best = 0, mean = 0, heldout = 0;
   std::int64_t evaluations = 0, nonfinite = 0;
   at::Tensor probe_best;  // the island best's probe rows; undefined when diversity is not computed
+};
+
+// One rank's line of an example search's progress, for rank 0.
+struct ShardReport {
+  std::int64_t generation = 0, rank = 0;       // generation: the run's step
+  std::int64_t layer = -1, layer_generation = -1;  // where this rank's current unit stands (-1: none)
+  std::int64_t examples = 0, units = 0;        // finished by this rank in this run
+  std::int64_t evaluations = 0;                // cumulative, this run
+  double mean_best_ce = 0;                     // of the current unit's layer (NaN: no unit)
 };
 
 // The one schema of every message: its fields in visit order (an island's are for_each_island_field's,
@@ -274,6 +335,15 @@ void for_each_field(Message& m, Visit&& visit) {
     visit("uid", m.uid);
     visit("fitness", m.fitness);
     visit("genome", m.genome);
+  } else if constexpr (std::is_same_v<T, ShardReport>) {
+    visit("generation", m.generation);
+    visit("rank", m.rank);
+    visit("layer", m.layer);
+    visit("layer_generation", m.layer_generation);
+    visit("examples", m.examples);
+    visit("units", m.units);
+    visit("evaluations", m.evaluations);
+    visit("mean_best_ce", m.mean_best_ce);
   } else {
     static_assert(std::is_same_v<T, Report>, "for_each_field: no schema for this type");
     visit("generation", m.generation);
@@ -320,6 +390,43 @@ Message unpack(const std::vector<char>& b) {
     }
   });
   return m;
+}
+
+template <class Report>
+void ProgressChannel<Report>::post(MPI_Comm comm, int rank, Report r) {
+  if (rank == 0) reports_[r.generation].push_back(std::move(r));
+  else sends_.post(comm, pack(r), 0, tag_);
+}
+
+template <class Report>
+std::vector<std::vector<Report>> ProgressChannel<Report>::poll(MPI_Comm comm, int rank, bool wait) {
+  if (rank != 0) {
+    if (wait) sends_.wait("progress reports to reach rank 0");
+    else sends_.reap();
+    return {};
+  }
+  auto complete = [&](std::int64_t g) { return static_cast<std::int64_t>(reports_[g].size()) == expected_; };
+  for (;;) {  // take what has arrived; when waiting, until the newest announced step is complete
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status status;
+    const bool need = wait && !posted_.empty() && !complete(posted_.back());
+    auto probe = [&] {
+      check(MPI_Improbe(MPI_ANY_SOURCE, tag_, comm, &flag, &msg, &status), "MPI_Improbe");
+      return flag != 0;
+    };
+    if (need) wait_until(probe, "progress reports from the other ranks");
+    else if (!probe()) break;
+    auto r = unpack<Report>(receive_message(&msg, &status, "a progress report"));
+    reports_[r.generation].push_back(std::move(r));
+  }
+  std::vector<std::vector<Report>> out;
+  while (!posted_.empty() && complete(posted_.front())) {
+    out.push_back(std::move(reports_[posted_.front()]));
+    reports_.erase(posted_.front());
+    posted_.erase(posted_.begin());
+  }
+  return out;
 }
 
 }  // namespace repsearch::mpi::wire

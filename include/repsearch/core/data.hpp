@@ -22,6 +22,10 @@ struct SplitSizes {
 // Disjoint random subsets of [0, n_train), a function of (seed, sizes, n_train) alone.
 Splits make_splits(std::int64_t n_train, SplitSizes sizes, std::uint64_t seed);
 
+// The example space's searched examples: the first `n` of a seeded permutation of [0, n_train), in
+// increasing order (kAll: every training example). A function of (seed, n, n_train) alone.
+at::Tensor example_indices(std::int64_t n_train, std::int64_t n, std::uint64_t seed);
+
 // Per-channel statistics of images [N, C, H, W]; fitted on training images only.
 struct Standardiser {
   at::Tensor mean;  // [C] float32

@@ -56,5 +56,11 @@ double n_eff(const at::Tensor& x, bool centre = false);
 // entropy of the sums over examples, (sum_e (sum_i K_ii)^2) / (sum_e sum_ij K_ij^2). NaN when no
 // example keeps a row.
 double mean_n_eff(const at::Tensor& x, const at::Tensor& keep, bool centre = false, bool pooled = false);
+// The parts both variants are made of, per example: (sum_i K_ii)^2 and sum_ij K_ij^2 ([E] float64
+// CPU; both 0 for an example that keeps no row), so that sums over batches give the same means.
+struct NEffParts {
+  at::Tensor trace_sq, sum_sq;
+};
+NEffParts n_eff_parts(const at::Tensor& x, const at::Tensor& keep, bool centre = false);
 
 }  // namespace repsearch

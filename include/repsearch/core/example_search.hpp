@@ -18,6 +18,7 @@
 
 #include "repsearch/core/frozen_net.hpp"
 #include "repsearch/core/islands.hpp"
+#include "repsearch/core/search.hpp"
 
 namespace repsearch {
 
@@ -127,6 +128,11 @@ class ExampleUnit {
   double forward_seconds_ = 0, operator_seconds_ = 0, seconds_ = 0;
   bool timed_ = true;
 };
+
+// What one rank of an example search holds at once (one unit, the data, the network), item by item,
+// before anything is allocated; `islands_per_unit` is 1 for independent islands, all when they migrate.
+MemoryPlan plan_example_memory(const FrozenNet& net, const ExampleSearchConfig& config, std::int64_t example_batch,
+                               std::int64_t islands_per_unit, double data_bytes);
 
 // The operators, exposed for tests and benches (x: candidates [..., C, H, W] or logits [..., classes]).
 at::Tensor blur(const at::Tensor& x, std::int64_t passes);                 // repeated 3x3 average pooling

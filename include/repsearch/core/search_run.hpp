@@ -23,6 +23,11 @@ struct Progress {  // over all islands; meaningful on the root
   // computed (not posted with_diversity, or a single island)
   double best = 0, mean = 0, heldout = 0, diversity = 0;
   std::int64_t evaluations = 0, nonfinite = 0;
+  // The example space's (examples_total > 0): where rank 0's current unit stands, the examples stored
+  // so far over all ranks, and the mean best cross-entropy of the units in progress.
+  std::string layer;
+  std::int64_t layer_generation = -1, layer_generations = 0, examples = 0, examples_total = 0;
+  double mean_best_ce = 0;
 };
 
 // Islands spread over processes, seen by the loop. Every method marked collective is called by every
@@ -66,6 +71,7 @@ struct RunControl {
   std::int64_t elites = 1;
   EliteSelection elite_selection;
   std::string checkpoint_path;           // named in messages only
+  std::string step_name = "generation";  // what one step is called in messages
   std::function<bool()> stop_requested;  // polled every generation on every process (a signal seen)
 };
 
@@ -106,7 +112,7 @@ class SearchRun {
   std::int64_t checkpoint_generation_ = -1;
   std::chrono::steady_clock::time_point t0_, last_checkpoint_;
   double mpi0_ = 0, migration0_ = 0, loop_peak_mib_ = 0;
-  std::int64_t g0_ = 0, evals0_ = -1;
+  std::int64_t g0_ = 0, evals0_ = -1, examples0_ = 0;
 };
 
 // "h:mm:ss"; "?" for a negative or non-finite duration.

@@ -37,6 +37,11 @@ std::string gather_joined(MPI_Comm comm, const std::string& mine);
 // Rank 0: the element-wise maximum of `values` over ranks; other ranks get their own values back.
 std::vector<double> reduce_max(MPI_Comm comm, std::vector<double> values);
 
+// Every rank gets rank 0's `values` (the others' are ignored).
+std::vector<std::int64_t> broadcast(MPI_Comm comm, std::vector<std::int64_t> values);
+// Every rank: the ranks (in order) where `ok` is false; empty when it holds everywhere.
+std::vector<std::int64_t> ranks_failing(MPI_Comm comm, bool ok);
+
 std::vector<std::int64_t> islands_of_rank(int rank, int ranks, std::int64_t n_islands);
 // This rank's place on its node: index (for choosing a GPU) and how many ranks share the node
 // (for dividing its cores).

@@ -242,11 +242,15 @@ void ExampleUnit::init_population(Island& s) {
   auto sigma = channel_std(u).unsqueeze(-1).unsqueeze(-1).unsqueeze(1);
   auto noise = at::randn(cat_shape({e, p - 1}, u.sizes().slice(1)), gen, u.options()).mul_(sigma * config_.init_noise);
   auto noisy = at::cat({u.unsqueeze(1), u.unsqueeze(1) + noise}, 1);  // member 0: the input itself
+  operator_seconds_ += since(t0);
+  const auto t1 = Clock::now();  // propagating the noisy inputs through the layer: the network's time
   auto cand = chunked(noisy.flatten(0, 1), config_.eval_chunk, [&](const at::Tensor& c) { return net_.layer(layer_, c); })
                   .contiguous();
+  forward_seconds_ += since(t1);
+  const auto t2 = Clock::now();
   cand = layer_ < 3 ? normalise_candidates(cand, config_.normalise_eps) : cand - cand.mean(-1, /*keepdim=*/true);
   s.pop = Population{cand.view(cat_shape({e, p}, cand.sizes().slice(1))), {}, {}, {}};
-  operator_seconds_ += since(t0);
+  operator_seconds_ += since(t2);
   s.pop.fa = score(s.pop.a, e);
   s.out.evaluations += e * p;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up repsearch and run the main job on the default data (Fashion-MNIST, configs/fashion_mnist.ini):
+# Set up repsearch and run the main job on the default data (Fashion-MNIST, configs/fashion_mnist_dataset.ini):
 # the splits, the island-model search under MPI, networks learned from every elite, the SGD baseline,
 # and the comparison (accuracies, ensembles, CKA of the trajectories).
 set -euo pipefail
@@ -9,7 +9,7 @@ usage() {
 Usage: launch/quickstart.sh [--ranks N] [--generations G] [SEARCH_OPTION...]
 
 Runs launch/setup.sh (installs what is missing, builds), then on Fashion-MNIST with
-configs/fashion_mnist.ini (run directory runs/fashion_mnist, or --out):
+configs/fashion_mnist_dataset.ini (run directory runs/fashion_mnist, or --out):
   1. repsearch data      the search/validation/held-out splits and their class balance
   2. repsearch search    the island-model GA under mpirun (N ranks, 1 thread/rank), through
                          launch/search.sh: Ctrl-C checkpoints (exit 75); a rerun replaces an earlier
@@ -64,7 +64,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 build_dir="${REPSEARCH_BUILD_DIR:-build}"
 repsearch="$build_dir/repsearch"
-config=configs/fashion_mnist.ini
+config=configs/fashion_mnist_dataset.ini
 run_dir=runs/fashion_mnist   # the config's 'out', unless --out is passed on to search
 for ((i = 0; i < ${#search_extra[@]}; i++)); do
   case "${search_extra[i]}" in

@@ -552,10 +552,6 @@ TEST_CASE("cost: the MPI share is a share of the rank's own time") {
   REQUIRE_MESSAGE(std::regex_search(r.output, m, share), r.output);
   CHECK(std::stod(m[1]) <= 100.0);
   CHECK(std::stod(m[1]) > 0.0);  // two ranks exchange migrants and gather checkpoints
-  // One rank writing a checkpoint every generation: the writing is disk time, not MPI time (it was
-  // ~10% of this run when the checkpoint's writer was timed with the gather that feeds it; ~1% now).
-  auto one = run(search(dir.file("one"), "--checkpoint-interval 1"));
-  REQUIRE_MESSAGE(one.status == 0, one.output);
-  REQUIRE_MESSAGE(std::regex_search(one.output, m, share), one.output);
-  CHECK_MESSAGE(std::stod(m[1]) < 5.0, one.output);
+  // That checkpoint writing is not counted as MPI time is tested structurally in test_mpi.cpp (no
+  // share threshold here: a loaded machine moves the share).
 }

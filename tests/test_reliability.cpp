@@ -272,6 +272,34 @@ TEST_CASE("errors: a failure on rank 1 is printed with its rank and host, and th
   CHECK(has(r, "no island 1"));
 }
 
+TEST_CASE("errors: ranks started with different configs are refused before any work, naming the key and ranks") {
+  TempDir dir("repsearch_rel_mpmd");
+  const auto out = dir.file("run");
+  // MPMD: one mpirun, two programs that differ in one option.
+  const std::string mpmd = "mpirun --oversubscribe --allow-run-as-root -np 1 ";
+  for (const std::string extra : {"--population 10", "--dim 8"}) {
+    CAPTURE(extra);
+    auto r = run(mpmd + search(out) + " : -np 1 " + search(out, extra));
+    CHECK(r.status == 2);
+    const std::string key = extra.substr(2, extra.find(' ') - 2), value = extra.substr(extra.find(' ') + 1);
+    const std::string smoke = key == "dim" ? "16" : "8";  // configs/smoke.ini
+    CHECK_MESSAGE(has(r, "ranks disagree on the config: rank 1 has " + key + " = " + value + ", rank 0 has " + key +
+                             " = " + smoke),
+                  r.output);
+    CHECK_FALSE(has(r, "internal error"));
+    CHECK_FALSE(has(r, "memory plan"));  // refused before any data was loaded
+    CHECK(r.output.find("ranks disagree") == r.output.rfind("ranks disagree"));  // rank 0 alone reports it
+    CHECK_FALSE(fs::exists(out + "/checkpoint.h5"));
+    CHECK_FALSE(fs::exists(out + "/archive.h5"));
+  }
+  // --resume on one rank only is a difference too; per-rank keys (threads) are not.
+  auto flags = run(mpmd + search(out, "--generations 2") + " : -np 1 " + search(out, "--generations 2 --resume"));
+  CHECK(flags.status == 2);
+  CHECK_MESSAGE(has(flags, "rank 1 has resume = true, rank 0 has resume = false"), flags.output);
+  auto threads = run(mpmd + search(out, "--generations 2 --threads 1") + " : -np 1 " + search(out, "--generations 2 --threads 2"));
+  CHECK_MESSAGE(threads.status == 0, threads.output);
+}
+
 TEST_CASE("preflight: an impossible --out fails before any data is loaded or any generation runs") {
   TempDir dir("repsearch_rel_preflight");
   const auto file = dir.file("a_file");

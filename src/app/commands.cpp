@@ -102,6 +102,25 @@ std::string value_of(const std::string& resolved, const std::string& key) {
   return "(absent)";
 }
 
+// Before any work: every rank resolved the same config, or an OptionError (rank 0; the others leave
+// quietly) naming the first key where a rank differs from rank 0, with both values.
+void check_ranks_agree(const Options& o, const mpi::Communicator& comm) {
+  const auto texts = mpi::texts_unless_equal(comm.get(), rank_agreed_text(o));
+  if (!texts.empty() && comm.rank() != 0) throw ReportedByRankZero("the ranks' configs differ");
+  for (std::size_t r = 1; r < texts.size(); ++r) {
+    const auto keys = differing_keys(texts[0], texts[r]);
+    if (keys.empty()) continue;
+    const auto& k = keys.front();
+    std::string all;
+    for (const auto& key : keys) all += (all.empty() ? "" : ", ") + key;
+    fail_option(k, value_of(texts[r], k), "'" + value_of(texts[0], k) + "', as on rank 0",
+                "ranks disagree on the config: rank ", r, " has ", k, " = ", value_of(texts[r], k), ", rank 0 has ", k,
+                " = ", value_of(texts[0], k), " (keys that differ between them: ", all,
+                "); every rank of a search must be given the same options and --config files (only threads, device ",
+                "and data-dir may differ)");
+  }
+}
+
 }  // namespace
 
 // LibTorch's intra-op pool and OpenBLAS's own pool (libopenblas0-pthread ignores OpenMP settings).
@@ -421,6 +440,7 @@ int cmd_search(const Options& o) {
   install_stop_handlers();  // a signal during a long set-up (minutes at n_s = all) still ends in a checkpoint
   mpi::Communicator comm;   // main owns MPI; the library gets a duplicate whose errors come back as exceptions
   mpi::set_stall_seconds(60.0 * o.get<double>("stall-minutes"));
+  check_ranks_agree(o, comm);
   const auto node = mpi::node_place(comm.get());
   const int threads = o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads"))
                                                  : std::max(1, node_cores() / node.ranks);

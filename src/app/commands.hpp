@@ -3,6 +3,7 @@
 
 #include "config.hpp"
 #include "repsearch/core/data.hpp"
+#include "repsearch/core/error.hpp"
 #include "repsearch/core/fitness.hpp"
 #include "repsearch/io/dataset.hpp"
 #include "repsearch/io/provenance.hpp"
@@ -35,6 +36,11 @@ std::string tensor_list(const at::Tensor& t, int precision = 4);
 int cmd_search(const Options& options);  // needs MPI initialised
 int cmd_inspect(const Options& options);
 int cmd_config(const Options& options);  // the resolved options, as INI text or one value
+
+// An error every rank found alike, which rank 0 reports: the others leave quietly (main).
+struct ReportedByRankZero : Error {
+  using Error::Error;
+};
 
 // Exit code of a search stopped by SIGTERM/SIGUSR1 after writing its checkpoint (EX_TEMPFAIL):
 // schedulers requeue, `--resume` continues.

@@ -621,6 +621,19 @@ std::vector<std::string> run_control_keys() {
           "stall-minutes"};
 }
 
+std::vector<std::string> per_rank_keys() { return {"threads", "device", "data-dir"}; }
+
+std::string rank_agreed_text(const Options& o) {
+  std::istringstream in(o.resolved());
+  std::string line, text;
+  const auto own = per_rank_keys();
+  while (std::getline(in, line))
+    if (std::find(own.begin(), own.end(), line.substr(0, line.find(" = "))) == own.end()) text += line + "\n";
+  for (const char* flag : {"resume", "overwrite"})
+    if (o.vm.count(flag)) text += std::string(flag) + " = " + value_text(o.vm.at(flag)) + "\n";
+  return text;
+}
+
 std::vector<std::string> allow_change_keys() { return {"elites", "elite-selection", "elite-tolerance"}; }
 
 SplitSizes Options::splits() const {

@@ -55,6 +55,11 @@ Options parse_options(const std::string& command, const std::vector<std::string>
 void validate(const Options& options);
 // Keys that say where and how a run reports, not what it computes.
 std::vector<std::string> run_control_keys();
+// Keys the ranks of one search may resolve differently: where each finds its data, what it computes on.
+std::vector<std::string> per_rank_keys();
+// What every rank of a search must resolve alike: the resolved text less per_rank_keys(), and the
+// start flags (resume, overwrite).
+std::string rank_agreed_text(const Options& options);
 // Keys whose values may change when resuming (e.g. generations); others must match.
 std::vector<std::string> resume_mutable_keys();
 // Keys --allow-change may add on a resume: they change only how the final archive is collected, so

@@ -95,6 +95,10 @@ int main(int argc, char** argv) {
     // Every failing rank says so itself, with its place: on a cluster the reason may exist on one node only.
     const bool stalled = dynamic_cast<const repsearch::Stalled*>(&e) != nullptr;
     const int code = stalled ? 3 : 2;
+    if (mpi && dynamic_cast<const repsearch::app::ReportedByRankZero*>(&e) != nullptr) {
+      mpi->finalize();  // waits there for rank 0's report and abort, so that one rank speaks
+      return code;
+    }
     std::string where;
     if (mpi && mpi->size() > 1)
       where = " on rank " + std::to_string(mpi->rank()) + " of " + std::to_string(mpi->size()) + " (host " + host_name() + ")";

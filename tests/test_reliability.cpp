@@ -376,11 +376,15 @@ TEST_CASE("allow-change: structural keys are refused; an allowed change is what 
     auto old = run(search(out, "--resume --generations 5"));
     CHECK_MESSAGE(old.status == 0, old.output);
   }
-  auto ok = run(search(out, "--resume --generations 6 --elites 2 --allow-change elites"));
+  // The list is read once, spaces trimmed: what validation accepts is what the resume allows.
+  CHECK(repsearch::app::parse_options("search", {"--allow-change", " elites ,  elite-selection,"}).allowed_changes() ==
+        std::vector<std::string>{"elites", "elite-selection"});
+  auto ok = run(search(out, "--resume --generations 6 --elites 2 --elite-selection diverse --allow-change 'elites, elite-selection'"));
   REQUIRE_MESSAGE(ok.status == 0, ok.output);
   auto a = io::read_archive(out + "/archive.h5");
   CHECK(a.representations.size(0) == 2);
   CHECK(a.provenance.config.find("elites = 2\n") != std::string::npos);
+  CHECK(a.provenance.config.find("elite-selection = diverse\n") != std::string::npos);
   auto help = run(binary() + " search --help");
   CHECK(has(help, "--allow-change may add: elites"));
 }

@@ -315,8 +315,7 @@ void check_resume_config(const Options& o, const std::string& ckpt_path) {
   }
   const auto resolved = o.resolved();
   auto allowed = resume_mutable_keys();
-  std::stringstream extra(o.get<std::string>("allow-change"));
-  for (std::string k; std::getline(extra, k, ',');) allowed.push_back(k);
+  for (const auto& k : o.allowed_changes()) allowed.push_back(k);
   std::string diffs, first;  // OptionError's fields: the first differing key, now and in the checkpoint
   for (const auto& k : differing_keys(head.provenance.config, resolved)) {
     // An option added since that checkpoint was written, left at its default: the run it continues.

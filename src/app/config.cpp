@@ -57,12 +57,19 @@ std::string value_text(const po::variable_value& v) {
   return "?";
 }
 
+std::string trimmed(const std::string& s) {
+  const auto a = s.find_first_not_of(" \t\r");
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(" \t\r") - a + 1);
+}
+
+// The one reader of comma-separated options: items trimmed of spaces, empty items dropped.
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    item.erase(std::remove_if(item.begin(), item.end(), ::isspace), item.end());
+    item = trimmed(item);
     if (!item.empty()) out.push_back(item);
   }
   return out;
@@ -406,7 +413,7 @@ po::options_description config_file_options() {
 void check_allow_change(const Options& o, const std::string& key) {
   const auto automatic = resume_mutable_keys(), extra = allow_change_keys();
   const auto known = config_file_options();
-  for (const auto& name : split_list(o.get<std::string>(key))) {
+  for (const auto& name : o.allowed_changes()) {
     if (!known.find_nothrow(name, false))
       throw OptionError(key, name, "option names such as elites",
                         "option allow-change: unknown key '" + name + "' (expected option names such as elites)");
@@ -596,6 +603,8 @@ std::string Options::resolved() const {
   }
   return os.str();
 }
+
+std::vector<std::string> Options::allowed_changes() const { return split_list(get<std::string>("allow-change")); }
 
 std::string sha256_hex(const std::string& text) {
   unsigned char md[EVP_MAX_MD_SIZE];

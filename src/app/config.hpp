@@ -32,6 +32,9 @@ struct Options {
   // Every config option with its value, one `key = value` line each, in a fixed order: the text that
   // archives store and that config_sha256 hashes.
   std::string resolved() const;
+  // The keys --allow-change names (comma-separated, spaces trimmed): what validate() checks is what
+  // the resume allows.
+  std::vector<std::string> allowed_changes() const;
   // SHA-256 of the resolved text without the run-control keys: equal for runs that compute the same.
   std::string sha256() const;
 

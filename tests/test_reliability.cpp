@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <functional>
 #include <regex>
 #include <stdexcept>
@@ -108,6 +109,64 @@ repsearch::OptionError option_error(const std::string& command, const std::vecto
 }
 
 }  // namespace
+
+namespace {
+
+std::string shell_quoted(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+}  // namespace
+
+TEST_CASE("config: INI values read back as written, whatever characters they hold") {
+  namespace app = repsearch::app;
+  const std::vector<std::string> values = {
+      "a#b", "a;b", "  lead and trail  ", "k = v", "\"quoted\"", "\"", "back\\slash\\", "a\\", "\\n literal",
+      "#", "tab\there", "new\nline", "ünïcødé ✓", "=", "", "plain/path"};
+  for (const auto& v : values) {
+    CAPTURE(v);
+    const auto text = app::parse_options("config", {"--out", v}).resolved();
+    auto back = app::parse_options("config", {});
+    app::add_config_text(back, text, "the resolved text");  // the path of an archive's stored config
+    CHECK(back.value("out") == v);
+    CHECK(back.resolved() == text);
+  }
+  // Through files and the program: config's output, read back with --config, gives the value itself.
+  TempDir dir("repsearch_rel_ini");
+  for (const std::string v : {"a#b", "x; y = \"z\" \\ # w ", " ünï "}) {
+    CAPTURE(v);
+    const auto ini = dir.file("round.ini");
+    auto w = run(binary() + " config --out " + shell_quoted(v) + " > " + ini);
+    REQUIRE_MESSAGE(w.status == 0, w.output);
+    auto r = run(binary() + " config --config " + ini + " --get out");
+    CHECK(r.output == v + "\n");
+  }
+  // Hand-written files: an unquoted # still starts a comment; a broken quote names file and line.
+  write_file(dir.file("hand.ini"), "out = runs/x   # where\ndata-dir = \"/d#1\"  # quoted\n");
+  CHECK(run(binary() + " config --config " + dir.file("hand.ini") + " --get out").output == "runs/x\n");
+  CHECK(run(binary() + " config --config " + dir.file("hand.ini") + " --get data-dir").output == "/d#1\n");
+  write_file(dir.file("broken.ini"), "dim = 8\nout = \"runs/x\n");
+  auto b = run(binary() + " config --config " + dir.file("broken.ini"));
+  CHECK(b.status == 2);
+  CHECK_MESSAGE(has(b, dir.file("broken.ini") + ": line 2: quoted value without its closing quote"), b.output);
+}
+
+TEST_CASE("config: an archive's stored config reads back to the data directory it was searched with") {
+  TempDir dir("repsearch_rel_ini_archive");
+  const char* env = std::getenv("REPSEARCH_DATA_DIR");
+  const std::string data = env ? std::string(env) + "/fashion-mnist" : std::string(REPSEARCH_FMNIST_DIR);
+  const auto odd = dir.file("da#ta; \"x\" = y");
+  fs::create_directory_symlink(data, odd);
+  const auto out = dir.file("run");
+  auto s = run(search(out, "--generations 2 --data-dir " + shell_quoted(odd)));
+  REQUIRE_MESSAGE(s.status == 0, s.output);
+  // learn takes the data directory from the archive's config only.
+  auto l = run("env -u REPSEARCH_DATA_DIR " + binary() + " learn --archive " + out + "/archive.h5 --epochs 1 --probe-size 10");
+  CHECK_MESSAGE(l.status == 0, l.output);
+  CHECK_FALSE(has(l, "error"));
+}
 
 TEST_CASE("config: option errors carry the option, the value given and what it may be; file errors the file") {
   auto e = option_error("search", {"--population", "1"});

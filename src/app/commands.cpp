@@ -293,10 +293,9 @@ int cmd_config(const Options& o) {
     return 0;
   }
   const auto key = o.get<std::string>("get");
-  const auto value = value_of(resolved, key);
-  if (value == "(absent)")
+  if (value_of(resolved, key) == "(absent)")
     throw OptionError("get", key, "an option's name", detail::cat("option get: no option '", key, "' (see 'repsearch config')"));
-  std::cout << value << "\n";
+  std::cout << o.value(key) << "\n";  // the value itself, not its INI quoting: scripts use it as is
   return 0;
 }
 

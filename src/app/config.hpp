@@ -30,8 +30,11 @@ struct Options {
   T get(const std::string& key) const { return vm.at(key).as<T>(); }
   bool has(const std::string& key) const { return vm.count(key) > 0 && !vm.at(key).defaulted(); }
   // Every config option with its value, one `key = value` line each, in a fixed order: the text that
-  // archives store and that config_sha256 hashes.
+  // archives store and that config_sha256 hashes. Values that need it are quoted (README, "Configs"),
+  // so that the text reads back (add_config_text, --config) to the same values.
   std::string resolved() const;
+  // One option's value as text, unquoted (what `config --get` prints).
+  std::string value(const std::string& key) const;
   // The keys --allow-change names (comma-separated, spaces trimmed): what validate() checks is what
   // the resume allows.
   std::vector<std::string> allowed_changes() const;

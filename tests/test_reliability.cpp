@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "config.hpp"
+#include "memory.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/io/archive.hpp"
 #include "testing.hpp"
@@ -374,6 +375,76 @@ TEST_CASE("preflight: an impossible --out fails before any data is loaded or any
   CHECK(g.status == 2);
   CHECK(has(g, "option out"));
   CHECK_FALSE(has(g, "[sgd seed 0] accuracy"));
+}
+
+TEST_CASE("preflight: the memory limit is the smallest of physical memory and the process's cgroups, v1 and v2") {
+  namespace app = repsearch::app;
+  TempDir dir("repsearch_rel_cgroup");
+  const auto root = dir.path.string(), proc = dir.file("proc-cgroup");
+  const double physical = app::node_memory_limit(root, "/nonexistent").bytes;  // an empty tree: no limit
+  REQUIRE(physical > 0);
+  auto put = [&](const std::string& rel, const std::string& text) {
+    fs::create_directories(fs::path(root + rel).parent_path());
+    write_file(root + rel, text + "\n");
+  };
+  // v2 only: the job's own cgroup has no limit, its parent (a Slurm job) does; the root says max.
+  put("/cgroup.controllers", "cpu memory");
+  put("/memory.max", "max");
+  put("/slurm/job_7/memory.max", "1073741824");
+  put("/slurm/job_7/step_0/memory.max", "max");
+  write_file(proc, "0::/slurm/job_7/step_0\n");
+  auto v2 = app::node_memory_limit(root, proc);
+  CHECK(v2.bytes == 1073741824.0);
+  CHECK(v2.source == "the cgroup limit in " + root + "/slurm/job_7/memory.max");
+  // The smaller one wins along the path.
+  put("/slurm/job_7/step_0/memory.max", "536870912");
+  CHECK(app::node_memory_limit(root, proc).bytes == 536870912.0);
+  // v1 (hybrid host): the memory controller's own path, under memory/; v2 under unified/ has no limit.
+  TempDir v1dir("repsearch_rel_cgroup_v1");
+  const auto r1 = v1dir.path.string();
+  fs::create_directories(r1 + "/unified/a");
+  fs::create_directories(r1 + "/memory/docker/abc");
+  write_file(r1 + "/memory/memory.limit_in_bytes", "9223372036854771712\n");  // v1's "no limit"
+  write_file(r1 + "/memory/docker/abc/memory.limit_in_bytes", "2147483648\n");
+  write_file(proc, "9:name=systemd:/\n4:memory:/docker/abc\n3:cpu,cpuacct:/other\n0::/a\n");
+  auto v1 = app::node_memory_limit(r1, proc);
+  CHECK(v1.bytes == std::min(physical, 2147483648.0));
+  CHECK(v1.source == (physical < 2147483648.0 ? "physical memory" : "the cgroup limit in " + r1 + "/memory/docker/abc/memory.limit_in_bytes"));
+  // Sizes print correctly at any magnitude, never cut or negative.
+  CHECK(app::gib_text(1073741824.0) == "1.00 GiB");
+  CHECK(app::gib_text(0.35 * 1073741824.0) == "358.40 MiB");
+  CHECK(app::gib_text(2.5 * 1099511627776.0) == "2.50 TiB");
+  CHECK(app::gib_text(2.4e29) == "2.082e+11 EiB");
+}
+
+TEST_CASE("preflight: the memory plan refuses a run over RLIMIT_AS or at absurd sizes, with correct numbers") {
+  TempDir dir("repsearch_rel_plan");
+  // ~1.5 GiB planned (the fitness's q x q float64 blocks at 7000 features) under a 1 GiB address space.
+  auto as = run("prlimit --as=1073741824 " + search(dir.file("as"), "--features 7000"));
+  CHECK(as.status == 2);
+  CHECK_MESSAGE(has(as, "its address-space limit (RLIMIT_AS: ulimit -v, prlimit --as) is 1.00 GiB"), as.output);
+  CHECK(has(as, "lower --features"));
+  CHECK_FALSE(has(as, "out of memory"));
+  CHECK_FALSE(has(as, "[search] gen"));
+  auto huge = run(search(dir.file("huge"), "--features 99999999999999"));
+  CHECK(huge.status == 2);
+  CHECK_MESSAGE(has(huge, "rank(s) on this node need 2.0"), huge.output);
+  CHECK(has(huge, "e+11 EiB"));
+  CHECK_FALSE(has(huge, "need -"));
+  // learn and sgd name their own options when an allocation fails.
+  const auto run_dir = dir.file("run");
+  REQUIRE(run(search(run_dir, "--generations 1")).status == 0);
+  const std::string big = " --hidden 200000000 --epochs 1";
+  auto l = run("prlimit --as=4294967296 " + binary() + " learn --archive " + run_dir + "/archive.h5" + big);
+  CHECK(l.status == 2);
+  CHECK_MESSAGE(has(l, "out of memory"), l.output);
+  CHECK(has(l, "lower --batch, --hidden (mlp)"));
+  CHECK_FALSE(has(l, "--population"));
+  auto g = run("prlimit --as=4294967296 " + binary() + " sgd --config " + config("smoke.ini") + " --out " + run_dir + big);
+  CHECK(g.status == 2);
+  CHECK_MESSAGE(has(g, "out of memory"), g.output);
+  CHECK(has(g, "--data search+val"));
+  CHECK_FALSE(has(g, "--population"));
 }
 
 TEST_CASE("ownership: one search per run directory, no silent overwrite, stale temporaries cleared") {

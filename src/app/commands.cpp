@@ -1,5 +1,7 @@
 #include "commands.hpp"
 
+#include "memory.hpp"
+
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -193,36 +195,6 @@ void add_fitness_inputs(Prepared& p, const at::Device& device) {
   take(p.splits.heldout, f.x_heldout, f.y_heldout);
 }
 
-double host_memory_bytes(std::string* limit_source) {
-  double bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
-  *limit_source = "physical memory";
-  // A batch job's cgroup (Slurm, containers) is the real limit.
-  for (const char* file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream in(file);
-    std::string text;
-    if (!(in >> text) || text == "max" || text.find_first_not_of("0123456789") != std::string::npos) continue;
-    const double limit = std::stod(text);
-    if (limit > 0 && limit < bytes) {
-      bytes = limit;
-      *limit_source = std::string("the cgroup limit in ") + file;
-    }
-  }
-  return bytes;
-}
-
-// Free memory of a CUDA device through the CUDA runtime LibTorch loaded (no CUDA headers needed, so
-// the CPU build compiles the same); negative when unknown.
-double gpu_free_bytes(const at::Device& device) {
-  if (!device.is_cuda()) return -1;
-  using set_fn = int (*)(int);
-  using info_fn = int (*)(std::size_t*, std::size_t*);
-  auto set = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "cudaSetDevice"));
-  auto info = reinterpret_cast<info_fn>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
-  std::size_t free = 0, total = 0;
-  if (!set || !info || set(device.index()) != 0 || info(&free, &total) != 0) return -1;
-  return static_cast<double>(free);
-}
-
 int cmd_data(const Options& o) {
   auto p = prepare(o, at::Device(at::kCPU), /*fitness_inputs=*/false);
   const auto& d = p.dataset;
@@ -241,49 +213,6 @@ int cmd_data(const Options& o) {
   show("heldout H", p.splits.heldout, d.train_labels);
   show("test", at::arange(d.test_images.size(0), at::TensorOptions().dtype(at::kLong)), d.test_labels);
   return 0;
-}
-
-// Prints this rank's memory plan (rank 0) and refuses a run that cannot fit, naming what to lower,
-// before any of the search's tensors exist.
-void check_memory_plan(const Options& o, const Prepared& p, const at::Device& device, int rank, int size,
-                       int ranks_on_node) {
-  const auto sc = o.search();
-  MemoryPlanInput in;
-  in.n_search = p.splits.search.numel();
-  in.n_val = p.splits.val.numel();
-  in.n_heldout = p.splits.heldout.numel();
-  in.input_dim = p.dataset.train_images[0].numel();
-  in.n_classes = p.dataset.n_classes;
-  in.features = o.get<i64>("features");
-  in.learnable = o.get<std::string>("fitness") == "ridge-probe-learnable";
-  in.islands_total = o.get<i64>("islands");
-  in.islands_here = static_cast<i64>(mpi::islands_of_rank(rank, size, in.islands_total).size());
-  in.writer = rank == 0;
-  EliteSelection elites;
-  elites.mode = o.get<std::string>("elite-selection");
-  elites.tolerance = o.get<double>("elite-tolerance");
-  in.elites = make_elite_selector(elites).pool(o.get<i64>("elites"));  // candidates per island
-  in.dataset_bytes = static_cast<double>(p.dataset.train_images.nbytes() + p.dataset.test_images.nbytes() +
-                                         p.dataset.train_labels.nbytes() + p.dataset.test_labels.nbytes());
-  const auto plan = plan_search_memory(sc, in);
-  if (rank == 0)
-    std::cout << "[search] memory plan of rank 0 (" << in.islands_here << " of " << in.islands_total << " islands, n_s "
-              << in.n_search << ", " << device.str() << "):\n" << plan.table() << std::endl;
-  const MemoryPlan::Item* largest = &plan.items.front();
-  for (const auto& item : plan.items)
-    if (item.bytes > largest->bytes) largest = &item;
-  auto gib = [](double b) { return std::to_string(std::lround(b / 1073741824.0 * 100) / 100.0).substr(0, 6); };
-  std::string source;
-  const double host = host_memory_bytes(&source);
-  const double need = device.is_cuda() ? in.dataset_bytes + 0.35 * 1073741824.0 : plan.total();
-  if (need * ranks_on_node > host)
-    fail("memory plan: ", ranks_on_node, " rank(s) on this node need ", gib(need * ranks_on_node), " GiB, ", source,
-         " is ", gib(host), " GiB; the largest item is ", largest->what, " (", gib(largest->bytes), " GiB): lower ",
-         largest->lower);
-  const double gpu = gpu_free_bytes(device);
-  if (gpu >= 0 && plan.total() - in.dataset_bytes - 0.35 * 1073741824.0 > gpu)
-    fail("memory plan: the search needs ", gib(plan.total() - in.dataset_bytes), " GiB on ", device.str(), ", which has ",
-         gib(gpu), " GiB free; the largest item is ", largest->what, ": lower ", largest->lower);
 }
 
 int cmd_config(const Options& o) {

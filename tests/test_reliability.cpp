@@ -683,6 +683,38 @@ TEST_CASE("inputs: malformed values and files get the option's or file's name, n
   expect(binary() + " data --data-dir " + data, {"train-labels-idx1-ubyte", "FIFO"});
 }
 
+TEST_CASE("inputs: a resume short of its checkpoint, a changed learn seed, too many elites, bad launcher arguments") {
+  TempDir dir("repsearch_rel_small");
+  const auto out = dir.file("run");
+  REQUIRE(run(search(out, "--generations 4")).status == 0);
+  // A resume whose --generations ends before the checkpoint: refused before any work, nothing rewritten.
+  auto short_resume = run(search(out, "--resume --generations 2"));
+  CHECK(short_resume.status == 2);
+  CHECK_MESSAGE(has(short_resume, "is at generation 4, past --generations 2"), short_resume.output);
+  CHECK_FALSE(has(short_resume, "[search] gen"));
+  CHECK(io::read_checkpoint_header(out + "/checkpoint.h5").generation == 4);
+  CHECK(io::read_archive(out + "/archive.h5").provenance.config.find("generations = 4\n") != std::string::npos);
+  // learn rebuilds the splits from the archive's seed: another --seed is named as such.
+  auto seed = run(binary() + " learn --archive " + out + "/archive.h5 --seed 11 --epochs 1");
+  CHECK(seed.status == 2);
+  CHECK_MESSAGE(has(seed, "option seed is 11 but " + out + "/archive.h5 was searched with seed 1"), seed.output);  // smoke.ini
+  CHECK_FALSE(has(seed, "another data set version"));
+  // More elites than individuals exist (islands x population) is an error, not a silent 32.
+  auto elites = run(binary() + " config --config " + config("smoke.ini") + " --elites 1000");
+  CHECK(elites.status == 2);
+  CHECK_MESSAGE(has(elites, "option elites: at most islands x population = 4 x 8 = 32"), elites.output);
+  CHECK(run(binary() + " config --config " + config("smoke.ini") + " --elites 32").status == 0);
+  // launch/search.sh: a missing value is a usage error; mpirun's refusal of its arguments is named.
+  const std::string launcher = "REPSEARCH_BIN=" + binary() + " bash " + std::string(REPSEARCH_SOURCE_DIR) + "/launch/search.sh ";
+  auto np = run(launcher + "-np");
+  CHECK(np.status == 2);
+  CHECK_MESSAGE(has(np, "search.sh: -np needs a value"), np.output);
+  auto flag = run(launcher + "--mpirun --nosuchflag -- --config " + config("smoke.ini") + " --out " + out + " --resume");
+  CHECK(flag.status == 2);
+  CHECK_MESSAGE(has(flag, "mpirun rejected its arguments (unknown option \"--nosuchflag\")"), flag.output);
+  CHECK_FALSE(has(flag, "Open MPI stopped the search"));
+}
+
 TEST_CASE("inputs: a data directory this user may not enter says permission denied") {
   TempDir dir("repsearch_rel_perm");
   const auto locked = dir.file("locked");

@@ -241,6 +241,12 @@ void check_resume_config(const Options& o, const std::string& ckpt_path) {
   } catch (const Error& e) {
     throw with_previous_checkpoint(ckpt_path, std::string("resume: ") + e.what());
   }
+  const i64 generations = o.get<i64>("generations");
+  if (generations < head.generation)
+    fail_option("generations", generations, detail::cat(">= ", head.generation, ", the checkpoint's generation"),
+                "resume: ", ckpt_path, " is at generation ", head.generation, ", past --generations ", generations,
+                ": a run cannot end before where it stands; give --generations ", head.generation,
+                " or more (", head.generation, " just writes the archive from the checkpoint)");
   const auto resolved = o.resolved();
   auto allowed = resume_mutable_keys();
   for (const auto& k : o.allowed_changes()) allowed.push_back(k);

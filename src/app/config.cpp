@@ -398,7 +398,15 @@ const Group& search_group() {
      .opt<S>("qd-distance", "cka", "dns: cka (1 - linear CKA on the diversity probe rows) | disagreement (share of the generation's V rows where two readouts predict differently)", one_of(qd_distance_names()))
      .opt<i64>("diversity-probe", 256, "rows of S on which CKA distances (history, dns, diverse elites, island repulsion) are computed", positive())
      .opt<double>("island-repulsion", 0.0, "> 0: survival ranks fitness - w * mean CKA to the other islands' elites received at the last migration, which become references instead of entering the population", non_negative(true))
-     .opt<i64>("elites", 8, "representations kept in the archive (see --elite-selection)", positive())
+     .opt<i64>("elites", 8, "representations kept in the archive, at most islands x population (see --elite-selection)",
+               both(positive(), [](const Options& o, const S& k) {
+                 const i64 most = o.get<i64>("islands") * o.get<i64>("population");
+                 if (o.get<i64>(k) > most)
+                   throw OptionError(k, std::to_string(o.get<i64>(k)), detail::cat("at most islands x population (", most, ")"),
+                                     detail::cat("option elites: at most islands x population = ", o.get<i64>("islands"),
+                                                 " x ", o.get<i64>("population"), " = ", most,
+                                                 " individuals exist to keep, found ", o.get<i64>(k)));
+               }))
      .opt<S>("elite-selection", "top", "top: the best held-out scores | diverse: of the candidates (4 x elites per island) within --elite-tolerance of the best held-out score, the elites furthest apart (max-min 1 - CKA)", one_of(mpi::elite_selection_names()))
      .opt<double>("elite-tolerance", 0.02, "elite-selection=diverse: held-out score (the fitness's -CE) below the best still accepted", non_negative(true));
   });

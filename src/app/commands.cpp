@@ -121,6 +121,10 @@ void check_ranks_agree(const Options& o, const mpi::Communicator& comm) {
                 "); every rank of a search must be given the same options and --config files (only threads, device ",
                 "and data-dir may differ)");
   }
+  for (std::size_t r = 1; r < texts.size(); ++r)  // the same keys and values, yet another text
+    if (texts[r] != texts[0])
+      fail("ranks disagree on the config: rank ", r, "'s resolved config text differs from rank 0's in its form, not in a ",
+           "value (different repsearch versions?); run one binary on every rank");
 }
 
 }  // namespace

@@ -32,8 +32,11 @@ np=1
 mpirun_extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    -np | -n) np="${2:?$1 needs a value}"; shift 2 ;;
-    --mpirun) read -r -a mpirun_extra <<<"${2:?--mpirun needs a value}"; shift 2 ;;
+    -np | -n | --mpirun)
+      [[ $# -ge 2 && -n "$2" ]] || { echo "search.sh: $1 needs a value (see launch/search.sh --help)" >&2; exit 2; }
+      if [[ "$1" == --mpirun ]]; then read -r -a mpirun_extra <<<"$2"; else np="$2"; fi
+      shift 2
+      ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
     *) break ;;
@@ -49,17 +52,25 @@ teardown_s="${REPSEARCH_TEARDOWN_SECONDS:-60}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/repsearch-search.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-# The ranks' stderr passes through unchanged; the first error a rank reports is kept in $work/error.
+# The ranks' stderr passes through unchanged; the first error a rank reports is kept in $work/error,
+# and mpirun's own refusal of its command line (before any rank starts) in $work/mpirun-error.
 watch_errors() {
   local line
   while IFS= read -r line || [[ -n "$line" ]]; do
     printf '%s\n' "$line"
     if [[ ! -s "$work/error" && "$line" == *"repsearch search: error on rank "* ]]; then
       printf '%s\n' "$line" >"$work/error"
+    elif [[ ! -s "$work/mpirun-error" && "$line" == *"mpirun: Error: "* ]]; then
+      printf '%s\n' "${line#*mpirun: Error: }" >"$work/mpirun-error"
     fi
   done
 }
-mpirun "${as_root[@]}" ${mpirun_extra[@]+"${mpirun_extra[@]}"} -np "$np" "$bin" search "$@" 2> >(watch_errors >&2) &
+# The watcher reads a FIFO (not a process substitution) so that its end can be waited for: what mpirun
+# said is all read before the exit status is explained.
+mkfifo "$work/stderr"
+watch_errors <"$work/stderr" >&2 &
+watcher=$!
+mpirun "${as_root[@]}" ${mpirun_extra[@]+"${mpirun_extra[@]}"} -np "$np" "$bin" search "$@" 2>"$work/stderr" &
 pid=$!
 interrupts=0
 # shellcheck disable=SC2317  # called by the traps below
@@ -106,9 +117,22 @@ while :; do
   fi
   break
 done
+# The watcher ends when the last writer (mpirun, the ranks) closes the FIFO; a rank left on a host
+# that mpirun could not reach may hold it open, so wait a few seconds at most.
+for ((i = 0; i < 50; i++)); do
+  kill -0 "$watcher" 2>/dev/null || break
+  sleep 0.1
+done
 if ((ended_by_us)); then
   # The search's own status for what the rank reported (main.cpp: 3 stalled, 2 any other error).
   if grep -q "no progress from the other ranks" "$work/error"; then rc=3; else rc=2; fi
+fi
+
+# mpirun refused its own arguments: nothing ran, and the fix is in the command line.
+if [[ $rc -ne 0 && -s "$work/mpirun-error" && ! -s "$work/error" ]]; then
+  echo "search.sh: mpirun rejected its arguments ($(cat "$work/mpirun-error")): the search did not start; check" \
+    "--mpirun \"${mpirun_extra[*]}\" (see mpirun --help)" >&2
+  exit 2
 fi
 
 # Open MPI ended the job without a word from the ranks (a host lost: its daemon's connection closed):

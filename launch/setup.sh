@@ -12,6 +12,7 @@ PACKAGES=(
   libboost-program-options-dev doctest-dev nlohmann-json3-dev libssl-dev zlib1g-dev
   dataset-fashion-mnist
   iproute2 util-linux  # tests/multihost: ip netns, nsenter, unshare
+  slurmctld slurmd slurm-client munge  # tests/slurm/harness.sh: a private Slurm (it installs nothing itself)
   python3 python3-h5py python3-matplotlib python3-numpy
   python3-torch  # analysis/repsearch_h5.py load_network only; the C++ build uses libtorch-dev
 )

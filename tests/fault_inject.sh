@@ -12,7 +12,8 @@
 #  5. stale temporaries (<file>.tmp-<pid>) in a run directory are removed, and the run says so.
 #
 # Prints one line per outcome (PASS/FAIL/SKIP), a summary, then "N passed, M failed" alone on the last
-# line. Exit status: 0 all passed, 1 any failed, 2 bad usage or set-up.
+# line. Exit status: 0 all passed, 1 any failed or skipped (a skip counts as a failure unless
+# REPSEARCH_ALLOW_SKIPS=1), 2 bad usage or set-up.
 # Environment: REPSEARCH_BIN (default <repo>/build/repsearch), REPSEARCH_PYTHON (default
 # /usr/bin/python3, needs h5py and numpy), REPSEARCH_SOURCE_DIR (default: this script's repository).
 set -euo pipefail
@@ -960,5 +961,10 @@ echo "concurrent: $(t concurrent.ok)/$(t concurrent.total) with exactly one run 
   "$(t concurrent.in_use), already holds $(t concurrent.already_holds))"
 echo "stale temporaries: $(t stale.ok)/$(t stale.total) removed and reported"
 echo "skipped: $n_skip"
+# A part this machine cannot run (the full disk needs root) fails the run unless skips were asked for.
+if ((n_skip > 0)) && [[ "${REPSEARCH_ALLOW_SKIPS:-0}" != 1 ]]; then
+  echo "FAIL $n_skip part(s) skipped because this machine cannot run them (SKIP lines above; REPSEARCH_ALLOW_SKIPS=1 allows it)"
+  n_fail=$((n_fail + n_skip))
+fi
 echo "$n_pass passed, $n_fail failed"
 ((n_fail == 0))

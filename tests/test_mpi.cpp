@@ -7,8 +7,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <deque>
+#include <thread>
 #include <tuple>
 
 #include "repsearch/core/error.hpp"
@@ -183,6 +185,34 @@ struct ThreeIslands {
     return mpi::Archipelago(MPI_COMM_WORLD, 3, sc, none, fit, ctx);
   }
 };
+
+TEST_CASE("the checkpoint writer's time in for_each_state is not counted as MPI time") {
+  // Structural, not a threshold: rank 0's sink sleeps, and the MPI time the call adds must fit in
+  // the call's wall time less the sink's own time. Counting the sink would add all of it, sleep
+  // included, which cannot fit.
+  ThreeIslands t(FitnessConfig{}, 4, 3);
+  auto arch = t.archipelago();
+  arch.initialise();
+  arch.step();
+  using clock = std::chrono::steady_clock;
+  double in_sink = 0;
+  const double mpi0 = arch.time_in_mpi();
+  const auto t0 = clock::now();
+  arch.for_each_state([&](const IslandState&) {
+    const auto s0 = clock::now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    in_sink += std::chrono::duration<double>(clock::now() - s0).count();
+  });
+  const double wall = std::chrono::duration<double>(clock::now() - t0).count();
+  const double added = arch.time_in_mpi() - mpi0;
+  CHECK(added >= 0.0);
+  if (rank() == 0) {
+    CHECK(in_sink >= 3 * 0.020);  // three islands written here
+    CHECK_MESSAGE(added <= wall - in_sink + 1e-9, "MPI time " << added << " s, wall " << wall << " s, sink " << in_sink << " s");
+  } else {
+    CHECK(in_sink == 0.0);
+  }
+}
 
 TEST_CASE("the same islands evolve identically on any rank count") {
   // The islands run on 1, 2, ... up to this run's ranks (the first k ranks each time); the gathered

@@ -1,5 +1,7 @@
 #include "commands.hpp"
 
+#include "memory.hpp"
+
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -112,6 +114,33 @@ std::string value_of(const std::string& resolved, const std::string& key) {
 
 }  // namespace
 
+// Before any work: every rank resolved the same config, or an OptionError (rank 0; the others leave
+// quietly) naming the first key where a rank differs from rank 0, with both values.
+void check_ranks_agree(const Options& o, const mpi::Communicator& comm) {
+  const auto texts = mpi::texts_unless_equal(comm.get(), rank_agreed_text(o));
+  if (!texts.empty() && comm.rank() != 0) throw ReportedByRankZero("the ranks' configs differ");
+  for (std::size_t r = 1; r < texts.size(); ++r) {
+    const auto keys = differing_keys(texts[0], texts[r]);
+    if (keys.empty()) continue;
+    const auto& k = keys.front();
+    std::string all;
+    for (const auto& key : keys) all += (all.empty() ? "" : ", ") + key;
+    fail_option(k, value_of(texts[r], k), "'" + value_of(texts[0], k) + "', as on rank 0",
+                "ranks disagree on the config: rank ", r, " has ", k, " = ", value_of(texts[r], k), ", rank 0 has ", k,
+                " = ", value_of(texts[0], k), " (keys that differ between them: ", all,
+                "); every rank of a search must be given the same options and --config files (only threads, device ",
+                "and data-dir may differ)");
+  }
+  for (std::size_t r = 1; r < texts.size(); ++r)  // the same keys and values, yet another text
+    if (texts[r] != texts[0])
+      fail("ranks disagree on the config: rank ", r, "'s resolved config text differs from rank 0's in its form, not in a ",
+           "value (different repsearch versions?); run one binary on every rank");
+}
+
+namespace {
+
+}  // namespace
+
 // LibTorch's intra-op pool and OpenBLAS's own pool (libopenblas0-pthread ignores OpenMP settings).
 void set_threads(int threads) {
   at::set_num_threads(threads);
@@ -182,36 +211,6 @@ void add_fitness_inputs(Prepared& p, const at::Device& device) {
   take(p.splits.heldout, f.x_heldout, f.y_heldout);
 }
 
-double host_memory_bytes(std::string* limit_source) {
-  double bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
-  *limit_source = "physical memory";
-  // A batch job's cgroup (Slurm, containers) is the real limit.
-  for (const char* file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream in(file);
-    std::string text;
-    if (!(in >> text) || text == "max" || text.find_first_not_of("0123456789") != std::string::npos) continue;
-    const double limit = std::stod(text);
-    if (limit > 0 && limit < bytes) {
-      bytes = limit;
-      *limit_source = std::string("the cgroup limit in ") + file;
-    }
-  }
-  return bytes;
-}
-
-// Free memory of a CUDA device through the CUDA runtime LibTorch loaded (no CUDA headers needed, so
-// the CPU build compiles the same); negative when unknown.
-double gpu_free_bytes(const at::Device& device) {
-  if (!device.is_cuda()) return -1;
-  using set_fn = int (*)(int);
-  using info_fn = int (*)(std::size_t*, std::size_t*);
-  auto set = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "cudaSetDevice"));
-  auto info = reinterpret_cast<info_fn>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
-  std::size_t free = 0, total = 0;
-  if (!set || !info || set(device.index()) != 0 || info(&free, &total) != 0) return -1;
-  return static_cast<double>(free);
-}
-
 int DatasetSpace::data(const Options& o) const {
   auto p = prepare(o, at::Device(at::kCPU), /*fitness_inputs=*/false);
   const auto& d = p.dataset;
@@ -232,49 +231,6 @@ int DatasetSpace::data(const Options& o) const {
   return 0;
 }
 
-// Prints this rank's memory plan (rank 0) and refuses a run that cannot fit, naming what to lower,
-// before any of the search's tensors exist.
-void check_memory_plan(const Options& o, const Prepared& p, const at::Device& device, int rank, int size,
-                       int ranks_on_node) {
-  const auto sc = o.search();
-  MemoryPlanInput in;
-  in.n_search = p.splits.search.numel();
-  in.n_val = p.splits.val.numel();
-  in.n_heldout = p.splits.heldout.numel();
-  in.input_dim = p.dataset.train_images[0].numel();
-  in.n_classes = p.dataset.n_classes;
-  in.features = o.get<i64>("features");
-  in.learnable = o.get<std::string>("fitness") == "ridge-probe-learnable";
-  in.islands_total = o.get<i64>("islands");
-  in.islands_here = static_cast<i64>(mpi::islands_of_rank(rank, size, in.islands_total).size());
-  in.writer = rank == 0;
-  EliteSelection elites;
-  elites.mode = o.get<std::string>("elite-selection");
-  elites.tolerance = o.get<double>("elite-tolerance");
-  in.elites = make_elite_selector(elites).pool(o.get<i64>("elites"));  // candidates per island
-  in.dataset_bytes = static_cast<double>(p.dataset.train_images.nbytes() + p.dataset.test_images.nbytes() +
-                                         p.dataset.train_labels.nbytes() + p.dataset.test_labels.nbytes());
-  const auto plan = plan_search_memory(sc, in);
-  if (rank == 0)
-    std::cout << "[search] memory plan of rank 0 (" << in.islands_here << " of " << in.islands_total << " islands, n_s "
-              << in.n_search << ", " << device.str() << "):\n" << plan.table() << std::endl;
-  const MemoryPlan::Item* largest = &plan.items.front();
-  for (const auto& item : plan.items)
-    if (item.bytes > largest->bytes) largest = &item;
-  auto gib = [](double b) { return std::to_string(std::lround(b / 1073741824.0 * 100) / 100.0).substr(0, 6); };
-  std::string source;
-  const double host = host_memory_bytes(&source);
-  const double need = device.is_cuda() ? in.dataset_bytes + 0.35 * 1073741824.0 : plan.total();
-  if (need * ranks_on_node > host)
-    fail("memory plan: ", ranks_on_node, " rank(s) on this node need ", gib(need * ranks_on_node), " GiB, ", source,
-         " is ", gib(host), " GiB; the largest item is ", largest->what, " (", gib(largest->bytes), " GiB): lower ",
-         largest->lower);
-  const double gpu = gpu_free_bytes(device);
-  if (gpu >= 0 && plan.total() - in.dataset_bytes - 0.35 * 1073741824.0 > gpu)
-    fail("memory plan: the search needs ", gib(plan.total() - in.dataset_bytes), " GiB on ", device.str(), ", which has ",
-         gib(gpu), " GiB free; the largest item is ", largest->what, ": lower ", largest->lower);
-}
-
 int cmd_config(const Options& o) {
   const auto resolved = o.resolved();
   if (!o.vm.count("get")) {
@@ -282,10 +238,9 @@ int cmd_config(const Options& o) {
     return 0;
   }
   const auto key = o.get<std::string>("get");
-  const auto value = value_of(resolved, key);
-  if (value == "(absent)")
+  if (value_of(resolved, key) == "(absent)")
     throw OptionError("get", key, "an option's name", detail::cat("option get: no option '", key, "' (see 'repsearch config')"));
-  std::cout << value << "\n";
+  std::cout << o.value(key) << "\n";  // the value itself, not its INI quoting: scripts use it as is
   return 0;
 }
 
@@ -300,10 +255,15 @@ void check_resume_config(const Options& o, const std::string& ckpt_path) {
   } catch (const Error& e) {
     throw with_previous_checkpoint(ckpt_path, std::string("resume: ") + e.what());
   }
+  const i64 generations = o.get<i64>("generations");
+  if (generations < head.generation)
+    fail_option("generations", generations, detail::cat(">= ", head.generation, ", the checkpoint's generation"),
+                "resume: ", ckpt_path, " is at generation ", head.generation, ", past --generations ", generations,
+                ": a run cannot end before where it stands; give --generations ", head.generation,
+                " or more (", head.generation, " just writes the archive from the checkpoint)");
   const auto resolved = o.resolved();
   auto allowed = resume_mutable_keys();
-  std::stringstream extra(o.get<std::string>("allow-change"));
-  for (std::string k; std::getline(extra, k, ',');) allowed.push_back(k);
+  for (const auto& k : o.allowed_changes()) allowed.push_back(k);
   std::string diffs, first;  // OptionError's fields: the first differing key, now and in the checkpoint
   for (const auto& k : differing_keys(head.provenance.config, resolved)) {
     // An option added since that checkpoint was written, left at its default: the run it continues.

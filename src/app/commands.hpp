@@ -3,6 +3,7 @@
 
 #include "config.hpp"
 #include "repsearch/core/data.hpp"
+#include "repsearch/core/error.hpp"
 #include "repsearch/core/fitness.hpp"
 #include "repsearch/io/dataset.hpp"
 #include "repsearch/io/provenance.hpp"
@@ -58,10 +59,15 @@ struct CheckpointFile : CheckpointSink {
   void finish(const std::vector<MigrationEvent>& migrations) override { writer.finish(migrations); }
 };
 
-double host_memory_bytes(std::string* limit_source);
-double gpu_free_bytes(const at::Device& device);
+// Before any work: every rank resolved the same config (an OptionError on rank 0 otherwise).
+void check_ranks_agree(const Options& o, const mpi::Communicator& comm);
 int cmd_inspect(const Options& options);
 int cmd_config(const Options& options);  // the resolved options, as INI text or one value
+
+// An error every rank found alike, which rank 0 reports: the others leave quietly (main).
+struct ReportedByRankZero : Error {
+  using Error::Error;
+};
 
 // Exit code of a search stopped by SIGTERM/SIGUSR1 after writing its checkpoint (EX_TEMPFAIL):
 // schedulers requeue, `--resume` continues.

@@ -57,12 +57,116 @@ std::string value_text(const po::variable_value& v) {
   return "?";
 }
 
+// ---- INI text: one reader (files and archives' stored configs) and one writer (the resolved text) ----
+//
+// `key = value`, one a line; blank lines and lines starting with # are comments, and so is the rest of
+// an unquoted value from its first #. A value is written in double quotes when it holds #, ;, a quote,
+// a backslash, a control character or leading/trailing spaces; inside quotes \\ \" \n \t \r and
+// \xHH stand for themselves, every other byte (UTF-8 included) is taken as is. So every value reads
+// back as written.
+
+bool needs_quotes(const std::string& v) {
+  if (!v.empty() && (std::isspace(static_cast<unsigned char>(v.front())) || std::isspace(static_cast<unsigned char>(v.back()))))
+    return true;
+  for (unsigned char c : v)
+    if (c == '#' || c == ';' || c == '"' || c == '\\' || c < 0x20 || c == 0x7f) return true;
+  return false;
+}
+
+std::string ini_value(const std::string& v) {
+  if (!needs_quotes(v)) return v;
+  std::string out = "\"";
+  for (unsigned char c : v) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char hex[5];
+          std::snprintf(hex, sizeof hex, "\\x%02x", c);
+          out += hex;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string trimmed(const std::string& s) {
+  const auto a = s.find_first_not_of(" \t\r");
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(" \t\r") - a + 1);
+}
+
+// The value after `key =`: quoted (unescaped; only a comment may follow) or plain (up to a #, trimmed).
+std::string ini_read_value(const std::string& raw, const std::string& where) {
+  const std::string text = trimmed(raw);
+  if (text.empty() || text.front() != '"') return trimmed(text.substr(0, text.find('#')));
+  std::string v;
+  std::size_t i = 1;
+  for (; i < text.size() && text[i] != '"'; ++i) {
+    if (text[i] != '\\') {
+      v += text[i];
+      continue;
+    }
+    if (++i >= text.size()) break;  // a backslash last: the closing quote is missing
+    const char e = text[i];
+    if (e == 'n') v += '\n';
+    else if (e == 't') v += '\t';
+    else if (e == 'r') v += '\r';
+    else if (e == '"' || e == '\\') v += e;
+    else if (e == 'x' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+             std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+      v += static_cast<char>(std::stoi(text.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      throw po::error(where + ": unknown escape '\\" + std::string(1, e) +
+                      "' in a quoted value (expected \\\\, \\\", \\n, \\t, \\r or \\xHH)");
+    }
+  }
+  if (i >= text.size()) throw po::error(where + ": quoted value without its closing quote: " + text);
+  const std::string rest = trimmed(text.substr(i + 1));
+  if (!rest.empty() && rest.front() != '#' && rest.front() != ';')
+    throw po::error(where + ": text after a quoted value: '" + rest + "' (expected nothing or a # comment)");
+  return v;
+}
+
+// The INI text's options for po::store; keys `desc` lacks are po::unknown_option. [section] lines
+// prefix the keys that follow with `section.`, as Boost's reader does.
+po::parsed_options parse_ini(std::istream& in, const po::options_description& desc) {
+  po::parsed_options parsed(&desc);
+  std::string line, prefix;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const std::string where = "line " + std::to_string(n);
+    const std::string t = trimmed(line);
+    if (t.empty() || t.front() == '#') continue;
+    if (t.front() == '[' && t.back() == ']') {
+      prefix = trimmed(t.substr(1, t.size() - 2)) + ".";
+      continue;
+    }
+    const auto eq = t.find('=');
+    if (eq == std::string::npos || trimmed(t.substr(0, eq)).empty())
+      throw po::error(where + ": expected 'key = value', found '" + t + "'");
+    const std::string key = prefix + trimmed(t.substr(0, eq));
+    if (!desc.find_nothrow(key, false)) throw po::unknown_option(key);
+    po::option opt(key, {ini_read_value(t.substr(eq + 1), where)});
+    opt.original_tokens = {key, opt.value.front()};
+    parsed.options.push_back(std::move(opt));
+  }
+  return parsed;
+}
+
+// The one reader of comma-separated options: items trimmed of spaces, empty items dropped.
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    item.erase(std::remove_if(item.begin(), item.end(), ::isspace), item.end());
+    item = trimmed(item);
     if (!item.empty()) out.push_back(item);
   }
   return out;
@@ -295,7 +399,15 @@ const Group& search_group() {
      .opt<S>("qd-distance", "cka", "dns: cka (1 - linear CKA on the diversity probe rows) | disagreement (share of the generation's V rows where two readouts predict differently)", one_of(qd_distance_names()))
      .opt<i64>("diversity-probe", 256, "rows of S on which CKA distances (history, dns, diverse elites, island repulsion) are computed", positive())
      .opt<double>("island-repulsion", 0.0, "> 0: survival ranks fitness - w * mean CKA to the other islands' elites received at the last migration, which become references instead of entering the population", non_negative(true))
-     .opt<i64>("elites", 8, "representations kept in the archive (see --elite-selection)", positive())
+     .opt<i64>("elites", 8, "representations kept in the archive, at most islands x population (see --elite-selection)",
+               both(positive(), [](const Options& o, const S& k) {
+                 const i64 most = o.get<i64>("islands") * o.get<i64>("population");
+                 if (o.get<i64>(k) > most)
+                   throw OptionError(k, std::to_string(o.get<i64>(k)), detail::cat("at most islands x population (", most, ")"),
+                                     detail::cat("option elites: at most islands x population = ", o.get<i64>("islands"),
+                                                 " x ", o.get<i64>("population"), " = ", most,
+                                                 " individuals exist to keep, found ", o.get<i64>(k)));
+               }))
      .opt<S>("elite-selection", "top", "top: the best held-out scores | diverse: of the candidates (4 x elites per island) within --elite-tolerance of the best held-out score, the elites furthest apart (max-min 1 - CKA)", one_of(mpi::elite_selection_names()))
      .opt<double>("elite-tolerance", 0.02, "elite-selection=diverse: held-out score (the fitness's -CE) below the best still accepted", non_negative(true));
   });
@@ -461,7 +573,7 @@ po::options_description config_file_options() {
 void check_allow_change(const Options& o, const std::string& key) {
   const auto automatic = resume_mutable_keys(), extra = allow_change_keys();
   const auto known = config_file_options();
-  for (const auto& name : split_list(o.get<std::string>(key))) {
+  for (const auto& name : o.allowed_changes()) {
     if (!known.find_nothrow(name, false))
       throw OptionError(key, name, "option names such as elites",
                         "option allow-change: unknown key '" + name + "' (expected option names such as elites)");
@@ -599,7 +711,7 @@ void store_config_files(Options& o) {
       if (!in)
         fail_input(path, "config file ", path, ": cannot be opened: ", std::strerror(errno), " (expected a readable INI file)");
       try {
-        po::store(po::parse_config_file(in, file_opts, /*allow_unregistered=*/false), o.vm);
+        po::store(parse_ini(in, file_opts), o.vm);
       } catch (const po::error& e) {
         fail_input(path, "config file ", path, ": ", e.what(),
                    " (expected 'key = value' lines with keys from 'repsearch search --help')");
@@ -607,7 +719,7 @@ void store_config_files(Options& o) {
     }
   }
   std::istringstream none;
-  po::store(po::parse_config_file(none, file_opts), o.vm);
+  po::store(parse_ini(none, file_opts), o.vm);
 }
 
 }  // namespace
@@ -635,7 +747,7 @@ Options parse_options(const std::string& command, const std::vector<std::string>
 void add_config_text(Options& o, const std::string& text, const std::string& origin) {
   std::istringstream in(text);
   try {
-    po::store(po::parse_config_file(in, config_file_options(), /*allow_unregistered=*/false), o.vm);
+    po::store(parse_ini(in, config_file_options()), o.vm);
     po::notify(o.vm);
   } catch (const po::error& e) {
     throw po_option_error(e, detail::cat(origin, ": ", e.what()));
@@ -647,10 +759,14 @@ std::string Options::resolved() const {
   const auto all = config_file_options();
   for (const auto& opt : all.options()) {
     const auto& name = opt->long_name();
-    if (vm.count(name)) os << name << " = " << value_text(vm.at(name)) << "\n";
+    if (vm.count(name)) os << name << " = " << ini_value(value_text(vm.at(name))) << "\n";
   }
   return os.str();
 }
+
+std::string Options::value(const std::string& key) const { return value_text(vm.at(key)); }
+
+std::vector<std::string> Options::allowed_changes() const { return split_list(get<std::string>("allow-change")); }
 
 std::string sha256_hex(const std::string& text) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -674,6 +790,19 @@ std::string Options::sha256() const {
 std::vector<std::string> run_control_keys() {
   return {"out", "threads", "device", "checkpoint-interval", "checkpoint-minutes", "log-every", "data-dir", "allow-change",
           "stall-minutes", "keep-units"};
+}
+
+std::vector<std::string> per_rank_keys() { return {"threads", "device", "data-dir"}; }
+
+std::string rank_agreed_text(const Options& o) {
+  std::istringstream in(o.resolved());
+  std::string line, text;
+  const auto own = per_rank_keys();
+  while (std::getline(in, line))
+    if (std::find(own.begin(), own.end(), line.substr(0, line.find(" = "))) == own.end()) text += line + "\n";
+  for (const char* flag : {"resume", "overwrite"})
+    if (o.vm.count(flag)) text += std::string(flag) + " = " + value_text(o.vm.at(flag)) + "\n";
+  return text;
 }
 
 std::vector<std::string> allow_change_keys() { return {"elites", "elite-selection", "elite-tolerance"}; }

@@ -32,8 +32,14 @@ struct Options {
   T get(const std::string& key) const { return vm.at(key).as<T>(); }
   bool has(const std::string& key) const { return vm.count(key) > 0 && !vm.at(key).defaulted(); }
   // Every config option with its value, one `key = value` line each, in a fixed order: the text that
-  // archives store and that config_sha256 hashes.
+  // archives store and that config_sha256 hashes. Values that need it are quoted (README, "Configs"),
+  // so that the text reads back (add_config_text, --config) to the same values.
   std::string resolved() const;
+  // One option's value as text, unquoted (what `config --get` prints).
+  std::string value(const std::string& key) const;
+  // The keys --allow-change names (comma-separated, spaces trimmed): what validate() checks is what
+  // the resume allows.
+  std::vector<std::string> allowed_changes() const;
   // SHA-256 of the resolved text without the run-control keys: equal for runs that compute the same.
   std::string sha256() const;
 
@@ -59,6 +65,11 @@ Options parse_options(const std::string& command, const std::vector<std::string>
 void validate(const Options& options);
 // Keys that say where and how a run reports, not what it computes.
 std::vector<std::string> run_control_keys();
+// Keys the ranks of one search may resolve differently: where each finds its data, what it computes on.
+std::vector<std::string> per_rank_keys();
+// What every rank of a search must resolve alike: the resolved text less per_rank_keys(), and the
+// start flags (resume, overwrite).
+std::string rank_agreed_text(const Options& options);
 // Keys whose values may change when resuming (e.g. generations); others must match.
 std::vector<std::string> resume_mutable_keys();
 // Keys --allow-change may add on a resume: they change only how the final archive is collected, so

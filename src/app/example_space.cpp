@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "memory.hpp"
 #include "repsearch/core/data.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/search_run.hpp"
@@ -93,20 +94,7 @@ void check_example_memory(const FrozenNet& net, const ExampleSearchConfig& c, i6
   if (st.comm.rank() == 0)
     std::cout << "[search] memory plan of rank 0 (one unit: " << example_batch << " examples x " << per_unit << " island(s), "
               << st.device.str() << "):\n" << mp.table() << std::endl;
-  const MemoryPlan::Item* largest = &mp.items.front();
-  for (const auto& item : mp.items)
-    if (item.bytes > largest->bytes) largest = &item;
-  auto gib = [](double b) { return detail::cat(std::round(b / 1073741824.0 * 100) / 100); };
-  std::string source;
-  const double host = host_memory_bytes(&source);
-  const double need = st.device.is_cuda() ? data_bytes + 0.35 * 1073741824.0 : mp.total();
-  if (need * st.node.ranks > host)
-    fail("memory plan: ", st.node.ranks, " rank(s) on this node need ", gib(need * st.node.ranks), " GiB, ", source, " is ",
-         gib(host), " GiB; the largest item is ", largest->what, " (", gib(largest->bytes), " GiB): lower ", largest->lower);
-  const double gpu = gpu_free_bytes(st.device);
-  if (gpu >= 0 && mp.total() - data_bytes > gpu)
-    fail("memory plan: the search needs ", gib(mp.total() - data_bytes), " GiB on ", st.device.str(), ", which has ", gib(gpu),
-         " GiB free; the largest item is ", largest->what, ": lower ", largest->lower);
+  refuse_unless_fits(mp, data_bytes, st.device, st.node.ranks);
 }
 
 // The units stored by an earlier run of this config (rank 0 looks, every rank gets the list).

@@ -280,6 +280,11 @@ int cmd_learn(const Options& cli) {
   Options o = cli;
   add_config_text(o, archive.provenance.config, "archive " + archive_path + ": config");
   validate(o);
+  if (o.get<std::uint64_t>("seed") != archive.provenance.seed)  // the splits are drawn from the seed
+    fail_option("seed", o.get<std::uint64_t>("seed"), detail::cat(archive.provenance.seed, ", the archive's"),
+                "learn: option seed is ", o.get<std::uint64_t>("seed"), " but ", archive_path, " was searched with seed ",
+                archive.provenance.seed, ": learn rebuilds the archive's splits from its seed, so --seed must not change ",
+                "(leave it out)");
   set_threads(o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads")) : node_cores());
   const auto device = choose_device(o.get<std::string>("device"), 0);
   auto p = prepare(o, device, /*fitness_inputs=*/false);

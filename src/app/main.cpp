@@ -37,9 +37,19 @@ const char* kUsage =
     "line, which wins over all. Exit status: 0 done, 2 error, 3 search stalled (a rank stopped or lost),\n"
     "75 search stopped by a signal after writing its checkpoint (continue with --resume).\n";
 
+// What to lower when `command` runs out of memory: its own options.
+std::string memory_advice(const std::string& command) {
+  if (command == "search")
+    return "lower --population, --search-size, --features, --dim or the islands per rank (--islands, or more ranks)";
+  const std::string network = "lower --batch, --hidden (mlp) or --channels (cnn), --probe-size or --trajectory-points";
+  if (command == "learn") return network + ", or use --extend none";
+  if (command == "sgd") return network + ", or use --data search+val";
+  return "free memory on this machine";
+}
+
 // A person's message for an exception: ours as is; LibTorch's without its C++ stack; an allocation
 // failure as what to lower.
-std::string describe(const std::exception& e) {
+std::string describe(const std::exception& e, const std::string& command) {
   std::string msg = e.what();
   if (dynamic_cast<const repsearch::Error*>(&e) != nullptr) return msg;
   for (const char* cut : {"\nException raised from", "\nframe #"}) msg = msg.substr(0, msg.find(cut));
@@ -50,8 +60,8 @@ std::string describe(const std::exception& e) {
       const auto start = alloc + std::strlen("you tried to allocate ");
       bytes = msg.substr(start, msg.find(' ', start) - start);
     }
-    return "out of memory" + (bytes.empty() ? std::string() : " (an allocation of " + bytes + " bytes failed)") +
-           ": lower --population, --search-size, --features, --dim or the islands per rank (--islands, or more ranks)";
+    return "out of memory" + (bytes.empty() ? std::string() : " (an allocation of " + bytes + " bytes failed)") + ": " +
+           memory_advice(command);
   }
   return "internal error: " + msg;
 }
@@ -108,10 +118,14 @@ int main(int argc, char** argv) {
     // Every failing rank says so itself, with its place: on a cluster the reason may exist on one node only.
     const bool stalled = dynamic_cast<const repsearch::Stalled*>(&e) != nullptr;
     const int code = stalled ? 3 : 2;
+    if (mpi && dynamic_cast<const repsearch::app::ReportedByRankZero*>(&e) != nullptr) {
+      mpi->finalize();  // waits there for rank 0's report and abort, so that one rank speaks
+      return code;
+    }
     std::string where;
     if (mpi && mpi->size() > 1)
       where = " on rank " + std::to_string(mpi->rank()) + " of " + std::to_string(mpi->size()) + " (host " + host_name() + ")";
-    std::cerr << "repsearch " << command << ": error" << where << ": " << describe(e) << std::endl;
+    std::cerr << "repsearch " << command << ": error" << where << ": " << describe(e, command) << std::endl;
     if (mpi && mpi->size() > 1) mpi->abort(code);
     // One rank: nobody to stop; the Session finalizes, sparing the user Open MPI's abort banner.
     return code;

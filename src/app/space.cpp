@@ -37,6 +37,7 @@ SearchStart::SearchStart(const Options& o)
     : started(std::chrono::steady_clock::now()), device(at::kCPU) {
   install_stop_handlers();  // a signal during a long set-up still ends in a checkpoint
   mpi::set_stall_seconds(60.0 * o.get<double>("stall-minutes"));
+  check_ranks_agree(o, comm);
   node = mpi::node_place(comm.get());
   threads = o.get<std::int64_t>("threads") > 0 ? static_cast<int>(o.get<std::int64_t>("threads"))
                                                : std::max(1, node_cores() / node.ranks);

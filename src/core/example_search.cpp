@@ -515,6 +515,7 @@ MemoryPlan plan_example_memory(const FrozenNet& net, const ExampleSearchConfig& 
     for (const auto& t : *list) params += static_cast<double>(t.numel()) * f;
   plan.items.push_back({"frozen network", params + static_cast<double>(net.parameters().head.numel()) * f, "net-width"});
   plan.items.push_back({"data set and searched images", data_bytes, "search-size"});
+  plan.items.push_back({"LibTorch, MPI and the process", 0.35 * 1073741824.0, ""});
   return plan;
 }
 

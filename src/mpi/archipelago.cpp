@@ -51,6 +51,34 @@ std::string gather_joined(MPI_Comm comm, const std::string& mine) {
   return out;
 }
 
+std::vector<std::string> texts_unless_equal(MPI_Comm comm, const std::string& mine) {
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a: a digest to compare, not a defence
+  for (unsigned char c : mine) hash = (hash ^ c) * 1099511628211ull;
+  const std::uint64_t key[2] = {static_cast<std::uint64_t>(mine.size()), hash};
+  std::vector<std::uint64_t> keys(2 * static_cast<std::size_t>(size));
+  MPI_Request req;
+  check(MPI_Iallgather(key, 2, MPI_UINT64_T, keys.data(), 2, MPI_UINT64_T, comm, &req), "MPI_Iallgather");
+  wait_request(&req, "the ranks' config digests");
+  bool same = true;
+  for (int r = 1; r < size; ++r) same = same && keys[2 * r] == keys[0] && keys[2 * r + 1] == keys[1];
+  if (same) return {};
+  std::vector<int> counts(static_cast<std::size_t>(size)), displs(static_cast<std::size_t>(size));
+  for (int r = 0; r < size; ++r) {
+    counts[r] = static_cast<int>(keys[2 * r]);
+    displs[r] = r ? displs[r - 1] + counts[r - 1] : 0;
+  }
+  std::vector<char> all(static_cast<std::size_t>(displs.back() + counts.back()));
+  check(MPI_Iallgatherv(mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(), counts.data(), displs.data(),
+                        MPI_CHAR, comm, &req),
+        "MPI_Iallgatherv");
+  wait_request(&req, "the ranks' configs");
+  std::vector<std::string> out;
+  for (int r = 0; r < size; ++r) out.emplace_back(all.data() + displs[r], static_cast<std::size_t>(counts[r]));
+  return out;
+}
+
 std::vector<double> reduce_max(MPI_Comm comm, std::vector<double> values) {
   std::vector<double> out(values.size());
   MPI_Request req;

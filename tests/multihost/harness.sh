@@ -26,7 +26,8 @@
 #
 # Namespace names are rs<owner pid>n<i> (switch rs<owner pid>sw), so two runs never collide.
 # Exit status: 0 done, 1 failure, 77 this machine cannot make namespaces (not root, no ip/unshare/
-# nsenter, `ip netns add` refused): callers should skip, not fail.
+# nsenter, `ip netns add` refused): callers report it (tests/cannot_run.sh: a failure unless skips
+# are allowed).
 set -uo pipefail
 
 STATE="${MULTIHOST_DIR:-/tmp/repsearch-hosts-${UID}}"

@@ -16,7 +16,8 @@
 #
 #   tests/multihost/test_multihost.sh PART...    (default: all four)
 #
-# Runs as root (namespaces). Exit status: 0 pass, 1 fail, 77 skip (the reason is printed).
+# Runs as root (namespaces). Exit status: 0 pass, 1 fail (also when this machine cannot run it: not
+# root, no namespaces; the reason is printed), 77 skip (the same, with REPSEARCH_ALLOW_SKIPS=1).
 # Environment: REPSEARCH_BIN (default build/repsearch), REPSEARCH_PYTHON (default /usr/bin/python3,
 # with h5py), KEEP_TMP=1 keeps the temporary directory.
 set -uo pipefail
@@ -29,10 +30,9 @@ config="$repo/configs/smoke.ini"
 t0=$SECONDS
 
 log() { echo "[multihost $((SECONDS - t0))s] $*"; }
-skip() {
-  echo "[multihost] SKIP: $*"
-  exit 77
-}
+# shellcheck source=tests/cannot_run.sh
+source "$repo/tests/cannot_run.sh"
+skip() { cannot_run multihost "$@"; }
 failures=0
 fail() {
   echo "[multihost] FAIL: $*" >&2

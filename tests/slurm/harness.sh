@@ -9,7 +9,7 @@
 # address, its slurmd runs on it under its name, and slurmctld runs on host 0. Clients must then run
 # on one of the hosts too (tests/multihost/harness.sh exec 0 CMD...): slurmctld listens there only.
 #
-#   tests/slurm/harness.sh start   install what is missing (Debian, as root), write the config, start
+#   tests/slurm/harness.sh start   check the packages (launch/setup.sh installs them), write the config, start
 #                                  munged + slurmctld + one slurmd per node, wait for the nodes to be idle
 #   tests/slurm/harness.sh env     print the exports a client needs: eval "$(harness.sh env)"
 #   tests/slurm/harness.sh stop    cancel the jobs left, stop the daemons by PID, keep the state dir
@@ -22,8 +22,8 @@
 #
 # munged runs as user munge with its key, socket, pid file and log in $STATE/munge.
 #
-# Exit status: 0 done, 1 failure, 77 this machine cannot run a Slurm (not root, packages cannot be
-# installed, slurmd fails on cgroups): callers should skip, not fail.
+# Exit status: 0 done, 1 failure, 77 this machine cannot run a Slurm (not root, packages not installed,
+# slurmd fails on cgroups): callers report it (tests/cannot_run.sh: a failure unless skips are allowed).
 set -uo pipefail
 
 STATE="${SLURM_HARNESS_DIR:-/tmp/repsearch-slurm-${UID}}"
@@ -124,23 +124,14 @@ installed() {
   [[ "$status" == *" ok installed" ]]
 }
 
+# The packages come from launch/setup.sh: installing here would run apt-get on a namespace host,
+# which reaches no package archive.
 ensure_packages() {
   local missing=() p
-  command -v dpkg-query >/dev/null 2>&1 || skip "not a Debian system (no dpkg-query): cannot install Slurm"
+  command -v dpkg-query >/dev/null 2>&1 || skip "not a Debian system (no dpkg-query): cannot check for Slurm"
   for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
-  [[ ${#missing[@]} -eq 0 ]] && return 0
-  [[ $EUID -eq 0 ]] || skip "Slurm packages missing (${missing[*]}) and not root to install them"
-  log "installing ${missing[*]} (apt-get, --no-install-recommends)"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
-    >"$STATE/log/apt.log" 2>&1; then
-    log "apt-get install failed; running apt-get update and trying again"
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$STATE/log/apt.log" 2>&1
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
-      >>"$STATE/log/apt.log" 2>&1 || {
-      tail -n 20 "$STATE/log/apt.log" >&2
-      skip "could not install ${missing[*]} (log: $STATE/log/apt.log)"
-    }
-  fi
+  [[ ${#missing[@]} -eq 0 ]] ||
+    skip "Slurm packages not installed: ${missing[*]} (launch/setup.sh installs them)"
 }
 
 # ---- configuration ----------------------------------------------------------------------------------
@@ -280,7 +271,7 @@ start() {
   chmod 0755 "$STATE" "$STATE/run" "$STATE/log"
   ensure_packages
   if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
-    skip "slurmctld/slurmd/munged not found after installing ${PACKAGES[*]}"
+    skip "slurmctld/slurmd/munged not found although ${PACKAGES[*]} are installed"
   fi
   write_config || return 1
   client_env

@@ -34,6 +34,10 @@ void set_stall_seconds(double seconds);
 MPI_Comm duplicate_with_errors_returned(MPI_Comm comm);
 // Rank 0: every rank's `mine` (at most 255 bytes each), comma-joined in rank order; "" elsewhere.
 std::string gather_joined(MPI_Comm comm, const std::string& mine);
+// Every rank's `mine` in rank order when they are not all equal, else nothing: each rank sends its
+// length and a 64-bit hash first, so ranks that agree exchange no more (e.g. the resolved config,
+// compared before any work). Collective.
+std::vector<std::string> texts_unless_equal(MPI_Comm comm, const std::string& mine);
 // Rank 0: the element-wise maximum of `values` over ranks; other ranks get their own values back.
 std::vector<double> reduce_max(MPI_Comm comm, std::vector<double> values);
 

@@ -18,13 +18,13 @@ gens() { case "$1" in 3000) echo 40 ;; 12000) echo 12 ;; 30000) echo 6 ;; *) ech
 field() { grep -oE "$2" "$tmp/$1.log" | head -1 | grep -oE '[0-9.]+' | head -1; }
 
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD)"
-echo "# configs/fashion_mnist.ini (P=32, d=64, features 2048, |V| = |H| = 2000), --islands 1 --threads $(nproc)"
+echo "# configs/fashion_mnist_dataset.ini (P=32, d=64, features 2048, |V| = |H| = 2000), --islands 1 --threads $(nproc)"
 echo "| n_s | generations | set-up (s) | peak RSS (MiB) | eval/s | eval/s x n_s | vs n_s = ${sizes[0]} |"
 echo "|---|---|---|---|---|---|---|"
 base=""
 for n in "${sizes[@]}"; do
   g=$(gens "$n")
-  cmd=("$bin" search --config configs/fashion_mnist.ini --islands 1 --threads "$(nproc)" --search-size "$n"
+  cmd=("$bin" search --config configs/fashion_mnist_dataset.ini --islands 1 --threads "$(nproc)" --search-size "$n"
     --generations "$g" --checkpoint-interval 0 --checkpoint-minutes 0 --out "$tmp/run-$n")
   /usr/bin/time -v "${cmd[@]}" >"$tmp/$n.log" 2>&1
   ns=$(grep -oE 'n_s=[0-9]+' "$tmp/$n.log" | head -1 | cut -d= -f2)
@@ -38,6 +38,6 @@ for n in "${sizes[@]}"; do
 done
 echo
 echo "Target shape: n_s = all, 4 islands on 2 ranks (2 per rank), 1 thread each, 3 generations, final checkpoint and archive:"
-mpirun --oversubscribe --bind-to none -np 2 "$bin" search --config configs/fashion_mnist.ini --islands 4 --threads 1 \
+mpirun --oversubscribe --bind-to none -np 2 "$bin" search --config configs/fashion_mnist_dataset.ini --islands 4 --threads 1 \
   --search-size all --generations 3 --checkpoint-minutes 0 --out "$tmp/target" >"$tmp/target.log" 2>&1
 grep -E '^\[search\] (set-up|.*peak RSS)' "$tmp/target.log" | sed 's/^/    /'

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin=${REPSEARCH_BIN:-build/repsearch}
-config=configs/fashion_mnist.ini
+config=configs/fashion_mnist_dataset.ini
 gens=("$@")
 [[ ${#gens[@]} -gt 0 ]] || gens=(0 10 25 50)
 d=runs/bench-scale

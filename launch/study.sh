@@ -17,7 +17,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 bin=${REPSEARCH_BIN:-build/repsearch}
-config=configs/fashion_mnist.ini
+config=configs/fashion_mnist_dataset.ini
 [[ $EUID -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mkdir -p "$out"
 dirs=()

@@ -10,7 +10,7 @@ usage() {
 Usage: slurm/sweep.sh SWEEP.ini [--sweep-dir DIR] [--dry-run] [-- extra repsearch arguments]
 
 SWEEP.ini (key = value; '#' starts a comment):
-  config      = configs/fashion_mnist.ini   base config (relative to the current directory, the
+  config      = configs/fashion_mnist_dataset.ini   base config (relative to the current directory, the
                                             sweep file's directory or the repository)
   population  = 8,16,32                     values to sweep (comma-separated)
   generations = 10,40

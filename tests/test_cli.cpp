@@ -94,7 +94,12 @@ TEST_CASE("options: bad options and configs get a clear error and a non-zero exi
 }
 
 TEST_CASE("data: prints the splits of real Fashion-MNIST") {
-  auto r = run(binary() + " data --config " + config("fashion_mnist.ini"));
+  auto example = run(binary() + " data --config " + config("fashion_mnist.ini"));
+  REQUIRE_MESSAGE(example.status == 0, example.output);
+  CHECK(example.output.find("space example (seed 0): 1000 searched examples") != std::string::npos);
+  CHECK(example.output.find("20 batches of 50") != std::string::npos);
+  CHECK(example.output.find("block0 32x13x13 -> block1 32x6x6 -> block2 32x3x3 -> logits 10") != std::string::npos);
+  auto r = run(binary() + " data --config " + config("fashion_mnist_dataset.ini"));
   REQUIRE_MESSAGE(r.status == 0, r.output);
   CHECK(r.output.find("train [60000, 1, 28, 28]") != std::string::npos);
   CHECK(r.output.find("search S   3000 examples") != std::string::npos);
@@ -108,12 +113,12 @@ TEST_CASE("data: prints the splits of real Fashion-MNIST") {
   for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                         "t10k-labels-idx1-ubyte"})
     fs::copy_file(std::string(REPSEARCH_FMNIST_DIR) + "/" + f + ".gz", root + "/fashion-mnist/" + f + ".gz");
-  auto env = run("env REPSEARCH_DATA_DIR=" + root + " " + binary() + " data --config " + config("fashion_mnist.ini"));
+  auto env = run("env REPSEARCH_DATA_DIR=" + root + " " + binary() + " data --config " + config("fashion_mnist_dataset.ini"));
   REQUIRE_MESSAGE(env.status == 0, env.output);
   CHECK(env.output.find("from " + root + "/fashion-mnist\n") != std::string::npos);
   CHECK(env.output.find(r.output.substr(r.output.find("\n"))) != std::string::npos);  // the same data, the same splits
   auto given = run("env REPSEARCH_DATA_DIR=" + dir.file("none") + " " + binary() + " data --config " +
-                   config("fashion_mnist.ini") + " --data-dir " + root + "/fashion-mnist");
+                   config("fashion_mnist_dataset.ini") + " --data-dir " + root + "/fashion-mnist");
   CHECK_MESSAGE(given.status == 0, given.output);
   auto missing = run("env REPSEARCH_DATA_DIR=" + dir.file("none") + " " + binary() + " data");
   CHECK(missing.status == 2);
@@ -447,9 +452,11 @@ TEST_CASE("learn: learn and sgd on real Fashion-MNIST: modest, robust accuracy; 
 }
 
 TEST_CASE("scale: --search-size all, and a memory plan that refuses what cannot fit before any work") {
-  auto d = run(binary() + " data --config " + config("fashion_mnist.ini") + " --search-size all");
+  auto d = run(binary() + " data --config " + config("fashion_mnist_dataset.ini") + " --search-size all");
   REQUIRE_MESSAGE(d.status == 0, d.output);
   CHECK(d.output.find("search S  56000 examples") != std::string::npos);
+  auto e = run(binary() + " data --config " + config("fashion_mnist.ini") + " --search-size all");
+  CHECK(e.output.find("60000 searched examples") != std::string::npos);
   auto bad = run(binary() + " data --search-size lots");
   CHECK(bad.status == 2);
   CHECK(bad.output.find("option search-size: expected a positive integer or 'all', found 'lots'") != std::string::npos);

@@ -274,7 +274,7 @@ TEST_CASE("config: each command takes its own options on the command line; confi
   CHECK(help("search").find("--migration-interval") != std::string::npos);
   CHECK(help("search").find("Also taken: the Learner (learn and sgd) options") != std::string::npos);
   CHECK(help("sgd").find("--seeds") != std::string::npos);
-  CHECK(help("sgd").find("Also taken: the Fitness, Search, Migration, Run control options") != std::string::npos);
+  CHECK(help("sgd").find("Also taken: the Example space (space = example: the paper's search), Fitness, Search, Migration, Run control options") != std::string::npos);
   CHECK(help("data").find("--population") == std::string::npos);
   CHECK(help("data").find("--search-size") != std::string::npos);
   CHECK(help("learn").find("--archive") != std::string::npos);

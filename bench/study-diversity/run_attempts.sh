@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The attempts at the issue-12 target with the shipped default (configs/fashion_mnist.ini, 2 ranks,
+# The attempts at the issue-12 target with the shipped default (configs/fashion_mnist_dataset.ini, 2 ranks,
 # 1 thread each, 100 generations): one search per option set, elite diversity from `repsearch
 # inspect`; for two of them all 8 elites learned (ensemble).
 #   bash bench/study-diversity/run_attempts.sh [OUT_DIR]     (default runs/study-diversity-attempts)
@@ -11,7 +11,7 @@ mkdir -p "$out"
 [[ $EUID -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 attempt() {
   local name=$1; shift
-  mpirun -np 2 --oversubscribe "$bin" search --config "$here/configs/fashion_mnist.ini" --threads 1 \
+  mpirun -np 2 --oversubscribe "$bin" search --config "$here/configs/fashion_mnist_dataset.ini" --threads 1 \
     --out "$out/$name" --overwrite "$@" > "$out/$name.search.log" 2>&1
   echo "$name ($*): $("$bin" inspect "$out/$name/archive.h5" | grep '^diversity')"
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue-12 grid at the shipped default's scale on one machine: configs/fashion_mnist.ini (4 islands,
+# The issue-12 grid at the shipped default's scale on one machine: configs/fashion_mnist_dataset.ini (4 islands,
 # n_s 3000, d 64) on 2 ranks, population {8, 32, 128} x generations {25, 100, 400} (each longer run
 # is the shorter one resumed, so the 25/100/400 archives are one trajectory), selection fitness
 # (elites: top, the default) vs dns (elites: diverse). Then: the best elite of every archive learned;
@@ -15,7 +15,7 @@ ranks=${RANKS:-2}
 read -r -a qd_args <<< "${QD_ARGS:---selection dns --elite-selection diverse}"
 mkdir -p "$out"
 [[ $EUID -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-search() { mpirun -np "$ranks" --oversubscribe "$bin" search --config "$here/configs/fashion_mnist.ini" --threads 1 --log-every 25 "$@"; }
+search() { mpirun -np "$ranks" --oversubscribe "$bin" search --config "$here/configs/fashion_mnist_dataset.ini" --threads 1 --log-every 25 "$@"; }
 # Generations outermost: the whole grid at 25, then each run resumed to 100, then to 400, so that a
 # run cut short leaves complete lower rows.
 prev=
@@ -43,5 +43,5 @@ done
 for a in "$out"/p32-{fitness,dns}-g100 "$out"/p128-{fitness,dns}-g400; do
   [[ -f $a/learn-all.log ]] || { learn "$a" --elite all --out "$a" > "$a/learn-all.tmp" 2>&1 && mv "$a/learn-all.tmp" "$a/learn-all.log"; }
 done
-[[ -f $out/sgd.log ]] || { "$bin" sgd --config "$here/configs/fashion_mnist.ini" --threads 1 --seeds 0..7 --out "$out/sgd" > "$out/sgd.tmp" 2>&1 && mv "$out/sgd.tmp" "$out/sgd.log"; }
+[[ -f $out/sgd.log ]] || { "$bin" sgd --config "$here/configs/fashion_mnist_dataset.ini" --threads 1 --seeds 0..7 --out "$out/sgd" > "$out/sgd.tmp" 2>&1 && mv "$out/sgd.tmp" "$out/sgd.log"; }
 echo "[grid] done: $out"

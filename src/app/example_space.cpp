@@ -251,7 +251,7 @@ int ExampleSpace::search(const Options& o, SearchStart& st) const {
               << shape_text(net.layer_shape(0)) << " / " << shape_text(net.layer_shape(1)) << " / " << shape_text(net.layer_shape(2))
               << " -> " << net.classes() << " (BatchNorm " << net.config().batchnorm << ") | population " << c.population()
               << " = " << c.parents << " + " << c.exploratory << " + " << c.refinement << " x " << c.islands << " island(s) on "
-              << st.where() << "\n[search] " << schedule_text(c) << "\n[search] " << (work.finished.size() ? "resumed: " : "")
+              << st.where() << "\n[search] " << schedule_text(c) << "\n[search] " << (st.resume ? "resumed: " : "")
               << work.finished.size() << " of " << plan.batches * plan.groups << " units already stored; " << shards.units_left()
               << " to search in " << shards.total_steps() << " steps; run directory " << out << std::endl;
   }

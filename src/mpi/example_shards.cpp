@@ -79,7 +79,7 @@ void ExampleShards::step() {
       const auto e = results.front().ce.size(0), b = results.front().batch;
       for (const auto& r : results) evaluations_ += r.evaluations;
       sink_(results, work_.indices.slice(0, b * work_.example_batch, b * work_.example_batch + e));
-      examples_ += e * static_cast<std::int64_t>(results.size()) / std::max<std::int64_t>(1, config_.islands);
+      examples_ += e * static_cast<std::int64_t>(results.size());  // island-examples: one island's search of one example
       ++units_;
       unit_.reset();
     }
@@ -128,8 +128,9 @@ std::vector<Progress> ExampleShards::poll_progress(bool wait) {
         pr.layer_generations = config_.schedule[static_cast<std::size_t>(r.layer)].generations;
       }
     }
-    pr.examples = std::min(pr.examples_total, pr.examples + (static_cast<std::int64_t>(work_.finished.size()) *
-                                                              work_.example_batch) / islands);
+    // examples every island has searched (island-examples / islands), counting the units stored before
+    const auto before = static_cast<std::int64_t>(work_.finished.size()) * work_.example_batch * islands / plan_.groups;
+    pr.examples = std::min(pr.examples_total, (pr.examples + before) / islands);
     pr.mean_best_ce = with_unit ? ce / with_unit : std::numeric_limits<double>::quiet_NaN();
     out.push_back(pr);
   }

@@ -28,7 +28,7 @@ namespace repsearch {
 struct MigrationConfig {
   std::string topology = "ring";  // none | ring | full | random | graph
   std::string edges;              // graph: "0->1, 1->2:0.5" (":w" = probability the edge is used, default 1)
-  std::int64_t interval = 25;     // generations between migrations (0 = never); the option's default
+  std::int64_t interval = 0;      // generations between migrations (0 = never: independent islands); the option's default
   std::int64_t migrants = 1;      // best individuals sent along each edge
   bool align = true;              // Procrustes-align immigrants to the receiver's best
 };

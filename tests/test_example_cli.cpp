@@ -1,0 +1,166 @@
+// The example space end to end: the search on real Fashion-MNIST examples lowers the cross-entropy,
+// archives are identical on 1, 2 and 3 ranks and after a kill -9 and resume, inspect's view, and the
+// errors a user meets.
+#include <doctest/doctest.h>
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "repsearch/core/data.hpp"
+#include "repsearch/core/example_search.hpp"
+#include "repsearch/core/frozen_net.hpp"
+#include "repsearch/io/dataset.hpp"
+#include "repsearch/io/example_archive.hpp"
+#include "testing.hpp"
+
+using namespace testing;
+namespace io = repsearch::io;
+
+namespace {
+
+std::string example_cmd(const std::string& out, const std::string& extra = "", int ranks = 1) {
+  return (ranks > 1 ? mpirun(ranks) : std::string()) + binary() + " search --config " + config("smoke.ini") +
+         " --space example --log-every 1000 --checkpoint-interval 0 --out " + out + " " + extra;
+}
+
+void check_same_targets(const std::string& a_path, const std::string& b_path) {
+  io::ExampleArchive a(a_path), b(b_path);
+  REQUIRE(a.examples() == b.examples());
+  CHECK(at::equal(a.indices, b.indices));
+  for (std::int64_t l = 0; l <= 4; ++l)
+    CHECK_MESSAGE(at::equal(a.targets(l, 0, a.examples()), b.targets(l, 0, b.examples())), "layer ", l);
+  CHECK(at::equal(a.ce(0, a.examples()), b.ce(0, b.examples())));
+  for (std::int64_t l = 0; l < 4; ++l) CHECK(at::equal(a.diversity(l), b.diversity(l)));
+  CHECK(a.summary.mean_best_ce == b.summary.mean_best_ce);
+}
+
+}  // namespace
+
+TEST_CASE("example-search: a layer's search lowers the cross-entropy of real Fashion-MNIST examples") {
+  const auto d = io::load_dataset("fashion-mnist", REPSEARCH_FMNIST_DIR);
+  const auto standard = repsearch::fit_standardiser(d.train_images);
+  repsearch::NetConfig nc;
+  nc.widths = {16, 16, 16};
+  nc.whiten_images = 500;
+  repsearch::FrozenNet net(nc, standard.apply(d.train_images.slice(0, 0, 500)), 10, at::kCPU);
+  repsearch::ExampleSearchConfig c;
+  c.parents = 4;
+  c.exploratory = c.refinement = 8;
+  c.schedule = {{{12, 0.1, 5, 5}, {8, 0.1, 3, 1}, {8, 0.1, 3, 1}, {6, 0.1, 1, 0}}};
+  for (std::int64_t layer = 0; layer < 4; ++layer) {
+    c.layers = {layer};
+    repsearch::ExampleUnit u(net, c, {0, {0}, standard.apply(d.train_images.slice(0, 0, 8)), d.train_labels.slice(0, 0, 8)});
+    while (!u.done()) u.step();
+    const auto r = u.results().front();
+    const auto& h = r.history[static_cast<std::size_t>(layer)];
+    // every example's search ends below the network's own cross-entropy, on average well below
+    CHECK_MESSAGE(h[-1].item<double>() < 0.8 * r.initial_ce.mean().item<double>(), "layer ", layer);
+    // and below where the search started (its initial population: the layer's input, normalised, and noisy copies)
+    CHECK_MESSAGE(h[-1].item<double>() < h[0].item<double>() - 0.05, "layer ", layer);
+  }
+}
+
+TEST_CASE("example-ranks: the archive is the same on 1, 2 and 3 ranks, with independent and with migrating islands") {
+  TempDir dir("repsearch_example_ranks");
+  for (const std::string islands : {"--migration-interval 0", "--migration-interval 1 --islands 2"}) {
+    std::string first;
+    for (int np : {1, 2, 3}) {
+      const auto out = dir.file("np" + std::to_string(np) + (islands.size() > 25 ? "m" : "i"));
+      auto r = run(example_cmd(out, islands, np));
+      REQUIRE_MESSAGE(r.status == 0, r.output);
+      CHECK(r.output.find("examples 300/300") != std::string::npos);
+      CHECK_FALSE(std::filesystem::exists(out + "/units"));  // gone once the archive holds them
+      if (first.empty()) first = out + "/archive.h5";
+      else check_same_targets(first, out + "/archive.h5");
+    }
+  }
+}
+
+TEST_CASE("example-kill: kill -9 at any moment, then --resume, gives the uninterrupted archive") {
+  TempDir dir("repsearch_example_kill");
+  const auto ref = dir.file("ref");
+  auto r = run(example_cmd(ref));
+  REQUIRE_MESSAGE(r.status == 0, r.output);
+  for (double after : {0.0, 1.5, 3.0}) {
+    const auto out = dir.file("k" + std::to_string(static_cast<int>(after * 10)));
+    {
+      Background bg(example_cmd(out, "--keep-units true", 2), out + ".log");
+      REQUIRE(bg.wait_for("to search in", 300));
+      std::this_thread::sleep_for(std::chrono::duration<double>(after));
+      ::kill(-bg.pid, SIGKILL);
+      bg.wait(30);
+    }
+    auto resumed = run(example_cmd(out, "--resume --keep-units true", 3));
+    REQUIRE_MESSAGE(resumed.status == 0, resumed.output);
+    CHECK(resumed.output.find("resumed:") != std::string::npos);
+    check_same_targets(ref + "/archive.h5", out + "/archive.h5");
+    auto again = run(example_cmd(out, "--resume"));
+    CHECK(again.status == 0);
+    CHECK(again.output.find("complete: nothing to resume") != std::string::npos);
+  }
+}
+
+TEST_CASE("example-inspect: inspect --json reports the search's numbers") {
+  TempDir dir("repsearch_example_inspect");
+  const auto out = dir.file("run");
+  auto r = run(example_cmd(out, "--islands 3"));
+  REQUIRE_MESSAGE(r.status == 0, r.output);
+  auto j = run(binary() + " inspect --json " + out + "/archive.h5");
+  REQUIRE_MESSAGE(j.status == 0, j.output);
+  const auto js = nlohmann::json::parse(j.output);
+  CHECK(js["space"] == "example");
+  CHECK(js["examples"] == 300);
+  CHECK(js["islands"] == 3);
+  CHECK(js["layer_shapes"]["block0"] == std::vector<int>{8, 13, 13});
+  CHECK(js["layer_shapes"]["logits"] == std::vector<int>{10});
+  for (const auto* layer : {"block0", "block1", "block2", "logits"}) {
+    CHECK(js["mean_best_ce"][layer].get<double>() > 0);
+    CHECK(js["mean_best_ce"][layer].get<double>() < js["mean_initial_ce"].get<double>());
+  }
+  CHECK(js["logit_accuracy"].get<double>() > 0.5);
+  REQUIRE(js.contains("n_eff"));
+  CHECK(js["n_eff_by_islands"].size() == 3);
+  CHECK(js["n_eff_by_islands"][0][0].get<double>() == doctest::Approx(1.0));  // one island: one solution
+  const double n3 = js["n_eff"]["block0"].get<double>();
+  CHECK(n3 >= 1.0);
+  CHECK(n3 <= 3.0);
+  // the numbers are the archive's: the logits' accuracy recomputed from its rows
+  io::ExampleArchive a(out + "/archive.h5");
+  const auto right = (a.targets(3, 0, a.examples()).argmax(1) == a.labels).to(at::kDouble).mean().item<double>();
+  CHECK(js["logit_accuracy"].get<double>() == doctest::Approx(right));
+  auto human = run(binary() + " inspect " + out + "/archive.h5");
+  CHECK(human.output.find("N_eff of the island bests") != std::string::npos);
+}
+
+TEST_CASE("example-errors: bad options and run directories are errors naming what to change") {
+  TempDir dir("repsearch_example_errors");
+  auto expect = [&](const std::string& extra, std::vector<std::string> words) {
+    auto r = run(example_cmd(dir.file("bad"), extra));
+    CHECK_MESSAGE(r.status == 2, r.output);
+    for (const auto& w : words) CHECK_MESSAGE(r.output.find(w) != std::string::npos, w, " in ", r.output);
+  };
+  expect("--layer-generations 4,2,2", {"option layer-generations", "4 comma-separated", "'4,2,2'"});
+  expect("--layer-alpha 0.1,x,0.1,0.1", {"option layer-alpha"});
+  expect("--layer-boost 1,1,0,1", {"option layer-boost", "> 0"});
+  expect("--layers block2,block0", {"option layers", "increasing order"});
+  expect("--parents 1", {"option parents", ">= 2"});
+  expect("--net-width 8,8", {"option net-width", "three"});
+  auto space = run(binary() + " search --config " + config("smoke.ini") + " --space graph --out " + dir.file("bad"));
+  CHECK(space.status == 2);
+  CHECK_MESSAGE(space.output.find("option space: unknown search space 'graph'; known: example, dataset") != std::string::npos,
+                space.output);
+  expect("--migration-interval 1 --islands 2 --migrants 9", {"option migrants", "parents"});
+  const auto out = dir.file("run");
+  REQUIRE(run(example_cmd(out, "--keep-units true")).status == 0);
+  std::filesystem::remove(out + "/checkpoint.h5");
+  std::filesystem::remove(out + "/checkpoint.prev.h5");
+  std::filesystem::remove(out + "/archive.h5");
+  auto again = run(example_cmd(out));
+  CHECK(again.status == 2);
+  CHECK(again.output.find("already holds units/") != std::string::npos);
+  CHECK(run(example_cmd(out, "--overwrite")).status == 0);
+}

@@ -27,22 +27,6 @@ namespace {
 
 const std::vector<std::string> kTargetNames = {"block0", "block1", "block2", "logits", "softmax"};
 
-// A dataset of whatever numeric type it was written with (float16/32/64, int32/64), checksum verified.
-at::Tensor read_any(const Reader& r, const std::string& path) {
-  Handle ds = r.dataset(path);
-  Handle type = own(H5Dget_type(ds.get()), H5Tclose, r.label(), "cannot get the type of ", path);
-  const auto cls = H5Tget_class(type.get());
-  const auto size = H5Tget_size(type.get());
-  at::ScalarType t;
-  if (cls == H5T_FLOAT) t = size == 2 ? at::kHalf : size == 4 ? at::kFloat : at::kDouble;
-  else if (cls == H5T_INTEGER) t = size == 4 ? at::kInt : at::kLong;
-  else fail(r.label(), ": dataset ", path, " holds ", class_name(cls), " values, expected numbers");
-  Handle space = own(H5Dget_space(ds.get()), H5Sclose, r.label(), "cannot get the dataspace of ", path);
-  const int rank = H5Sget_simple_extent_ndims(space.get());
-  if (rank < 0) h5fail(r.label(), "cannot get the rank of ", path);
-  return r.tensor(path, t, static_cast<std::size_t>(rank), "");
-}
-
 std::string unit_label(const std::string& path) { return "unit file " + path; }
 
 void write_network(Writer& w, const NetConfig& net, const NetParameters& p, const std::vector<std::int64_t>& input_shape) {

@@ -11,6 +11,7 @@
 #include <limits>
 #include <cstdint>
 #include <set>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,6 +26,11 @@ using namespace detail;
 namespace fs = std::filesystem;
 
 namespace {
+
+template <class T>
+struct IsVector : std::false_type {};
+template <class T>
+struct IsVector<std::vector<T>> : std::true_type {};
 
 constexpr const char* kCheckpointRng =
     "counter-based: every stream derives from (seed, island, generation); no generator state";
@@ -350,23 +356,22 @@ void CheckpointWriter::add(const IslandState& s) try {
   require_length(label, (island + "uid").c_str(), static_cast<std::int64_t>(s.uid.size()), p, "one per individual");
   require_length(label, (island + "born").c_str(), static_cast<std::int64_t>(s.born.size()), p, "one per individual");
   Writer& w = impl_->file->writer();
-  {
-    Handle g = w.group(group);
-    w.attr<std::int64_t>(g.get(), group, "island", s.island);
-    w.attr<std::int64_t>(g.get(), group, "generation", s.generation);
-    w.attr<std::uint64_t>(g.get(), group, "next_serial", s.next_serial);
-    w.attr<double>(g.get(), group, "sigma", s.sigma);
-    w.attr<std::int64_t>(g.get(), group, "evaluations", s.evaluations);
-    w.attr<std::int64_t>(g.get(), group, "nonfinite", s.nonfinite);
-    w.attr<double>(g.get(), group, "seconds", s.seconds);
-  }
-  w.tensor(group + "/population", s.population, at::kFloat);  // contiguous, unfiltered: speed
-  w.tensor(group + "/fitness", s.fitness, at::kDouble);
-  w.vector(group + "/uid", s.uid);
-  w.vector(group + "/born", s.born);
-  w.vector(group + "/op_weights", s.op_weights);
-  write_history(w, group + "/history", s.history);
-  if (s.foreign.defined()) w.tensor(group + "/foreign", s.foreign, at::kFloat);  // island-repulsion references
+  Handle g = w.group(group);
+  // The island's fields as for_each_island_field lists them (the MPI wire walks the same list):
+  // scalars as attributes of the group, the rest as datasets; undefined tensors are left out.
+  for_each_island_field(s, [&](const char* name, const auto& field) {
+    using T = std::decay_t<decltype(field)>;
+    const std::string path = group + "/" + name;
+    if constexpr (std::is_same_v<T, at::Tensor>) {
+      if (field.defined()) w.tensor(path, field, field.scalar_type());  // contiguous, unfiltered: speed
+    } else if constexpr (std::is_same_v<T, std::vector<HistoryRow>>) {
+      write_history(w, path, field);
+    } else if constexpr (IsVector<T>::value) {
+      w.vector(path, field);
+    } else {
+      w.attr<T>(g.get(), group, name, field);
+    }
+  });
 } catch (...) {
   detail::rethrow_as_output(impl_->path);
 }
@@ -405,31 +410,40 @@ IslandState read_island(const Reader& r, std::int64_t index, std::int64_t genera
   IslandState s;
   {
     Handle g = r.group(group);
-    s.island = r.attr<std::int64_t>(g.get(), group, "island");
-    s.generation = r.attr<std::int64_t>(g.get(), group, "generation");
-    s.next_serial = r.attr<std::uint64_t>(g.get(), group, "next_serial");
-    s.sigma = r.attr<double>(g.get(), group, "sigma");
-    s.evaluations = r.attr<std::int64_t>(g.get(), group, "evaluations");
-    s.nonfinite = r.attr<std::int64_t>(g.get(), group, "nonfinite");
-    s.seconds = r.attr<double>(g.get(), group, "seconds");
+    for_each_island_field(s, [&](const char* name, auto& field) {  // the list the writer walks
+      using T = std::decay_t<decltype(field)>;
+      const std::string path = group + "/" + name;
+      if constexpr (std::is_same_v<T, at::Tensor>) {
+        if (r.exists(path)) field = read_any(r, path);  // optional ones (foreign) may be absent
+      } else if constexpr (std::is_same_v<T, std::vector<HistoryRow>>) {
+        field = read_history(r, path);
+      } else if constexpr (IsVector<T>::value) {
+        field = r.vector<typename T::value_type>(path);
+      } else {
+        field = r.attr<T>(g.get(), group, name);
+      }
+    });
   }
   if (s.island != index)
     fail(r.label(), ": group ", group, " says island=", s.island, ", expected ", index, " (its name)");
   if (s.generation != generation)
     fail(r.label(), ": island ", index, " is at generation ", s.generation, ", the checkpoint at ", generation,
          ": an inconsistent checkpoint");
-  const at::Tensor population = r.tensor(group + "/population", at::kFloat, 3, "[P, n, d]");
+  auto expect = [&](const at::Tensor& t, const char* name, at::ScalarType type, std::int64_t rank, const char* shape) {
+    if (!t.defined()) fail(r.label(), ": missing dataset ", group, "/", name);
+    if (t.scalar_type() != type || t.dim() != rank)
+      fail(r.label(), ": dataset ", group, "/", name, " holds ", t.scalar_type(), " ", t.sizes(), ", expected ", type, " ", shape);
+  };
+  expect(s.population, "population", at::kFloat, 3, "[P, n, d]");
+  expect(s.fitness, "fitness", at::kDouble, 1, "[P]");
+  if (s.foreign.defined()) expect(s.foreign, "foreign", at::kFloat, 3, "[R, m, d]");
+  const at::Tensor population = s.population;
   const std::int64_t p = population.size(0);
-  s.fitness = r.tensor(group + "/fitness", at::kDouble, 1, "[P]");
-  s.uid = r.vector<std::uint64_t>(group + "/uid");
-  s.born = r.vector<std::int32_t>(group + "/born");
-  s.op_weights = r.vector<double>(group + "/op_weights");
   const char* per_individual = "P, the population size of its population dataset";
   require_size(r, group + "/fitness", s.fitness.size(0), p, per_individual);
   require_size(r, group + "/uid", static_cast<std::int64_t>(s.uid.size()), p, per_individual);
   require_size(r, group + "/born", static_cast<std::int64_t>(s.born.size()), p, per_individual);
-  s.history = read_history(r, group + "/history");
-  if (r.exists(group + "/foreign")) s.foreign = r.tensor(group + "/foreign", at::kFloat, 3, "[R, m, d]").to(device);
+  if (s.foreign.defined()) s.foreign = s.foreign.to(device);
   // A population the search could not have made (it would overflow the fitness's float32 products).
   const double largest = population.numel() > 0 ? population.abs().max().item<double>() : 0.0;
   if (!(largest < 1e18))

@@ -1,11 +1,17 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "config.hpp"
 #include "repsearch/core/data.hpp"
 #include "repsearch/core/fitness.hpp"
 #include "repsearch/io/dataset.hpp"
 #include "repsearch/io/provenance.hpp"
+#include "repsearch/io/rundir.hpp"
 
 namespace repsearch::app {
 
@@ -24,6 +30,22 @@ struct Prepared {
 // fitness_inputs: also build fitness_data (the search needs it; learn, sgd and data do not).
 Prepared prepare(const Options& options, const at::Device& device, bool fitness_inputs = true);
 void add_fitness_inputs(Prepared& prepared, const at::Device& device);
+
+// The data identity of the prepared data (io/identity.hpp).
+io::DataIdentity data_identity(const Prepared& prepared);
+// Refuses (InputError about `file`) data whose identity differs from the one `file` records, naming
+// each differing split, the file and the data directory (and REPSEARCH_DATA_DIR when it came from
+// there). A file written before identities were recorded: a warning on stderr, and nothing checked.
+void check_data_identity(const io::DataIdentity& recorded, const std::string& file, const Prepared& prepared,
+                         const Options& options);
+
+// A writer's hold on its outputs in `dir`, taken before any data is loaded: a RunLock per name in
+// `locks` (io::kRunLockName: the whole directory; `<output>.lock`: one output, so that array tasks
+// write other outputs beside it), the directory proven writable, and the temporaries of `files` left
+// by killed writers removed (reported as "[tag] removed N temporary file(s)").
+using OutputLocks = std::vector<std::unique_ptr<io::RunLock>>;
+OutputLocks own_outputs(const std::filesystem::path& dir, const std::string& tag, const std::string& what,
+                        const std::vector<std::string>& locks, const std::vector<std::string>& files);
 
 void set_threads(int threads);  // LibTorch's pool and OpenBLAS's
 int node_cores();

@@ -9,6 +9,7 @@ CNN) on the real Fashion-MNIST (REPSEARCH_FMNIST_DIR, default /usr/share/dataset
 Without numpy, h5py, torch or the data set the test FAILS: CI installs them (launch/setup.sh).
 REPSEARCH_KEEP_TEST_DIR=1 keeps the temporary run directory.
 """
+import glob
 import gzip
 import math
 import os
@@ -365,6 +366,10 @@ class Networks(unittest.TestCase):
                      f"import repsearch_h5 as rh; print(rh.load_split({archive!r}, split='val')['images'].shape)"],
                     elsewhere)
         self.assertIn("(200, 1, 28, 28)", p.stdout)
+        # learn from another folder reads the data the search read (its config says "data", relative).
+        p = run_cmd([BINARY, "learn", "--archive", archive, "--epochs", "1", "--threads", "1"], elsewhere)
+        r = rh.read_results(glob.glob(os.path.join(here, "rel", "learn-*.h5"))[0], activations=False)
+        self.assertEqual(r["data_identity"]["data_dir"], os.path.join(here, "data"))
 
     def test_elites_and_splits_line_up(self):
         a = rh.read_archive(self.archive, representations=True)

@@ -327,14 +327,15 @@ void learn_one(Bench& b, const LearnInputs& in, const io::Archive& archive, cons
                  {{"elite_rank", e}, {"uid", hex(uid)}, {"regression_mse", mse}}, report);
 }
 
-}  // namespace
-
-namespace {
-
 // The archive a learn or sgd run starts from, with its stored config below the command line's.
 io::Archive read_source_archive(const Options& cli, Options& o, const std::string& archive_path) {
   auto archive = io::read_archive(archive_path);
   add_config_text(o, archive.provenance.config, "archive " + archive_path + ": config");
+  // A relative data-dir in the stored config meant the search's working directory: the archive
+  // records where that was (absolute), unless the command line names a directory itself.
+  const auto stored = o.get<std::string>("data-dir");
+  if (!cli.has("data-dir") && !stored.empty() && fs::path(stored).is_relative() && fs::path(archive.data_dir).is_absolute())
+    o.vm.at("data-dir").value() = archive.data_dir;
   validate(o);
   return archive;
 }

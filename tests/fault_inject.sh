@@ -16,8 +16,8 @@
 #     results file lies beside a network file it does not describe and no summary is older than a
 #     results file it lists; the completed run gives the uninterrupted run's results, no temporaries
 #     and no lock files.
-#  7. learn and sgd on a full disk (the network, its results, or the second network does not fit) and
-#     on a read-only one: exit 2 naming the file and the reason, no stack trace, no temporaries, no
+#  7. learn and sgd on a full disk (the network, its results, the second network or not even a lock
+#     file does not fit) and on a read-only one: exit 2 naming the file and the reason, no stack trace, no temporaries, no
 #     stale summary, earlier files intact.
 #
 # Prints one line per outcome (PASS/FAIL/SKIP), a summary, then "N passed, M failed" alone on the last
@@ -1151,8 +1151,8 @@ pt_bytes=$(stat -c %s "${first_learn%.h5}.pt")
 h5_bytes=$(stat -c %s "$first_learn")
 h5_max=$(stat -c %s "${LREF[learn]}"/learn-*.h5 | sort -n | tail -n 1)
 # learn_disk_trial ID CASE: CASE network|results|second (the first network, its results, or the second
-# network does not fit), sgd (sgd's first network does not fit), readonly (a previous pair on a disk
-# remounted read-only).
+# network does not fit), sgd (sgd's first network does not fit), full (not even a lock file fits),
+# readonly (a previous pair on a disk remounted read-only).
 learn_disk_trial() {
   local id=$1 case=$2 bytes kind=learn bad="" err left want roomy="$work/learndisk-$1" logf="$work/learndisk-$1.log"
   case $case in
@@ -1160,6 +1160,7 @@ learn_disk_trial() {
     results) bytes=$((pt_bytes + h5_bytes / 2 + 16384)) ;;
     second) bytes=$((2 * pt_bytes + h5_max + h5_bytes / 2 + 32768)) ;;
     readonly) bytes=$((4 * (pt_bytes + h5_bytes))) ;;
+    full) bytes=65536 ;;
   esac
   [[ $case == sgd ]] && kind=sgd
   local kib=$(((bytes + 1023) / 1024)) dir="$mnt/out"
@@ -1172,7 +1173,11 @@ learn_disk_trial() {
   mounts+=("$mnt")
   local cmd
   cmd=$(learn_cmd "$kind" "$dir")
-  [[ $case == network || $case == results ]] && cmd=${cmd/--elite all/--elite 0}
+  [[ $case == network || $case == results || $case == full ]] && cmd=${cmd/--elite all/--elite 0}
+  if [[ $case == full ]]; then
+    mkdir -p "$dir"
+    head -c "$bytes" /dev/zero >"$mnt/filler" 2>/dev/null || true
+  fi
   if [[ $case == readonly ]]; then
     mkdir -p "$dir"
     cp "$first_learn" "${first_learn%.h5}.pt" "$dir/"
@@ -1210,6 +1215,7 @@ learn_disk_trial() {
   [[ -z "$(compgen -G "$roomy/*-summary.json")" ]] || bad+="${bad:+; }a summary is there although the run failed"
   case $case in
     network | results | sgd) [[ -z "$(compgen -G "$roomy/*.h5")$(compgen -G "$roomy/*.pt")" ]] || bad+="${bad:+; }network or results files left" ;;
+    full) [[ -z "$(ls -A "$roomy")" ]] || bad+="${bad:+; }files left: $(ls -A "$roomy" | tr '\n' ' ')" ;;
     second) [[ $(compgen -G "$roomy/learn-*.h5" | wc -l) == 1 ]] || bad+="${bad:+; }expected the first network's results alone" ;;
     readonly) cmp -s "$first_learn" "$roomy/$(basename "$first_learn")" || bad+="${bad:+; }the previous results changed" ;;
   esac
@@ -1236,7 +1242,8 @@ else
   learn_disk_trial 2 results
   learn_disk_trial 3 second
   learn_disk_trial 4 sgd
-  learn_disk_trial 5 readonly
+  learn_disk_trial 5 full
+  learn_disk_trial 6 readonly
 fi
 
 # ---- summary ------------------------------------------------------------------------------------------------------

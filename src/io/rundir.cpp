@@ -69,6 +69,7 @@ RunLock::RunLock(const std::string& dir, const std::string& what, const std::str
   const std::string text = "host " + host_name() + ", pid " + std::to_string(::getpid()) + ", since " + stamp + ", " + what + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
     const int error = errno;
+    ::unlink(path_.c_str());  // ours: locked, so no other owner can hold it
     ::close(fd_);
     fd_ = -1;
     fail_output(path_, "option out: cannot write the lock file ", path_, ": ", std::strerror(error));

@@ -14,8 +14,11 @@ best learned network against SGD seed 0 (per run with both), and scaling across 
 more runs that have archives).
 
 Exit status: 0 report written; 2 bad input (a run directory that does not exist, no archive and no
-results in any of them, or a file that is not a readable repsearch archive/results file); the
-message says which. Missing pieces (no learn or sgd results yet) are reported as missing.
+results in any of them, a file that is not a readable repsearch archive/results file or lacks one of
+its groups, an archive whose elites hold NaN or inf, or a results file beside a network file it does
+not describe: its recorded size and CRC-32 differ); the message says which, and "DAMAGED" when a
+file is. Missing pieces (no learn or sgd results yet, a results file without its .pt) are reported
+as missing.
 """
 import argparse
 import glob
@@ -196,11 +199,24 @@ def load_run(path, name):
     archive_path = os.path.join(path, "archive.h5")
     if os.path.isfile(archive_path):
         run["archive"] = rh.read_archive(archive_path)
+        bad = rh.nonfinite_elites(archive_path)
+        if bad:
+            raise BadInput(f"{archive_path}: DAMAGED archive: elite(s) {', '.join(map(str, bad))} (rank, best first) "
+                           "hold non-finite values (NaN or inf); learn refuses them: search again, or report on "
+                           "another run directory")
     else:
         run["notes"].append("no archive.h5 (no search figures for this run)")
     files = sorted(set(glob.glob(os.path.join(path, "learn-*.h5")) + glob.glob(os.path.join(path, "sgd-*.h5"))))
     for f in files:
         r = rh.read_results(f, activations=False, probabilities=True)
+        weights = os.path.splitext(f)[0] + ".pt"
+        if os.path.isfile(weights):
+            problem = rh.check_network_file(f)
+            if problem:
+                raise BadInput(f"{f}: DAMAGED results: {problem}")
+        else:
+            run["notes"].append(f"{os.path.basename(f)}: no network file {os.path.basename(weights)} beside it "
+                                "(its checksum not checked)")
         pred = r.pop("predictions")
         probs = pred["test_probabilities"]
         r["argmax"] = np.argmax(probs, axis=1) if probs.ndim == 2 and probs.shape[0] > 0 else np.zeros(0, dtype=int)
@@ -1069,7 +1085,8 @@ def write_markdown(args, out, runs, figures, scaling_rows, sgd_ref, full_ref, sc
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Figures and a Markdown report (report.md) for repsearch run directories.",
-        epilog="Exit status: 0 written, 2 bad input (missing directory, nothing to report, unreadable file).")
+        epilog="Exit status: 0 written, 2 bad input (missing directory, nothing to report, unreadable or damaged "
+               "file: non-finite elites, missing groups, a results file beside another network file).")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="directory holding archive.h5 and/or learn-*.h5, sgd-*.h5 results")
     parser.add_argument("--out", help="output directory (default: the first RUN_DIR/report)")

@@ -20,6 +20,8 @@ and, with PyTorch (Debian: python3-torch), the networks and the data behind them
 """
 import gzip
 import os
+import warnings
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -125,11 +127,57 @@ def read_format(path):
         raise FormatError(f"{path}: not a readable HDF5 file: {e}") from None
 
 
+IDENTITY_GROUP = "/data/identity"
+IDENTITY_SPLITS = ("search", "val", "heldout", "test", "train")
+
+
+def _identity(f, path):
+    """/data/identity as {"dataset", "data_dir", "splits": {name: (examples, labels_crc32, images_crc32)}},
+    or None in files written before repsearch recorded it."""
+    if IDENTITY_GROUP not in f:
+        return None
+    g = f[IDENTITY_GROUP]
+    out = {"dataset": _text(g.attrs.get("dataset", "")), "data_dir": _text(g.attrs.get("data_dir", "")), "splits": {}}
+    for name in g:
+        v = _dataset(f, path, f"{IDENTITY_GROUP}/{name}")
+        if np.shape(v) != (3,):
+            raise FormatError(f"{path}: {IDENTITY_GROUP}/{name} has shape {np.shape(v)}, expected (3,)")
+        out["splits"][name] = tuple(int(x) for x in v)
+    return out
+
+
+def split_identity(images, labels):
+    """(examples, labels_crc32, images_crc32) of one split as repsearch records it: CRC-32 (zlib) of the
+    labels as int64 little-endian and of the uint8 images [n, C, H, W], both in split order."""
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    labels = np.ascontiguousarray(labels, dtype="<i8")
+    return (len(labels), zlib.crc32(labels.tobytes()) & 0xFFFFFFFF, zlib.crc32(memoryview(images).cast("B")) & 0xFFFFFFFF)
+
+
+def identity_differences(recorded, found, recorded_name, found_name):
+    """Lines naming each split of `found` ({name: (examples, labels_crc32, images_crc32)}) that differs from
+    `recorded`'s; "" when they agree (splits on one side only are not compared)."""
+    out = ""
+    for name, have in found.items():
+        want = recorded.get(name)
+        if want is None:
+            continue
+        if want[0] != have[0]:
+            out += f"\n  split {name}: the numbers of examples differ ({want[0]} in {recorded_name}, {have[0]} in {found_name})"
+            continue
+        for i, what in ((1, "labels"), (2, "images")):
+            if want[i] != have[i]:
+                out += (f"\n  split {name}: {what} differ (CRC-32 0x{want[i]:08x} in {recorded_name}, "
+                        f"0x{have[i]:08x} in {found_name})")
+    return out
+
+
 def read_archive(path, representations=False):
     """An archive as a dict:
 
     attrs       root attributes (provenance: config, config_sha256, git_commit, created, n_islands, ...)
     data        {"attrs", "search_indices", "search_labels", "val_indices", "heldout_indices"}
+    data_identity  the data it was searched on (see _identity), None in archives written before it
     elites      {"fitness", "heldout", "island", "generation", "uid", "cka"[, "representations"]}
     histories   one dict of columns per island (HISTORY_COLUMNS), index = island
     migrations  dict of columns (MIGRATION_COLUMNS)
@@ -173,6 +221,7 @@ def read_archive(path, representations=False):
             name = f"/islands/{i}/history/disagreement"
             h["disagreement"] = np.asarray(f[name][()], dtype=float) if name in f else np.full(len(h["generation"]), np.nan)
         out["migrations"] = _columns(f, path, "/migrations", MIGRATION_COLUMNS)
+        out["data_identity"] = _identity(f, path)
     return out
 
 
@@ -180,7 +229,9 @@ def read_results(path, activations=True, probabilities=True):
     """A results file (learn-<uid>.h5, sgd-<seed>.h5, sgd-full-<seed>.h5) as a dict:
 
     attrs        root attributes (kind "learn"|"sgd", seed, elite_uid, elite_rank, model, train_data,
-                 archive_path, archive_sha256, config_sha256, ...)
+                 archive_path, archive_sha256, config_sha256, model_bytes and model_crc32 of the network
+                 file, ...)
+    data_identity  the data trained and evaluated on (see _identity), None in files written before it
     metrics      dict of columns (METRIC_COLUMNS), one entry per epoch
     accuracy     {"val", "heldout", "test", "regression_mse"} floats (NaN where not measured)
     trajectory   {"steps" [T], "probe_indices" [n_probe][, "activations" [T, n_probe, d] float32]}
@@ -216,6 +267,7 @@ def read_results(path, activations=True, probabilities=True):
                 out["predictions"]["test_labels"] = f["predictions/test_labels"][()]
         if "model" in f:  # written since results describe their network (absent in older files)
             out["model"] = _model(f, path)
+        out["data_identity"] = _identity(f, path)
     return out
 
 
@@ -355,6 +407,36 @@ def _network_files(path):
     return path, weights
 
 
+def _network_file_problem(weights, recorded):
+    """Why `weights` is not the network file whose (bytes, crc32) its results record; "" when it is (or
+    when the results predate the record)."""
+    if recorded is None:
+        return ""
+    try:
+        with open(weights, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"its network file {weights} cannot be read: {e.strerror}"
+    found = (len(data), zlib.crc32(data) & 0xFFFFFFFF)
+    if found != recorded:
+        return (f"its network file {weights} is not the one written with it ({found[0]} bytes, CRC-32 {found[1]}; "
+                f"the results record {recorded[0]} bytes, CRC-32 {recorded[1]}): a mismatched pair (a write "
+                "interrupted between the two files, or one copied over); run learn/sgd again")
+    return ""
+
+
+def check_network_file(path):
+    """"" when the network file of results `path` (learn-*.h5, sgd-*.h5) is the one written with it, else
+    why not (a mismatched pair, or missing); results written before the checksum: ""."""
+    try:
+        results, weights = _network_files(path)
+    except FormatError as e:
+        return str(e)
+    with _open(results, RESULTS_FORMAT) as f:
+        recorded = (int(f.attrs["model_bytes"]), int(f.attrs["model_crc32"])) if "model_bytes" in f.attrs else None
+    return _network_file_problem(weights, recorded)
+
+
 def load_network(path, device="cpu"):
     """The network of a results file (learn-*.h5, sgd-*.h5) or of its .pt, as a torch.nn.Module in
     eval mode:
@@ -370,7 +452,8 @@ def load_network(path, device="cpu"):
     net.spec        the /model description (arch, hidden, channels, cut, classes, input_shape, ...).
 
     Needs the /model group (written by learn/sgd since it exists) and the .pt beside the results file
-    (else where learn/sgd wrote it: the results' model_path).
+    (else where learn/sgd wrote it: the results' model_path). A .pt that is not the one written with the
+    results (its size and CRC-32 differ from the results' model_bytes, model_crc32) is refused.
     """
     torch = _torch()
     results, weights = _network_files(path)
@@ -380,6 +463,10 @@ def load_network(path, device="cpu"):
                               "networks; run learn/sgd again to get a loadable network")
         spec = _model(f, results)
         spec["description"] = _text(f.attrs["model"]) if "model" in f.attrs else ""
+        recorded = (int(f.attrs["model_bytes"]), int(f.attrs["model_crc32"])) if "model_bytes" in f.attrs else None
+    problem = _network_file_problem(weights, recorded)
+    if problem:
+        raise FormatError(f"{results}: {problem}")
     net = _modules()["Network"](spec)
     try:
         stored = torch.jit.load(weights, map_location="cpu").state_dict()
@@ -402,15 +489,34 @@ def load_network(path, device="cpu"):
 
 # ---- searched representations and the data behind them ----------------------------------------------
 
-def load_elites(archive):
+def nonfinite_elites(archive):
+    """Ranks of the elites whose representation holds NaN or inf (read one elite at a time)."""
+    bad = []
+    with _open(archive, ARCHIVE_FORMAT) as f:
+        reps = f["/elites/representations"] if "/elites/representations" in f else None
+        if reps is None or not hasattr(reps, "shape") or len(reps.shape) != 3:
+            raise FormatError(f"{archive}: missing dataset /elites/representations [k, n_s, d]")
+        for i in range(reps.shape[0]):
+            try:
+                if not np.isfinite(reps[i]).all():
+                    bad.append(i)
+            except (OSError, ValueError) as e:
+                raise FormatError(f"{archive}: cannot read /elites/representations[{i}]: {e}") from None
+    return bad
+
+
+def load_elites(archive, allow_nonfinite=False):
     """The elites of an archive, best first (the archive's order), as a list of dicts:
 
     rank, uid, fitness, heldout, island, generation   as in /elites
     z          [n_s, d] float32: the searched cut-layer representation, row i for example indices[i]
     indices    [n_s] int64: those examples' indices into the official training set (the search set S)
     labels     [n_s] int64: their labels
+    finite     whether z holds only finite values
 
-    A network regressed onto z (learn) is written as learn-<uid as hex>.h5 beside the archive.
+    An elite holding NaN or inf (a damaged archive, or a diverged search) is refused with a FormatError
+    naming its rank and uid, unless allow_nonfinite (then "finite" flags it). A network regressed onto z
+    (learn) is written as learn-<uid as hex>.h5 beside the archive.
     """
     a = read_archive(archive, representations=True)
     reps = a["elites"]["representations"]
@@ -424,7 +530,13 @@ def load_elites(archive):
         out.append({"rank": i, "uid": int(a["elites"]["uid"][i]), "fitness": float(a["elites"]["fitness"][i]),
                     "heldout": float(a["elites"]["heldout"][i]), "island": int(a["elites"]["island"][i]),
                     "generation": int(a["elites"]["generation"][i]), "z": reps[i], "indices": indices,
-                    "labels": labels})
+                    "labels": labels, "finite": bool(np.isfinite(reps[i]).all())})
+    bad = [e for e in out if not e["finite"]]
+    if bad and not allow_nonfinite:
+        names = ", ".join("%d (uid %x)" % (e["rank"], e["uid"]) for e in bad)
+        raise FormatError(f"{archive}: elite(s) {names} hold "
+                          "non-finite values (NaN or inf): the archive was damaged or the search diverged "
+                          "(load_elites(..., allow_nonfinite=True) returns them flagged)")
     return out
 
 
@@ -519,6 +631,22 @@ def standardisation(train_images):
     return mean.astype(np.float32), np.maximum(np.sqrt(var), 1e-8).astype(np.float32)
 
 
+def _check_identity(archive, identity, ds, split, images, labels):
+    """Refuses (FormatError naming the split, the archive and the data directory) data whose split or
+    training set (which gives the standardisation) differs from what the archive records; warns for
+    archives written before the record."""
+    source = os.path.abspath(ds["data_dir"])
+    if identity is None:
+        warnings.warn(f"{archive} records no data identity (written by an older repsearch): the data in {source} "
+                      "is not checked against it", stacklevel=3)
+        return
+    found = {split: split_identity(images, labels), "train": split_identity(ds["train_images"], ds["train_labels"])}
+    diffs = identity_differences(identity["splits"], found, archive, source)
+    if diffs:
+        raise FormatError(f"{archive}: the data in {source} is not the data it was searched on "
+                          f"({identity['dataset']} in {identity['data_dir']}):{diffs}")
+
+
 def load_split(archive, data_dir=None, split="search"):
     """The images of one split of an archive's search, as a dict:
 
@@ -531,7 +659,9 @@ def load_split(archive, data_dir=None, split="search"):
     split: "search" (S, row i matches load_elites' z row i), "val" (V), "heldout" (H) or "test" (the
     official test set, the order of the results files' predictions). The data set and its directory
     come from the archive (data_dir overrides the directory). Reads IDX (Fashion-MNIST, MNIST) and
-    CIFAR-10/100 binary files in numpy. For S the labels are checked against the archive's.
+    CIFAR-10/100 binary files in numpy. The split and the training set are checked against the data
+    identity the archive records (a FormatError names the split and both directories; archives written
+    before it: a warning, and for S the labels are checked against the archive's).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
@@ -547,9 +677,10 @@ def load_split(archive, data_dir=None, split="search"):
             raise FormatError(f"{archive}: {split} indices reach {indices.max()}, but {ds['data_dir']} holds "
                               f"{len(ds['train_labels'])} training images (another data set?)")
         images, labels = ds["train_images"][indices], ds["train_labels"][indices]
-        if split == "search" and not np.array_equal(labels, a["data"]["search_labels"].astype(np.int64)):
-            raise FormatError(f"{archive}: the labels of S in {ds['data_dir']} differ from those the archive "
-                              "stores (another data set or version?)")
+    _check_identity(archive, a.get("data_identity"), ds, split, images, labels)
+    if split == "search" and not np.array_equal(labels, a["data"]["search_labels"].astype(np.int64)):
+        raise FormatError(f"{archive}: the labels of S in {ds['data_dir']} differ from those the archive "
+                          "stores (another data set or version?)")
     mean, std = standardisation(ds["train_images"])
     return {"images": images.astype(np.float32) / np.float32(255.0), "labels": labels, "indices": indices,
             "mean": mean, "std": std, "split": split, "dataset": name, "data_dir": ds["data_dir"]}

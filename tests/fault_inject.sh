@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fault injection against `repsearch search` on configs/smoke.ini, bounded and reproducible (--seed):
+# Fault injection against `repsearch search` (and learn, sgd) on configs/smoke.ini, bounded and
+# reproducible (--seed):
 #
 #  1. kill -9 at random moments (during start-up, mid-generation, during checkpoint writes), in chains
 #     of 1-3 kills, each followed by --resume (or a fresh start when no checkpoint exists) until the
@@ -10,6 +11,14 @@
 #     the checkpoint left there must still resume to the reference.
 #  4. two searches started at once into one run directory: exactly one runs, the other is refused.
 #  5. stale temporaries (<file>.tmp-<pid>) in a run directory are removed, and the run says so.
+#  6. learn --elite all and sgd --seeds 0..2 killed with -9 at random moments (mid-training, or while a
+#     network, results or summary file is being written) 1-3 times, then run again: after every kill no
+#     results file lies beside a network file it does not describe and no summary is older than a
+#     results file it lists; the completed run gives the uninterrupted run's results, no temporaries
+#     and no lock files.
+#  7. learn and sgd on a full disk (the network, its results, the second network or not even a lock
+#     file does not fit) and on a read-only one: exit 2 naming the file and the reason, no stack trace, no temporaries, no
+#     stale summary, earlier files intact.
 #
 # Prints one line per outcome (PASS/FAIL/SKIP), a summary, then "N passed, M failed" alone on the last
 # line. Exit status: 0 all passed, 1 any failed or skipped (a skip counts as a failure unless
@@ -24,10 +33,11 @@ Usage: tests/fault_inject.sh [--short|--long] [--seed N] [--keep DIR]
 
 Fault injection against `repsearch search` (configs/smoke.ini): kill -9 chains + resume, damaged
 checkpoints, a full disk (tmpfs, needs root), concurrent searches into one directory, stale
-temporary files. Every final archive is compared with an uninterrupted run's, bit for bit.
+temporary files; and against `repsearch learn` / `sgd`: kill -9 chains, a full and a read-only disk.
+Every final archive and results file is compared with an uninterrupted run's, bit for bit.
 
 Options:
-  --short      the CTest form (default): serial runs only, about a minute
+  --short      the CTest form (default): serial runs only, 3-5 minutes on 2 busy cores
   --long       more and longer trials, 2-rank runs under mpirun, growing --generations on resume
                (about 10-15 minutes)
   --seed N     seed of bash's RANDOM, which draws every delay, offset and choice (default 1); the
@@ -936,6 +946,307 @@ else
   stale_trial 3 empty
 fi
 
+# ---- 6. learn and sgd: kill -9 at random moments, then run again ----------------------------------------------
+echo "==== 6. learn and sgd: kill -9 at random moments, then run again ==== [at $((SECONDS - t0)) s]"
+# Each job writes several networks into one directory: learn --elite all (one per elite of the G=12
+# reference archive) or sgd --seeds 0..2, 10 epochs. After every kill: no results file beside a
+# network file it does not describe, no summary older than a results file it lists. After the run
+# that completes: the reference's results (predictions, trajectories, accuracies), no temporaries, no
+# lock files, and the removal of the killed runs' temporaries reported.
+learn_cmd() { # learn_cmd KIND DIR: the job's command line
+  if [[ $1 == learn ]]; then
+    echo "$bin learn --archive ${REF[12]} --elite all --epochs 10 --out $2"
+  else
+    echo "$bin sgd --config $config --seeds 0..2 --epochs 10 --out $2"
+  fi
+}
+
+# check_outputs DIR: what a reader may meet in DIR at any moment; prints the problems, 1 if any.
+check_outputs() {
+  "$py" - "$repo/analysis" "$1" <<'PY'
+import glob, json, os, sys
+sys.path.insert(0, sys.argv[1])
+import repsearch_h5 as rh
+d, problems = sys.argv[2], []
+for h5 in sorted(glob.glob(os.path.join(d, "learn-*.h5")) + glob.glob(os.path.join(d, "sgd-*.h5"))):
+    pt = h5[:-3] + ".pt"
+    if not os.path.isfile(pt):
+        problems.append(f"{os.path.basename(h5)} has no network file beside it")
+        continue
+    why = rh.check_network_file(h5)
+    if why:
+        problems.append(f"{os.path.basename(h5)}: {why}")
+for s in sorted(glob.glob(os.path.join(d, "*-summary.json"))):
+    try:
+        rows = json.load(open(s))["networks"]
+    except (ValueError, KeyError, OSError) as e:
+        problems.append(f"{os.path.basename(s)} unreadable: {e}")
+        continue
+    for row in rows:
+        r = os.path.join(d, os.path.basename(row["results"]))
+        if not os.path.isfile(r):
+            problems.append(f"{os.path.basename(s)} lists {os.path.basename(r)}, which is not there")
+        elif os.path.getmtime(r) > os.path.getmtime(s):
+            problems.append(f"{os.path.basename(s)} is older than {os.path.basename(r)}, which it lists (stale)")
+print("; ".join(problems))
+sys.exit(1 if problems else 0)
+PY
+}
+
+# same_results DIR REF: every results file of REF in DIR with the same predictions, trajectory and
+# accuracies, and the same summaries; prints the differences, 1 if any.
+same_results() {
+  "$py" - "$repo/analysis" "$1" "$2" <<'PY'
+import glob, json, os, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import repsearch_h5 as rh
+d, ref, diffs = sys.argv[2], sys.argv[3], []
+for want in sorted(glob.glob(os.path.join(ref, "*-*.h5"))):
+    name = os.path.basename(want)
+    got = os.path.join(d, name)
+    if not os.path.isfile(got):
+        diffs.append(f"no {name}")
+        continue
+    a, b = rh.read_results(got), rh.read_results(want)
+    if not all(np.array_equal(a["accuracy"][k], b["accuracy"][k], equal_nan=True) for k in b["accuracy"]):
+        diffs.append(f"{name}: accuracies {a['accuracy']} vs {b['accuracy']}")
+    for part, key in (("predictions", "test_probabilities"), ("trajectory", "activations")):
+        if not np.array_equal(a[part][key], b[part][key]):
+            diffs.append(f"{name}: {part}/{key} differ")
+for want in sorted(glob.glob(os.path.join(ref, "*-summary.json"))):
+    got = os.path.join(d, os.path.basename(want))
+    rows = lambda p: [(os.path.basename(r["results"]), r["test"]) for r in json.load(open(p))["networks"]]
+    if not os.path.isfile(got) or rows(got) != rows(want):
+        diffs.append(f"{os.path.basename(want)} missing or different")
+print("; ".join(diffs))
+sys.exit(1 if diffs else 0)
+PY
+}
+locks() { compgen -G "$1/*.lock" 2>/dev/null | tr '\n' ' ' || true; }
+
+declare -A LREF=() LREF_MS=()
+for kind in learn sgd; do
+  d="$work/ref-$kind"
+  s=$(now_ms)
+  # shellcheck disable=SC2046  # the command line is words
+  $(learn_cmd $kind "$d") >"$d.log" 2>&1 || die "reference $kind run failed: $(tail -n 3 "$d.log")"
+  LREF_MS[$kind]=$(($(now_ms) - s))
+  LREF[$kind]=$d
+  log "reference $kind: ${LREF_MS[$kind]} ms"
+done
+
+# learn_chain ID KIND: kill -9 the job 1-3 times (at a random time, or while a file is being
+# written), checking what it leaves after each kill; then run it to the end.
+learn_chain() {
+  local id=$1 kind=$2 dir="$work/$2-kill-$1" planned kills=0 runs=0 bad="" notes="" logf temps_before why mid=0 tgs=""
+  rnd 3
+  planned=$((R + 1))
+  mkdir -p "$dir"
+  while :; do
+    runs=$((runs + 1))
+    if ((runs > planned + 6)); then
+      bad="no completed run after $((runs - 1)) runs"
+      break
+    fi
+    logf="$dir.run$runs.log"
+    temps_before=$(temporaries "$dir")
+    [[ -n "$temps_before" ]] && tally learn.temps_left
+    # shellcheck disable=SC2046
+    $(learn_cmd "$kind" "$dir") >"$logf" 2>&1 &
+    PID=$!
+    live+=("$PID")
+    if ((kills < planned)); then
+      local when kinds=(time time write write)
+      rnd ${#kinds[@]}
+      when=${kinds[$R]}
+      local hit=1 limit=$((SECONDS + 60))
+      if [[ $when == time ]]; then
+        rnd $((LREF_MS[$kind] + 1))
+        local deadline=$(($(now_ms) + R))
+        while (($(now_ms) < deadline)); do is_running "$PID" || { hit=0; break; }; nap 0.01; done
+      else
+        rnd 3 # the first, second or third temporary file seen (a network, results, or the summary)
+        local skip=$R seen=""
+        while :; do
+          is_running "$PID" && ((SECONDS < limit)) || { hit=0; break; }
+          local now_t
+          now_t=$(temporaries "$dir")
+          if [[ -n "$now_t" && "$now_t" != "$seen" && "$now_t" != "$temps_before" ]]; then
+            ((skip == 0)) && break
+            skip=$((skip - 1))
+            seen=$now_t
+          fi
+          nap 0.001
+        done
+      fi
+      if ((hit)) && is_running "$PID"; then
+        kill -9 "$PID" 2>/dev/null || true
+        await "$PID" 60
+        if ((RC != 0)); then
+          kills=$((kills + 1))
+          tally learn.kills
+          [[ -n "$temps_before" ]] && grep -q 'removed [0-9]* temporary file' "$logf" && tally learn.temps_removed
+          tgs+="${tgs:+,}$when"
+          [[ -n "$(temporaries "$dir")" ]] && { mid=$((mid + 1)); tally learn.midwrite; }
+          if ! why=$(check_outputs "$dir"); then
+            bad="after kill $kills ($when): $why"
+            break
+          fi
+          tally learn.consistent_after_kill
+          continue
+        fi
+      else
+        await "$PID" 120
+      fi
+      tally learn.missed
+      ((RC == 0)) || { bad="run $runs exited $RC$(what_signal "$RC"): $(tail -n 2 "$logf")"; break; }
+      continue # it completed before the kill: run it again (the next run replaces every network)
+    fi
+    await "$PID" 120
+    if ((HUNG)); then
+      bad="run $runs hung for 120 s"
+    elif ((RC != 0)); then
+      bad="run $runs exited $RC$(what_signal "$RC"): $(tail -n 3 "$logf")"
+    elif [[ -n "$temps_before" ]] && ! grep -q 'removed [0-9]* temporary file' "$logf"; then
+      bad="run $runs started with temporaries ($temps_before) but did not report removing them"
+    elif [[ -n "$temps_before" ]]; then
+      tally learn.temps_removed
+    fi
+    break
+  done
+  if [[ -z "$bad" ]]; then
+    local diffs
+    if [[ -n "$(temporaries "$dir")" ]]; then
+      bad="temporary files left: $(temporaries "$dir")"
+    elif [[ -n "$(locks "$dir")" ]]; then
+      bad="lock files left: $(locks "$dir")"
+    elif ! why=$(check_outputs "$dir"); then
+      bad="$why"
+    elif ! diffs=$(same_results "$dir" "${LREF[$kind]}"); then
+      bad="results differ from the uninterrupted run's: $diffs"
+    fi
+  fi
+  tally learn.chains
+  local label="$kind kill-chain #$id ($kills kill(s) [$tgs], $mid mid-write, $runs run(s))"
+  if [[ -z "$bad" ]]; then
+    tally learn.identical
+    pass "$label: consistent after every kill; results identical$notes"
+  else
+    fail "$label: $bad"
+  fi
+}
+if [[ $form == short ]]; then
+  learn_chain 1 learn
+  learn_chain 2 learn
+  learn_chain 3 sgd
+else
+  for ((i = 1; i <= 10; i++)); do learn_chain "$i" learn; done
+  for ((i = 11; i <= 16; i++)); do learn_chain "$i" sgd; done
+fi
+
+# ---- 7. learn and sgd: a full disk, a read-only disk ------------------------------------------------------------
+echo "==== 7. learn and sgd: a full disk and a read-only disk ==== [at $((SECONDS - t0)) s]"
+first_learn=$(compgen -G "${LREF[learn]}/learn-*.h5" | head -n 1)
+pt_bytes=$(stat -c %s "${first_learn%.h5}.pt")
+h5_bytes=$(stat -c %s "$first_learn")
+h5_max=$(stat -c %s "${LREF[learn]}"/learn-*.h5 | sort -n | tail -n 1)
+# learn_disk_trial ID CASE: CASE network|results|second (the first network, its results, or the second
+# network does not fit), sgd (sgd's first network does not fit), full (not even a lock file fits),
+# readonly (a previous pair on a disk remounted read-only).
+learn_disk_trial() {
+  local id=$1 case=$2 bytes kind=learn bad="" err left want roomy="$work/learndisk-$1" logf="$work/learndisk-$1.log"
+  case $case in
+    network | sgd) bytes=$((pt_bytes / 2)) ;;
+    results) bytes=$((pt_bytes + h5_bytes / 2 + 16384)) ;;
+    second) bytes=$((2 * pt_bytes + h5_max + h5_bytes / 2 + 32768)) ;;
+    readonly) bytes=$((4 * (pt_bytes + h5_bytes))) ;;
+    full) bytes=65536 ;;
+  esac
+  [[ $case == sgd ]] && kind=sgd
+  local kib=$(((bytes + 1023) / 1024)) dir="$mnt/out"
+  local label="$kind disk #$id ($case, ${kib} KiB tmpfs)"
+  mkdir -p "$mnt"
+  if ! out=$(mount -t tmpfs -o "size=${kib}k,mode=0755" tmpfs "$mnt" 2>&1); then
+    skip "$label: mount failed: $out"
+    return 0
+  fi
+  mounts+=("$mnt")
+  local cmd
+  cmd=$(learn_cmd "$kind" "$dir")
+  [[ $case == network || $case == results || $case == full ]] && cmd=${cmd/--elite all/--elite 0}
+  if [[ $case == full ]]; then
+    mkdir -p "$dir"
+    head -c "$bytes" /dev/zero >"$mnt/filler" 2>/dev/null || true
+  fi
+  if [[ $case == readonly ]]; then
+    mkdir -p "$dir"
+    cp "$first_learn" "${first_learn%.h5}.pt" "$dir/"
+    mount -o remount,ro "$mnt" || { skip "$label: remount read-only failed"; umount "$mnt"; return 0; }
+    cmd=${cmd/--elite all/--elite 0}
+  fi
+  # shellcheck disable=SC2086
+  $cmd >"$logf" 2>&1 &
+  PID=$!
+  live+=("$PID")
+  await "$PID" 120
+  left=$(temporaries "$dir")
+  if ! why=$(check_outputs "$dir"); then bad="$why"; fi
+  mkdir -p "$roomy"
+  cp -a "$dir/." "$roomy/" 2>/dev/null || true
+  umount "$mnt" || umount -l "$mnt"
+  mounts=("${mounts[@]/$mnt/}")
+  tally learndisk.total
+  err=$(grep -m1 'error' "$logf" || true)
+  err=${err//$work\//}
+  local said # the error and the lines it runs on to (HDF5's reason spans lines)
+  said=$(grep -m1 -A2 'error' "$logf" || true)
+  want='No space left on device'
+  [[ $case == readonly ]] && want='Read-only file system'
+  if ((HUNG)); then
+    bad+="${bad:+; }hung for 120 s"
+  elif ((RC != 2)); then
+    bad+="${bad:+; }exit $RC$(what_signal "$RC"), expected 2"
+    ((RC > 128)) && tally learndisk.crashed
+  fi
+  grep -q "$want" <<<"$said" || bad+="${bad:+; }the message does not say '$want'"
+  grep -qE "mnt/out/[a-z0-9.-]+" <<<"$err" || bad+="${bad:+; }the message names no file in $mnt/out"
+  grep -qE 'frame #|Exception raised from|internal error' "$logf" && bad+="${bad:+; }a stack trace or internal error"
+  [[ -z "$left" ]] || bad+="${bad:+; }temporary files left: ${left//$mnt\//}"
+  [[ -z "$(compgen -G "$roomy/*-summary.json")" ]] || bad+="${bad:+; }a summary is there although the run failed"
+  case $case in
+    network | results | sgd) [[ -z "$(compgen -G "$roomy/*.h5")$(compgen -G "$roomy/*.pt")" ]] || bad+="${bad:+; }network or results files left" ;;
+    full) [[ -z "$(ls -A "$roomy")" ]] || bad+="${bad:+; }files left: $(ls -A "$roomy" | tr '\n' ' ')" ;;
+    second) [[ $(compgen -G "$roomy/learn-*.h5" | wc -l) == 1 ]] || bad+="${bad:+; }expected the first network's results alone" ;;
+    readonly) cmp -s "$first_learn" "$roomy/$(basename "$first_learn")" || bad+="${bad:+; }the previous results changed" ;;
+  esac
+  if [[ -z "$bad" && $case == second ]]; then # the same job in a roomy place completes to the reference
+    # shellcheck disable=SC2046
+    if ! $(learn_cmd learn "$roomy") >"$roomy.rerun.log" 2>&1; then
+      bad="run again elsewhere, it exited non-zero: $(grep -m1 error "$roomy.rerun.log")"
+    elif ! why=$(same_results "$roomy" "${LREF[learn]}"); then
+      bad="run again elsewhere, its results differ: $why"
+    fi
+  fi
+  if [[ -z "$bad" ]]; then
+    tally learndisk.ok
+    pass "$label: exit 2, ${err:0:150}...; no temporaries, no stale files"
+  else
+    fail "$label: $bad"$'\n'"$(grep -A3 -m1 'error' "$logf" | sed 's/^/    | /')"
+  fi
+}
+if [[ -n "$fulldisk_reason" ]]; then
+  echo "SKIP learn/sgd disks: $fulldisk_reason"
+  n_skip=$((n_skip + 1))
+else
+  learn_disk_trial 1 network
+  learn_disk_trial 2 results
+  learn_disk_trial 3 second
+  learn_disk_trial 4 sgd
+  learn_disk_trial 5 full
+  learn_disk_trial 6 readonly
+fi
+
 # ---- summary ------------------------------------------------------------------------------------------------------
 echo "==== summary (--$form, seed $seed, $((SECONDS - t0)) s) ===="
 echo "kill -9: $(t kill.kills) kills ($(t kill.midwrite) during a write, leaving a temporary; modes:" \
@@ -960,6 +1271,15 @@ fi
 echo "concurrent: $(t concurrent.ok)/$(t concurrent.total) with exactly one run (refused: in use" \
   "$(t concurrent.in_use), already holds $(t concurrent.already_holds))"
 echo "stale temporaries: $(t stale.ok)/$(t stale.total) removed and reported"
+echo "learn/sgd kill -9: $(t learn.kills) kills ($(t learn.midwrite) during a write, leaving a temporary)," \
+  "$(t learn.missed) missed (the job ended first); consistent after the kill $(t learn.consistent_after_kill)/$(t learn.kills);" \
+  "runs that found temporaries $(t learn.temps_left), of which reported removing them $(t learn.temps_removed)" \
+  "(the others were killed first); identical results $(t learn.identical)/$(t learn.chains)"
+if [[ -n "$fulldisk_reason" ]]; then
+  echo "learn/sgd full and read-only disks: skipped ($fulldisk_reason)"
+else
+  echo "learn/sgd full and read-only disks: $(t learndisk.ok)/$(t learndisk.total) as expected; crashed $(t learndisk.crashed)"
+fi
 echo "skipped: $n_skip"
 # A part this machine cannot run (the full disk needs root) fails the run unless skips were asked for.
 if ((n_skip > 0)) && [[ "${REPSEARCH_ALLOW_SKIPS:-0}" != 1 ]]; then

@@ -317,6 +317,35 @@ class SmokeRunReport(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("not a readable HDF5 file", p.stderr)
 
+    def test_damaged_files_exit_2_saying_damaged(self):
+        # An elite holding NaN: learn refuses it, so the report must not present the run as sound.
+        bad = tempfile.mkdtemp(dir=self.tmp)
+        archive = os.path.join(bad, "archive.h5")
+        shutil.copy(os.path.join(self.run1, "archive.h5"), archive)
+        with h5py.File(archive, "r+") as f:
+            f["/elites/representations"][2, 0, 0] = np.nan
+        p = report(bad, "--out", os.path.join(self.tmp, "report-nan"))
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn(f"{archive}: DAMAGED archive: elite(s) 2 (rank", p.stderr)
+        # A group missing: named.
+        shutil.copy(os.path.join(self.run1, "archive.h5"), archive)
+        with h5py.File(archive, "r+") as f:
+            del f["/migrations"]
+        p = report(bad, "--out", os.path.join(self.tmp, "report-nogroup"))
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("missing group /migrations", p.stderr)
+        # A results file beside another network's weights (same shapes: they would load silently).
+        pair = tempfile.mkdtemp(dir=self.tmp)
+        shutil.copy(os.path.join(self.run1, "sgd-0.h5"), os.path.join(pair, "sgd-0.h5"))
+        shutil.copy(os.path.join(self.run1, "sgd-1.pt"), os.path.join(pair, "sgd-0.pt"))
+        p = report(pair, "--out", os.path.join(self.tmp, "report-pair"))
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(os.path.join(pair, "sgd-0.h5") + ": DAMAGED results", p.stderr)
+        self.assertIn("mismatched pair", p.stderr)
+        # The matching pair passes.
+        shutil.copy(os.path.join(self.run1, "sgd-0.pt"), os.path.join(pair, "sgd-0.pt"))
+        self.assertEqual(report(pair, "--out", os.path.join(self.tmp, "report-pair")).returncode, 0)
+
     def test_readers(self):
         a = rh.read_archive(os.path.join(self.run1, "archive.h5"), representations=True)
         self.assertEqual(a["attrs"]["format"], "repsearch-archive")

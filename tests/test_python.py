@@ -9,6 +9,7 @@ CNN) on the real Fashion-MNIST (REPSEARCH_FMNIST_DIR, default /usr/share/dataset
 Without numpy, h5py, torch or the data set the test FAILS: CI installs them (launch/setup.sh).
 REPSEARCH_KEEP_TEST_DIR=1 keeps the temporary run directory.
 """
+import glob
 import gzip
 import math
 import os
@@ -256,9 +257,15 @@ class Networks(unittest.TestCase):
         with self.assertRaises(rh.FormatError) as e:
             rh.load_network(lone)
         self.assertIn(os.path.join(d, "lone.h5"), str(e.exception))
-        # Weights of the CNN beside the MLP's description.
+        # Weights of the CNN beside the MLP's description: not the file written with it.
         shutil.copy(mlp, os.path.join(d, "mixed.h5"))
         shutil.copy(cnn[:-3] + ".pt", os.path.join(d, "mixed.pt"))
+        with self.assertRaises(rh.FormatError) as e:
+            rh.load_network(os.path.join(d, "mixed.h5"))
+        self.assertIn("mismatched pair", str(e.exception))
+        # Without the recorded checksum (older results), the shapes still tell.
+        with h5py.File(os.path.join(d, "mixed.h5"), "r+") as f:
+            del f.attrs["model_bytes"], f.attrs["model_crc32"]
         with self.assertRaises(rh.FormatError) as e:
             rh.load_network(os.path.join(d, "mixed.h5"))
         self.assertIn("do not fit the network", str(e.exception))
@@ -277,6 +284,92 @@ class Networks(unittest.TestCase):
         moved = os.path.join(d, "moved.h5")
         shutil.copy(mlp, moved)
         self.assertEqual(rh.load_network(moved).weights_path, mlp[:-3] + ".pt")
+
+    def test_a_mismatched_pair_is_refused_naming_both_files(self):
+        # Two networks of one architecture: the other's weights would load, and give other outputs.
+        d = tempfile.mkdtemp(dir=self.tmp)
+        learned, other = self.networks["mlp learn ridge"][0], self.networks["mlp sgd"][0]
+        results, weights = os.path.join(d, "learn-x.h5"), os.path.join(d, "learn-x.pt")
+        shutil.copy(learned, results)
+        shutil.copy(other[:-3] + ".pt", weights)
+        with self.assertRaises(rh.FormatError) as e:
+            rh.load_network(results)
+        self.assertIn(results, str(e.exception))
+        self.assertIn(weights, str(e.exception))
+        self.assertIn("not the one written with it", str(e.exception))
+        self.assertIn("not the one written with it", rh.check_network_file(results))
+        shutil.copy(learned[:-3] + ".pt", weights)
+        self.assertEqual(rh.check_network_file(results), "")
+        rh.load_network(results)
+        r = rh.read_results(results, activations=False, probabilities=False)
+        self.assertEqual(int(r["attrs"]["model_bytes"]), os.path.getsize(weights))
+
+    def test_nonfinite_elites_are_refused_or_flagged(self):
+        damaged = os.path.join(tempfile.mkdtemp(dir=self.tmp), "archive.h5")
+        shutil.copy(self.archive, damaged)
+        with h5py.File(damaged, "r+") as f:
+            f["/elites/representations"][1, 3, 2] = np.inf
+        self.assertEqual(rh.nonfinite_elites(damaged), [1])
+        with self.assertRaises(rh.FormatError) as e:
+            rh.load_elites(damaged)
+        self.assertIn(f"elite(s) 1 (uid {self.elites[1]['uid']:x})", str(e.exception))
+        flagged = rh.load_elites(damaged, allow_nonfinite=True)
+        self.assertEqual([e["finite"] for e in flagged[:3]], [True, False, True])
+        self.assertTrue(all(e["finite"] for e in self.elites))
+
+    def test_load_split_checks_the_data_identity(self):
+        a = rh.read_archive(self.archive)
+        self.assertEqual(set(a["data_identity"]["splits"]), {"search", "val", "heldout", "test", "train"})
+        self.assertEqual(a["data_identity"]["splits"]["search"],
+                         rh.split_identity(np.rint(self.search["images"] * 255).astype(np.uint8), self.search["labels"]))
+        # Same images, training labels shuffled (the hostile case): refused, naming the split and both sources.
+        other = os.path.join(tempfile.mkdtemp(dir=self.tmp), "fashion-mnist")
+        os.makedirs(other)
+        for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            found = [n for n in (name, name + ".gz") if os.path.isfile(os.path.join(FMNIST, n))][0]
+            os.symlink(os.path.join(FMNIST, found), os.path.join(other, found))
+        labels = rh.read_idx(rh._find(FMNIST, ["train-labels-idx1-ubyte", "train-labels-idx1-ubyte.gz"])).copy()
+        np.random.default_rng(0).shuffle(labels)
+        with open(os.path.join(other, "train-labels-idx1-ubyte"), "wb") as f:
+            f.write(bytes([0, 0, 8, 1]) + np.array([len(labels)], dtype=">u4").tobytes() + labels.tobytes())
+        for split in ("search", "heldout"):
+            with self.assertRaises(rh.FormatError) as e:
+                rh.load_split(self.archive, other, split)
+            self.assertIn(f"split {split}: labels differ", str(e.exception))
+            self.assertIn(self.archive, str(e.exception))
+            self.assertIn(other, str(e.exception))
+        # The test split shares the installed files: it loads (its training set differs: refused).
+        with self.assertRaises(rh.FormatError) as e:
+            rh.load_split(self.archive, other, "test")
+        self.assertIn("split train: labels differ", str(e.exception))
+        # An archive from before the identity: a warning, and the data is read.
+        old = os.path.join(tempfile.mkdtemp(dir=self.tmp), "archive.h5")
+        shutil.copy(self.archive, old)
+        with h5py.File(old, "r+") as f:
+            del f["/data/identity"]
+        with self.assertWarns(UserWarning) as w:
+            v = rh.load_split(old, split="val")
+        self.assertIn("records no data identity", str(w.warning))
+        self.assertEqual(v["images"].shape, (200, 1, 28, 28))
+
+    def test_a_relative_data_directory_is_stored_absolute(self):
+        here = tempfile.mkdtemp(dir=self.tmp)
+        os.symlink(FMNIST, os.path.join(here, "data"))
+        run_cmd([BINARY, "search", "--config", os.path.join(SOURCE, "configs", "smoke.ini"), "--data-dir", "data",
+                 "--generations", "0", "--threads", "1", "--out", "rel"], here)
+        archive = os.path.join(here, "rel", "archive.h5")
+        a = rh.read_archive(archive)
+        self.assertEqual(a["data"]["attrs"]["data_dir"], os.path.join(here, "data"))
+        self.assertEqual(a["data_identity"]["data_dir"], os.path.join(here, "data"))
+        elsewhere = tempfile.mkdtemp(dir=self.tmp)
+        p = run_cmd([sys.executable, "-c", f"import sys; sys.path.insert(0, {os.path.join(SOURCE, 'analysis')!r}); "
+                     f"import repsearch_h5 as rh; print(rh.load_split({archive!r}, split='val')['images'].shape)"],
+                    elsewhere)
+        self.assertIn("(200, 1, 28, 28)", p.stdout)
+        # learn from another folder reads the data the search read (its config says "data", relative).
+        p = run_cmd([BINARY, "learn", "--archive", archive, "--epochs", "1", "--threads", "1"], elsewhere)
+        r = rh.read_results(glob.glob(os.path.join(here, "rel", "learn-*.h5"))[0], activations=False)
+        self.assertEqual(r["data_identity"]["data_dir"], os.path.join(here, "data"))
 
     def test_elites_and_splits_line_up(self):
         a = rh.read_archive(self.archive, representations=True)

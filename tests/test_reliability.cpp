@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <functional>
 #include <regex>
@@ -15,6 +17,9 @@
 #include "memory.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/io/archive.hpp"
+#include "repsearch/io/dataset.hpp"
+#include "repsearch/io/identity.hpp"
+#include "repsearch/io/results.hpp"
 #include "testing.hpp"
 
 using namespace testing;
@@ -748,4 +753,175 @@ TEST_CASE("cost: the MPI share is a share of the rank's own time") {
   CHECK(std::stod(m[1]) > 0.0);  // two ranks exchange migrants and gather checkpoints
   // That checkpoint writing is not counted as MPI time is tested structurally in test_mpi.cpp (no
   // share threshold here: a loaded machine moves the share).
+}
+
+namespace {
+
+// `dir`/fashion-mnist: the installed Fashion-MNIST's images and test labels (links), and its training
+// labels, shuffled when `shuffle` (same images, other labels: a second copy nobody should mistake).
+std::string fashion_copy(const std::string& dir, bool shuffle) {
+  const std::string d = dir + "/fashion-mnist", from = REPSEARCH_FMNIST_DIR;
+  fs::create_directories(d);
+  for (const char* f : {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
+    if (!fs::is_symlink(d + "/" + f)) fs::create_symlink(from + "/" + f, d + "/" + f);
+  fs::remove(d + "/train-labels-idx1-ubyte.gz");
+  fs::remove(d + "/train-labels-idx1-ubyte");
+  auto labels = io::read_idx(from + "/train-labels-idx1-ubyte.gz");
+  if (shuffle) labels = labels.index_select(0, at::randperm(labels.size(0), at::TensorOptions().dtype(at::kLong)));
+  std::string bytes = {0, 0, 8, 1};
+  const auto n = static_cast<std::uint32_t>(labels.size(0));
+  for (int shift : {24, 16, 8, 0}) bytes += static_cast<char>((n >> shift) & 0xFF);
+  bytes.append(reinterpret_cast<const char*>(labels.contiguous().data_ptr<std::uint8_t>()), n);
+  write_file(d + "/train-labels-idx1-ubyte", bytes);
+  return d;
+}
+
+std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(dir, ec)) names.push_back(f.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string hex_uid(std::uint64_t uid) {
+  std::ostringstream os;
+  os << std::hex << uid;
+  return os.str();
+}
+
+}  // namespace
+
+TEST_CASE("data: another data set is refused by learn, sgd, search --resume and inspect, naming the split and both sources") {
+  TempDir dir("repsearch_rel_data");
+  at::manual_seed(3);
+  const auto out = dir.file("run"), archive = out + "/archive.h5";
+  REQUIRE(run(search(out, "--generations 2 --checkpoint-interval 1")).status == 0);
+  const auto other = fashion_copy(dir.file("other"), /*shuffle=*/true);
+  auto refused = [&](const Result& r, const std::string& file, const std::string& source) {
+    CHECK_MESSAGE(r.status == 2, r.output);
+    CHECK_MESSAGE(has(r, "split search: labels differ (CRC-32 0x"), r.output);
+    CHECK(has(r, "split train: labels differ"));
+    CHECK(has(r, "is not the data " + file + " was computed from"));
+    CHECK(has(r, source));
+    CHECK_FALSE(has(r, "accuracy val"));
+  };
+  const std::string learn = binary() + " learn --archive " + archive + " --epochs 1 --out " + dir.file("l");
+  refused(run(learn + " --data-dir " + other), archive, "the data in " + other);
+  refused(run("env REPSEARCH_DATA_DIR=" + dir.file("other") + " " + learn), archive,
+          "(the directory comes from REPSEARCH_DATA_DIR=" + dir.file("other") + ")");
+  refused(run(binary() + " sgd --archive " + archive + " --epochs 1 --data-dir " + other), archive, other);
+  refused(run(search(out, "--generations 4 --resume --data-dir " + other)), out + "/checkpoint.h5", other);
+  CHECK(files_in(dir.file("l")).empty());  // refused before any file
+
+  // The data it was searched on: learn and sgd --archive run, their results record the same identity.
+  auto l = run(learn + " --elite 0");
+  REQUIRE_MESSAGE(l.status == 0, l.output);
+  auto g = run(binary() + " sgd --archive " + archive + " --epochs 1");
+  REQUIRE_MESSAGE(g.status == 0, g.output);
+  CHECK(has(g, out + "/sgd-0.h5"));  // beside the archive
+  const auto a = io::read_archive(archive);
+  REQUIRE(a.provenance.data.recorded());
+  CHECK(fs::path(a.data_dir).is_absolute());
+  for (const auto& path : {out + "/sgd-0.h5", dir.file("l") + "/learn-" + hex_uid(a.uid[0]) + ".h5"}) {
+    const auto r = io::read_results(path);
+    CHECK(io::identity_differences(a.provenance.data, "a", r.data, "r").empty());
+    CHECK(r.data.splits.size() == a.provenance.data.splits.size());
+    CHECK(r.archive_sha256 == a.provenance.config_sha256);
+  }
+  CHECK(run(search(out, "--generations 4 --resume")).status == 0);
+
+  // inspect checks a file's identity against the data now in the directory it records.
+  const auto mine = fashion_copy(dir.file("mine"), /*shuffle=*/false);
+  const auto out2 = dir.file("run2");
+  REQUIRE(run(search(out2, "--generations 0 --data-dir " + mine)).status == 0);
+  auto ok = run(binary() + " inspect " + out2 + "/archive.h5");
+  CHECK_MESSAGE(ok.status == 0, ok.output);
+  CHECK(has(ok, "identity  recorded; the data in " + mine + " matches it"));
+  fashion_copy(dir.file("mine"), /*shuffle=*/true);
+  auto changed = run(binary() + " inspect " + out2 + "/archive.h5");
+  CHECK(changed.status == 2);
+  CHECK_MESSAGE(has(changed, "inspect: the data now in " + mine + " is not the data " + out2 + "/archive.h5"), changed.output);
+  CHECK(has(changed, "split train: labels differ"));
+}
+
+TEST_CASE("outputs: learn and sgd own their files: one writer per network, temporaries cleared, summaries never stale") {
+  TempDir dir("repsearch_rel_outputs");
+  const auto out = dir.file("run"), archive = out + "/archive.h5";
+  REQUIRE(run(search(out, "--init labels --generations 0")).status == 0);
+  const auto uids = io::read_archive(archive).uid;
+  REQUIRE(uids.size() == 4);
+  const std::string learn = binary() + " learn --archive " + archive + " --probe-size 10";
+  const auto stem = [&](int e) { return out + "/learn-" + hex_uid(uids[static_cast<std::size_t>(e)]); };
+  {
+    Background first(learn + " --elite 0 --epochs 100000", dir.file("first.log"));
+    REQUIRE_MESSAGE(first.wait_for("epoch   1/"), first.output());
+    auto second = run(learn + " --elite 0 --epochs 1");
+    CHECK(second.status == 2);
+    CHECK_MESSAGE(has(second, stem(0) + " (its files) is in use by another repsearch process"), second.output);
+    CHECK(has(second, "pid " + std::to_string(first.pid)));
+    auto all = run(learn + " --elite all --epochs 1");  // needs elite 0 too
+    CHECK(all.status == 2);
+    auto beside = run(learn + " --elite 1 --epochs 1");  // an array task's neighbour writes another network
+    CHECK_MESSAGE(beside.status == 0, beside.output);
+    ::kill(first.pid, SIGKILL);
+    CHECK(first.wait() == 128 + SIGKILL);
+  }
+  CHECK_FALSE(fs::exists(stem(1) + ".lock"));  // released and removed by its owner
+  write_file(stem(0) + ".h5.tmp-4242", "left by a kill -9");
+  write_file(stem(0) + ".pt.tmp-77", "left by a kill -9");
+  write_file(stem(2) + ".h5.tmp-55", "another network's: its writer may be alive");
+  auto again = run(learn + " --elite 0 --epochs 1");  // the killed run's lock is free
+  REQUIRE_MESSAGE(again.status == 0, again.output);
+  CHECK(has(again, "[learn] removed 2 temporary file(s)"));
+  CHECK(fs::exists(stem(2) + ".h5.tmp-55"));
+  fs::remove(stem(2) + ".h5.tmp-55");
+
+  // A summary describes the results beside it, or is not there.
+  REQUIRE(run(learn + " --elite all --epochs 1").status == 0);
+  CHECK(fs::exists(out + "/learn-summary.json"));
+  auto one = run(learn + " --elite 2 --epochs 1");
+  REQUIRE(one.status == 0);
+  CHECK_MESSAGE(has(one, "removed " + out + "/learn-summary.json: it described results this run replaces"), one.output);
+  CHECK_FALSE(fs::exists(out + "/learn-summary.json"));
+  REQUIRE(run(learn + " --elite all --epochs 1").status == 0);
+  {
+    Background killed(learn + " --elite all --epochs 300", dir.file("killed.log"));
+    REQUIRE_MESSAGE(killed.wait_for("[learn elite 1 "), killed.output());  // the first network is written
+    ::kill(killed.pid, SIGKILL);
+    killed.wait();
+  }
+  CHECK_FALSE(fs::exists(out + "/learn-summary.json"));  // not the previous run's, describing files replaced since
+  CHECK(fs::exists(stem(0) + ".lock"));  // a kill -9 leaves its locks, which block nobody
+  REQUIRE(run(learn + " --elite 0 --epochs 1").status == 0);
+  const std::string sgd = binary() + " sgd --archive " + archive + " --epochs 1 --probe-size 10";
+  REQUIRE(run(sgd + " --seeds 0..1").status == 0);
+  REQUIRE(run(sgd + " --seeds 5").status == 0);  // not in the summary: it stays
+  CHECK(fs::exists(out + "/sgd-summary.json"));
+  REQUIRE(run(sgd + " --seeds 1").status == 0);
+  CHECK_FALSE(fs::exists(out + "/sgd-summary.json"));
+  for (const auto& name : files_in(out)) {
+    CHECK_MESSAGE(name.find(".tmp-") == std::string::npos, name);
+    const bool lock = name.size() > 5 && name.compare(name.size() - 5, 5, ".lock") == 0;
+    if (lock) CHECK_MESSAGE(name.rfind("learn-", 0) == 0, name);  // only the killed run's, never a finished run's
+  }
+  CHECK_FALSE(fs::exists(stem(0) + ".lock"));
+}
+
+TEST_CASE("outputs: too little memory ends learn and sgd with exit 2 and what ran out, no stack trace, no files") {
+  TempDir dir("repsearch_rel_oom");
+  const auto out = dir.file("run"), archive = out + "/archive.h5";
+  REQUIRE(run(search(out, "--generations 0")).status == 0);
+  // A 784-200000 first layer with Adam's state needs ~2.5 GB: more than the 2 GB of address space given.
+  const std::string limit = "ulimit -v 2000000 && exec ";
+  for (const std::string cmd : {binary() + " learn --archive " + archive, binary() + " sgd --archive " + archive}) {
+    const auto to = dir.file(cmd.find(" learn ") != std::string::npos ? "learn" : "sgd");
+    auto r = run(limit + cmd + " --hidden 200000 --epochs 1 --out " + to);
+    CHECK_MESSAGE(r.status == 2, r.output);
+    CHECK(has(r, "out of memory"));
+    CHECK_FALSE(has(r, "frame #"));
+    CHECK_FALSE(has(r, "Exception raised from"));
+    CHECK_FALSE(has(r, "internal error"));
+    CHECK_MESSAGE(files_in(to).empty(), to);
+  }
 }

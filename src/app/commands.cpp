@@ -13,11 +13,13 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <iomanip>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -29,6 +31,7 @@
 #include "repsearch/core/search_run.hpp"
 #include "repsearch/io/archive.hpp"
 #include "repsearch/io/dataset.hpp"
+#include "repsearch/io/identity.hpp"
 #include "repsearch/io/results.hpp"
 #include "repsearch/io/rundir.hpp"
 #include "repsearch/mpi/archipelago.hpp"
@@ -62,15 +65,12 @@ void install_stop_handlers() {
   sigaction(SIGINT, &sa, nullptr);
 }
 
-// The writer's hold on the run directory, taken before any data is loaded: locked against a second
-// search, proven writable, cleared of killed writers' temporaries, and never silently reused.
+// The search's hold on the run directory, taken before any data is loaded: own_outputs over the whole
+// directory, and never silently reused.
 std::unique_ptr<io::RunLock> own_run_dir(const fs::path& out, bool resume, bool overwrite, const std::string& what) {
-  auto lock = std::make_unique<io::RunLock>(out.string(), what);
-  io::ensure_writable_dir(out.string(), "out");
   const std::vector<std::string> ours = {"archive.h5", "checkpoint.h5", "checkpoint.prev.h5"};
-  if (int n = io::remove_stale_temporaries(out.string(), ours))
-    std::cout << "[search] removed " << n << " temporary file(s) left in " << out.string() << " by an interrupted write"
-              << std::endl;
+  auto locks = own_outputs(out, "search", what, {io::kRunLockName}, ours);
+  auto lock = std::move(locks.front());
   if (resume) return lock;
   std::string existing;
   for (const auto& name : ours)
@@ -137,9 +137,17 @@ void check_ranks_agree(const Options& o, const mpi::Communicator& comm) {
            "value (different repsearch versions?); run one binary on every rank");
 }
 
-namespace {
 
-}  // namespace
+OutputLocks own_outputs(const fs::path& dir, const std::string& tag, const std::string& what,
+                        const std::vector<std::string>& locks, const std::vector<std::string>& files) {
+  OutputLocks held;
+  for (const auto& name : locks) held.push_back(std::make_unique<io::RunLock>(dir.string(), what, name));
+  io::ensure_writable_dir(dir.string(), "out");
+  if (int n = io::remove_stale_temporaries(dir.string(), files))
+    std::cout << "[" << tag << "] removed " << n << " temporary file(s) left in " << dir.string()
+              << " by an interrupted write" << std::endl;
+  return held;
+}
 
 // LibTorch's intra-op pool and OpenBLAS's own pool (libopenblas0-pthread ignores OpenMP settings).
 void set_threads(int threads) {
@@ -200,6 +208,33 @@ Prepared prepare(const Options& o, const at::Device& device, bool fitness_inputs
   return p;
 }
 
+io::DataIdentity data_identity(const Prepared& p) {
+  return io::data_identity(p.dataset, p.splits.search, p.splits.val, p.splits.heldout);
+}
+
+void check_data_identity(const io::DataIdentity& recorded, const std::string& file, const io::DataIdentity& now,
+                         const std::string& data_dir, const Options& o) {
+  std::string source = data_dir;
+  const char* env = std::getenv("REPSEARCH_DATA_DIR");
+  if (o.get<std::string>("data-dir").empty() && env != nullptr && *env != '\0')
+    source += std::string(" (the directory comes from REPSEARCH_DATA_DIR=") + env + ")";
+  if (!recorded.recorded()) {
+    std::cerr << "repsearch " << o.command << ": warning: " << file << " records no data identity (written by an "
+              << "older repsearch), so the data in " << source << " cannot be checked against it" << std::endl;
+    return;
+  }
+  const auto diffs = io::identity_differences(recorded, file, now, data_dir);
+  if (diffs.empty()) return;
+  fail_input(file, o.command, ": the data in ", source, " is not the data ", file, " was computed from (",
+             recorded.dataset, " in ", recorded.data_dir, "):", diffs,
+             "\n(give that data with --data-dir, or run again on this data into another directory)");
+}
+
+void check_data_identity(const io::DataIdentity& recorded, const std::string& file, const Prepared& p,
+                         const Options& o) {
+  check_data_identity(recorded, file, data_identity(p), p.dataset.data_dir, o);
+}
+
 void add_fitness_inputs(Prepared& p, const at::Device& device) {
   auto take = [&](const at::Tensor& idx, at::Tensor& x, at::Tensor& y) {
     x = p.standardiser.apply(p.dataset.train_images.index_select(0, idx)).flatten(1).to(device).contiguous();
@@ -245,8 +280,8 @@ int cmd_config(const Options& o) {
 }
 
 // Refuses a resume whose config differs from the checkpoint's in a key that may not change (every
-// rank reads the small header), before any data is loaded.
-void check_resume_config(const Options& o, const std::string& ckpt_path) {
+// rank reads the small header), before any data is loaded; returns that header.
+io::Checkpoint check_resume_config(const Options& o, const std::string& ckpt_path) {
   if (!fs::exists(ckpt_path))
     throw with_previous_checkpoint(ckpt_path, "resume: no checkpoint at " + ckpt_path + " (run without --resume first)");
   io::Checkpoint head;
@@ -278,6 +313,7 @@ void check_resume_config(const Options& o, const std::string& ckpt_path) {
                 "resume: ", ckpt_path, " was written with a different config; differing keys:", diffs,
                 "\n(only run-control keys, generations and learner options may change on a resume, and with --allow-change ",
                 "the keys 'repsearch search --help' lists; otherwise start a new run directory)");
+  return head;
 }
 
 namespace {
@@ -297,10 +333,12 @@ void resume_from(SearchRun& run, const std::string& ckpt_path, const mpi::Commun
 }  // namespace
 
 // Collective (host and device names are gathered); complete on rank 0.
-io::Provenance make_provenance(const Options& o, const mpi::Communicator& comm, const std::string& fitness,
-                               const std::string& fitness_parameters, const std::string& device) {
+io::Provenance make_provenance(const Options& o, const mpi::Communicator& comm, const io::DataIdentity& data,
+                               const std::string& fitness, const std::string& fitness_parameters,
+                               const std::string& device) {
   io::Provenance prov;
   static_cast<io::Origin&>(prov) = run_origin(o);
+  prov.data = data;
   prov.n_islands = o.get<i64>("islands");
   prov.n_ranks = comm.size();
   char host[256] = {0};
@@ -390,6 +428,7 @@ int DatasetSpace::search(const Options& o, SearchStart& st) const {
   const auto& comm = st.comm;
   const auto n_islands = o.get<i64>("islands");
   auto p = prepare(o, st.device, /*fitness_inputs=*/false);
+  if (st.resume) check_data_identity(st.head.provenance.data, st.ckpt_path, p, o);  // every rank: its own data
   check_memory_plan(o, p, st.device, comm.rank(), comm.size(), st.node.ranks);
   add_fitness_inputs(p, st.device);
   auto fitness = make_fitness(o.fitness(), p.fitness_data);
@@ -397,7 +436,7 @@ int DatasetSpace::search(const Options& o, SearchStart& st) const {
   const auto ctx = make_search_context(p.fitness_data.x_search, p.fitness_data.y_search, p.fitness_data.n_classes,
                                        p.fitness_data.x_val.size(0), sc);
   mpi::Archipelago arch(comm.get(), n_islands, sc, o.migration(), fitness, ctx);
-  const auto prov = make_provenance(o, comm, fitness.name(), fitness.parameters(),
+  const auto prov = make_provenance(o, comm, data_identity(p), fitness.name(), fitness.parameters(),
                                     st.device.str() + "x" + std::to_string(st.threads) + "threads");
   const auto& ckpt_path = st.ckpt_path;
   SearchRun run(arch, run_control(o, ckpt_path),
@@ -412,6 +451,57 @@ int DatasetSpace::search(const Options& o, SearchStart& st) const {
   return 0;
 }
 
+
+namespace {
+
+// The last generation of every island that has one.
+nlohmann::json islands_json(const io::Archive& a) {
+  nlohmann::json islands = nlohmann::json::array();
+  for (std::size_t i = 0; i < a.histories.size(); ++i) {
+    const auto& h = a.histories[i];
+    if (h.empty()) continue;
+    islands.push_back({{"island", i}, {"generation", h.back().generation}, {"best", h.back().best},
+                       {"mean", h.back().mean}, {"heldout", h.back().heldout}, {"diversity", h.back().diversity},
+                       {"evaluations", h.back().evaluations}, {"seconds", h.back().seconds},
+                       {"first_heldout", h.front().heldout}});
+  }
+  return islands;
+}
+
+// A file's data identity, checked against the data now in its recorded directory where that exists
+// (the training and test sets: the splits are rows of the first): "check" is "matches", "differs"
+// (with "differences"), "not recorded" or "not checked" (with "summary" saying why).
+nlohmann::json inspect_data(const io::DataIdentity& id) {
+  nlohmann::json j = {{"dataset", id.dataset}, {"data_dir", id.data_dir}, {"splits", nlohmann::json::array()}};
+  for (const auto& s : id.splits)
+    j["splits"].push_back({{"split", s.name}, {"examples", s.examples}, {"labels_crc32", s.labels_crc32},
+                           {"images_crc32", s.images_crc32}});
+  if (!id.recorded()) {
+    j["check"] = "not recorded";
+    j["summary"] = "not recorded (written by an older repsearch)";
+    return j;
+  }
+  std::error_code ec;
+  if (!fs::is_directory(id.data_dir, ec)) {
+    j["check"] = "not checked";
+    j["summary"] = "recorded; not checked: " + id.data_dir + " is not a directory here";
+    return j;
+  }
+  static std::map<std::pair<std::string, std::string>, io::DataIdentity> loaded;  // one load per data set
+  auto key = std::make_pair(id.dataset, id.data_dir);
+  if (!loaded.count(key)) {
+    const auto d = io::load_dataset(id.dataset, id.data_dir);
+    loaded[key] = io::data_identity(d, at::Tensor(), at::Tensor(), at::Tensor());
+  }
+  const auto diffs = io::identity_differences(id, "the file", loaded[key], id.data_dir);
+  j["check"] = diffs.empty() ? "matches" : "differs";
+  if (!diffs.empty()) j["differences"] = diffs;
+  j["summary"] = diffs.empty() ? "recorded; the data in " + id.data_dir + " matches it"
+                               : "DIFFERS from the data now in " + id.data_dir + ":" + diffs;
+  return j;
+}
+
+}  // namespace
 
 nlohmann::json DatasetSpace::inspect(const std::string& path, bool print) const {
   {
@@ -429,15 +519,8 @@ nlohmann::json DatasetSpace::inspect(const std::string& path, bool print) const 
     j["data"] = {{"dataset", a.dataset}, {"data_dir", a.data_dir}, {"normalisation", a.normalisation},
                  {"search", a.search_indices.numel()}, {"val", a.val_indices.numel()},
                  {"heldout", a.heldout_indices.numel()}};
-    nlohmann::json islands = nlohmann::json::array();
-    for (std::size_t i = 0; i < a.histories.size(); ++i) {
-      const auto& h = a.histories[i];
-      if (h.empty()) continue;
-      islands.push_back({{"island", i}, {"generation", h.back().generation}, {"best", h.back().best},
-                         {"mean", h.back().mean}, {"heldout", h.back().heldout}, {"diversity", h.back().diversity},
-                         {"evaluations", h.back().evaluations}, {"seconds", h.back().seconds},
-                         {"first_heldout", h.front().heldout}});
-    }
+    j["data_identity"] = inspect_data(pv.data);
+    const nlohmann::json islands = islands_json(a);
     j["islands"] = islands;
     nlohmann::json elites = nlohmann::json::array();
     for (i64 e = 0; e < k; ++e)
@@ -465,6 +548,7 @@ nlohmann::json DatasetSpace::inspect(const std::string& path, bool print) const 
               << "  fitness   " << pv.fitness << " (" << pv.fitness_parameters << ")\n"
               << "  data      " << a.dataset << " from " << a.data_dir << ": S " << a.search_indices.numel() << ", V "
               << a.val_indices.numel() << ", H " << a.heldout_indices.numel() << "\n"
+              << "  identity  " << j["data_identity"]["summary"].get<std::string>() << "\n"
               << "islands (last generation)\n";
     std::printf("  %6s %6s %10s %10s %10s %9s %11s %9s\n", "island", "gen", "best", "mean", "heldout", "diversity",
                 "evaluations", "seconds");
@@ -517,9 +601,18 @@ nlohmann::json inspect_results(const std::string& path, const io::Results& r, bo
                       {"val_accuracy", e.val_accuracy}, {"examples_per_s", e.examples_per_s}, {"seconds", e.seconds}});
   }
   j["epochs"] = epochs;
+  j["data_identity"] = inspect_data(r.data);
+  const std::string model_check = io::check_model_file(path, r);
+  j["model_file"] = {{"path", io::model_file(path, r)},
+                     {"check", r.model_bytes < 0 ? "not recorded" : model_check.empty() ? "matches" : "differs"}};
+  if (!model_check.empty()) j["model_file"]["differences"] = model_check;
   if (!print) return j;
   std::cout << "results " << path << " (" << r.kind << ")\n"
             << "  model     " << r.model << ", trained on " << r.train_data << "\n"
+            << "  network   " << j["model_file"]["path"].get<std::string>() << ": "
+            << (model_check.empty() ? j["model_file"]["check"].get<std::string>() : "DAMAGED: " + model_check) << "\n"
+            << "  data      " << r.data.dataset << " from " << r.data.data_dir << "; identity "
+            << j["data_identity"]["summary"].get<std::string>() << "\n"
             << "  command   " << r.command_line << "\n";
   if (r.kind == "learn")
     std::printf("  target    elite %lld (uid %llx) of %s; regression mse %.4f\n", static_cast<long long>(r.elite_rank),
@@ -541,6 +634,15 @@ nlohmann::json trajectory_cka(const std::string& pa, const io::Results& a, const
     fail("inspect: ", a.activations.defined() ? pb : pa, " holds no trajectory to compare");
   if (!at::equal(a.probe_indices, b.probe_indices))
     fail("inspect: ", pa, " and ", pb, " recorded their trajectories on different probe sets (other seed or probe-size?)");
+  auto test_only = [](io::DataIdentity id) {  // the probe images are test images
+    id.splits.erase(std::remove_if(id.splits.begin(), id.splits.end(), [](const auto& s) { return s.name != "test"; }),
+                    id.splits.end());
+    return id;
+  };
+  const auto other_data = io::identity_differences(test_only(a.data), pa, test_only(b.data), pb);
+  if (!other_data.empty())
+    fail("inspect: ", pa, " and ", pb, " were evaluated on different test sets, so their trajectories' probe images differ:",
+         other_data);
   const auto ta = a.activations.size(0), tb = b.activations.size(0);
   auto m = at::empty({ta, tb}, at::TensorOptions().dtype(at::kDouble));
   for (i64 i = 0; i < ta; ++i) m[i].copy_(linear_cka_batch(b.activations, a.activations[i]));
@@ -594,10 +696,18 @@ int cmd_inspect(const Options& o) {
     if (json) all.push_back({{"trajectory_cka", cka}});
   }
   if (json) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";
-  for (const auto& item : all)
+  for (const auto& item : all) {
     if (item.contains("space") && search_space(item["space"].get<std::string>()).damaged(item) > 0)
       fail("inspect: ", item["path"].get<std::string>(), " holds damaged items (non-finite values, NaN or inf): ",
            item.contains("nonfinite_elites") ? item["nonfinite_elites"].dump() : item.value("damaged", nlohmann::json()).dump());
+    if (item.contains("model_file") && item["model_file"].contains("differences"))
+      fail_input(item["path"].get<std::string>(), "inspect: ", item["path"].get<std::string>(), ": ",
+                 item["model_file"]["differences"].get<std::string>());
+    if (item.contains("data_identity") && item["data_identity"]["check"] == "differs")
+      fail_input(item["path"].get<std::string>(), "inspect: the data now in ",
+                 item["data_identity"]["data_dir"].get<std::string>(), " is not the data ", item["path"].get<std::string>(),
+                 " was computed from:", item["data_identity"]["differences"].get<std::string>());
+  }
   return 0;
 }
 

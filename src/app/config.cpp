@@ -531,10 +531,19 @@ const Group& learner_group() {
   return g;
 }
 
+const Group& archive_group() {
+  static const Group& g = group("Archive", [](Declare& d) {
+    d.bare("archive", po::value<S>(), "search archive (archive.h5): its config supplies every other option, its "
+                                      "data identity and splits are checked against the data loaded, and the "
+                                      "results go beside it (unless --out); sgd: optional, the baseline on exactly "
+                                      "the data that archive was searched on");
+  });
+  return g;
+}
+
 const Group& learn_group() {
   static const Group& g = group("Learn", [](Declare& d) {
-    d.bare("archive", po::value<S>(), "search archive (archive.h5); its config supplies every other option")
-     .opt<S>("elite", "0", "elite rank (0 = best), uid (0x...), or all (one network each + ensemble)");
+    d.opt<S>("elite", "0", "elite rank (0 = best), uid (0x...), or all (one network each + ensemble)");
   });
   return g;
 }
@@ -606,9 +615,9 @@ const std::vector<Command>& commands() {
        {&learner_group()},
        "the archive stores them, and learn takes them from there (see 'repsearch learn --help')"},
       {"learn", "learn: train networks by regressing the cut layer onto an archive's elites, fit the head, evaluate",
-       {&general_group(), &learn_group(), &learner_group()}, {}, ""},
+       {&general_group(), &archive_group(), &learn_group(), &learner_group()}, {}, ""},
       {"sgd", "sgd: the same network trained end to end with cross-entropy (the baseline)",
-       {&general_group(), &learner_group()},
+       {&general_group(), &archive_group(), &learner_group()},
        {&example_group(), &fitness_group(), &search_group(), &migration_group(), &run_group()},
        "its results record the whole config, so a search's command line serves sgd too; dim, the split sizes and "
        "seed shape its network and data, the others only the record (see 'repsearch search --help')"},

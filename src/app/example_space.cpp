@@ -19,6 +19,7 @@
 #include "repsearch/io/archive.hpp"
 #include "repsearch/io/dataset.hpp"
 #include "repsearch/io/example_archive.hpp"
+#include "repsearch/io/identity.hpp"
 #include "repsearch/mpi/example_shards.hpp"
 #include "space.hpp"
 
@@ -227,7 +228,9 @@ int ExampleSpace::search(const Options& o, SearchStart& st) const {
   const double data_bytes = static_cast<double>(d.dataset.train_images.nbytes() + d.dataset.test_images.nbytes() + d.images.nbytes());
   check_example_memory(net, c, example_batch, data_bytes, st);
   if (st.resume && complete_archive(st, o)) return 0;
-  const auto prov = make_provenance(o, st.comm, "frozen-net-cross-entropy", schedule_text(c),
+  const auto identity = io::data_identity(d.dataset, d.indices, at::Tensor(), at::Tensor());
+  if (st.resume) check_data_identity(st.head.provenance.data, st.ckpt_path, identity, d.dataset.data_dir, o);
+  const auto prov = make_provenance(o, st.comm, identity, "frozen-net-cross-entropy", schedule_text(c),
                                     st.device.str() + "x" + std::to_string(st.threads) + "threads");
   if (st.comm.rank() == 0 && !st.resume) io::CheckpointWriter(st.ckpt_path, prov, 0).finish({});  // resumable from now on
   prepare_units_dir(st);

@@ -5,9 +5,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "commands.hpp"
 #include "repsearch/core/error.hpp"
@@ -89,6 +91,59 @@ void write_summary(const fs::path& path, const nlohmann::json& j) {
   });
 }
 
+// Whether the summary at `path` lists one of `stems`' results files (or cannot be read: then it
+// describes nothing reliably).
+bool summary_lists(const fs::path& path, const std::vector<std::string>& stems) {
+  std::ifstream in(path);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.contains("networks") || !j["networks"].is_array()) return true;
+  for (const auto& row : j["networks"]) {
+    if (!row.contains("results") || !row["results"].is_string()) return true;
+    const auto name = fs::path(row["results"].get<std::string>()).stem().string();
+    if (std::find(stems.begin(), stems.end(), name) != stems.end()) return true;
+  }
+  return false;
+}
+
+// A run's hold on its outputs in `out` (own_outputs): one lock per network `<stem>.lock` (array tasks
+// write other networks into the same directory at once) and, when the run writes a summary (several
+// networks), the summary's.
+OutputLocks own_networks(const fs::path& out, const std::string& tag, const std::string& what,
+                         const std::vector<std::string>& stems, const std::string& summary_stem) {
+  std::vector<std::string> locks, files;
+  for (const auto& stem : stems) {
+    locks.push_back(stem + ".lock");
+    files.push_back(stem + ".h5");
+    files.push_back(stem + ".pt");
+  }
+  if (stems.size() >= 2) {
+    locks.push_back(summary_stem + ".lock");
+    files.push_back(summary_stem + ".json");
+  }
+  return own_outputs(out, tag, what, locks, files);
+}
+
+// Before the first network of a run replaces anything: the summary the run will write, or one that
+// lists a network it replaces, is removed, so that a summary never outlives the results it describes
+// (a run killed midway leaves none).
+void retire_summary(const fs::path& out, const std::string& tag, const std::string& what,
+                    const std::vector<std::string>& stems, const std::string& summary_stem) {
+  const bool writes_summary = stems.size() >= 2;  // then own_networks holds its lock
+  const fs::path summary = out / (summary_stem + ".json");
+  std::error_code ec;
+  if (!fs::exists(summary, ec) || !(writes_summary || summary_lists(summary, stems))) return;
+  std::unique_ptr<io::RunLock> summary_lock;
+  if (!writes_summary) {
+    try {
+      summary_lock = std::make_unique<io::RunLock>(out.string(), what, summary_stem + ".lock");
+    } catch (const OutputError&) {
+      return;  // a run that writes this summary holds it, and replaces it when it ends
+    }
+  }
+  if (!fs::remove(summary, ec) && ec) fail_output(summary.string(), "cannot remove ", summary.string(), ": ", ec.message());
+  std::printf("[%s] removed %s: it described results this run replaces\n", tag.c_str(), summary.string().c_str());
+}
+
 // ---- one results path for learn and sgd -------------------------------------------------------------
 
 // What every network of a learn or sgd run is evaluated on, and where its files go.
@@ -97,15 +152,16 @@ struct Bench {
   const Prepared& p;
   at::Device device;
   fs::path out;
+  io::DataIdentity identity;  // of p: every results file records it
   at::Tensor x_val, y_val, x_h, y_h, x_test, y_test;
   at::Tensor probe, probe_x;  // the trajectory's test images
   nlohmann::json summary;
   std::vector<at::Tensor> member_probs;  // test softmax outputs, for the ensemble
+  std::function<void()> before_first_write;  // retire_summary, once
 };
 
 Bench make_bench(const Options& o, const Prepared& p, const at::Device& device, fs::path out, nlohmann::json summary) {
-  io::ensure_writable_dir(out.string(), "out");  // before any training
-  Bench b{o, p, device, std::move(out), {}, {}, {}, {}, {}, {}, {}, {}, std::move(summary), {}};
+  Bench b{o, p, device, std::move(out), data_identity(p), {}, {}, {}, {}, {}, {}, {}, {}, std::move(summary), {}, {}};
   b.x_val = images(p, p.splits.val, false, device);
   b.y_val = labels(p, p.splits.val, false, device);
   b.x_h = images(p, p.splits.heldout, false, device);
@@ -136,9 +192,10 @@ void finish_network(Bench& b, io::Results& r, const std::string& tag, Network& n
   r.spec = model_spec(net, b.p, logit_scale, head);
   r.test_labels = b.y_test.to(at::kInt).cpu();
   b.member_probs.push_back(r.test_probabilities);
+  r.data = b.identity;
+  if (b.before_first_write) std::exchange(b.before_first_write, nullptr)();
   r.model_path = base.string() + ".pt";
-  io::replace_file(r.model_path, [&](const std::string& tmp) { net.save(tmp); });
-  io::write_results(base.string() + ".h5", r);
+  io::write_results_with_model(base.string() + ".h5", r, [&](const std::string& tmp) { net.save(tmp); });
   std::printf("[%s] %saccuracy val %.4f  heldout %.4f  test %.4f -> %s.h5\n", tag.c_str(), report.c_str(), r.val_accuracy,
               r.heldout_accuracy, r.test_accuracy, base.string().c_str());
   row["val"] = r.val_accuracy;
@@ -270,66 +327,119 @@ void learn_one(Bench& b, const LearnInputs& in, const io::Archive& archive, cons
                  {{"elite_rank", e}, {"uid", hex(uid)}, {"regression_mse", mse}}, report);
 }
 
+// The archive a learn or sgd run starts from, with its stored config below the command line's.
+io::Archive read_source_archive(const Options& cli, Options& o, const std::string& archive_path) {
+  auto archive = io::read_archive(archive_path);
+  add_config_text(o, archive.provenance.config, "archive " + archive_path + ": config");
+  // A relative data-dir in the stored config meant the search's working directory: the archive
+  // records where that was (absolute), unless the command line names a directory itself.
+  const auto stored = o.get<std::string>("data-dir");
+  if (!cli.has("data-dir") && !stored.empty() && fs::path(stored).is_relative() && fs::path(archive.data_dir).is_absolute())
+    o.vm.at("data-dir").value() = archive.data_dir;
+  validate(o);
+  if (o.get<std::uint64_t>("seed") != archive.provenance.seed)  // the splits are drawn from the seed
+    fail_option("seed", o.get<std::uint64_t>("seed"), detail::cat(archive.provenance.seed, ", the archive's"),
+                o.command, ": option seed is ", o.get<std::uint64_t>("seed"), " but ", archive_path,
+                " was searched with seed ", archive.provenance.seed, ": ", o.command,
+                " rebuilds the archive's splits from its seed, so --seed must not change (leave it out)");
+  return archive;
+}
+
+// Refuses data that is not the data the archive was searched on: another data set or version
+// (its identity), or splits its config no longer rebuilds.
+void check_archive_data(const io::Archive& archive, const std::string& archive_path, const Prepared& p,
+                        const Options& o) {
+  check_data_identity(archive.provenance.data, archive_path, p, o);
+  if (!at::equal(p.splits.search, archive.search_indices) || !at::equal(p.splits.val, archive.val_indices))
+    throw InputError(archive_path, "its stored splits differ from those its config rebuilds (another data set version?)",
+                     o.command + ": the splits rebuilt from the archive's config differ from those stored in " +
+                         archive_path + " (another data set version?)");
+}
+
+// Beside the archive given, unless --out was given: the archive's own `out` may be another machine's path.
+fs::path output_dir(const Options& cli, const std::string& archive_path) {
+  return cli.has("out") || archive_path.empty() ? fs::path(cli.get<std::string>("out"))
+                                                : fs::absolute(archive_path).parent_path();
+}
+
+// One network trained end to end on x, y (S+V or the full training set) with seed s; results via finish_network.
+void sgd_one(Bench& b, const at::Tensor& x, const at::Tensor& y, std::uint64_t s, const fs::path& base,
+             const io::Results& source) {
+  const Options& o = b.o;
+  const bool full = o.get<std::string>("data") == "full";
+  const auto tc = o.train();
+  const std::string tag = "sgd seed " + std::to_string(s);
+  Network net(o.model(input_shape(b.p), b.p.dataset.n_classes),
+              derive_seed(o.get<std::uint64_t>("seed"), Stream::learner, {0x5D6, s}), b.device);
+  std::printf("[%s] %s: end to end on %s (%lld examples), %lld epochs, %s lr %g; val = held-out split H\n",
+              tag.c_str(), net.describe().c_str(), full ? "the full training set" : "S+V",
+              static_cast<long long>(x.size(0)), static_cast<long long>(tc.epochs), tc.optimizer.c_str(), tc.lr);
+  TrainConfig sc = tc;
+  sc.seed = derive_seed(tc.seed, Stream::learner, {0x5D6, s});
+  auto tr = train_end_to_end(net, x, y, sc, b.probe_x, b.x_h, b.y_h, printer(tag, tc.epochs, "ce"));
+  io::Results r = source;
+  r.phase.assign(tr.epochs.size(), "sgd");
+  r.epochs = tr.epochs;
+  r.train_data = o.get<std::string>("data");
+  r.regression_mse = NAN;
+  finish_network(b, r, tag, net, tr, s, 1.0, "end-to-end", base, {{"seed", s}});
+}
+
 }  // namespace
 
 int cmd_learn(const Options& cli) {
   if (!cli.vm.count("archive"))
     throw OptionError("archive", "", "the archive.h5 of a search", "learn: --archive PATH is required (the archive.h5 of a search)");
   const auto archive_path = cli.get<std::string>("archive");
-  auto archive = io::read_archive(archive_path);
   Options o = cli;
-  add_config_text(o, archive.provenance.config, "archive " + archive_path + ": config");
-  validate(o);
-  if (o.get<std::uint64_t>("seed") != archive.provenance.seed)  // the splits are drawn from the seed
-    fail_option("seed", o.get<std::uint64_t>("seed"), detail::cat(archive.provenance.seed, ", the archive's"),
-                "learn: option seed is ", o.get<std::uint64_t>("seed"), " but ", archive_path, " was searched with seed ",
-                archive.provenance.seed, ": learn rebuilds the archive's splits from its seed, so --seed must not change ",
-                "(leave it out)");
+  const auto archive = read_source_archive(cli, o, archive_path);
+  const auto chosen = chosen_elites(o.get<std::string>("elite"), archive, archive_path);
+  const fs::path out = output_dir(cli, archive_path);
+  std::vector<std::string> stems;
+  for (auto e : chosen) stems.push_back("learn-" + hex(archive.uid[static_cast<std::size_t>(e)]));
+  const std::string what = "repsearch learn " + cli.command_line;
+  const auto held = own_networks(out, "learn", what, stems, "learn-summary");
   set_threads(o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads")) : node_cores());
   const auto device = choose_device(o.get<std::string>("device"), 0);
   auto p = prepare(o, device, /*fitness_inputs=*/false);
-  if (!at::equal(p.splits.search, archive.search_indices) || !at::equal(p.splits.val, archive.val_indices))
-    throw InputError(archive_path, "its stored splits differ from those its config rebuilds (another data set version?)",
-                     "learn: the splits rebuilt from the archive's config differ from those stored in " + archive_path +
-                         " (another data set version?)");
-  const auto chosen = chosen_elites(o.get<std::string>("elite"), archive, archive_path);
-  // Beside the archive given, unless --out was given: the archive's own `out` may be another machine's path.
-  const fs::path out = cli.has("out") ? fs::path(cli.get<std::string>("out")) : fs::absolute(archive_path).parent_path();
+  check_archive_data(archive, archive_path, p, o);
   Bench b = make_bench(o, p, device, out, {{"archive", archive_path}, {"networks", nlohmann::json::array()}});
+  b.before_first_write = [&] { retire_summary(out, "learn", what, stems, "learn-summary"); };
   const LearnInputs in = learn_inputs(o, p, device);
   for (auto e : chosen) learn_one(b, in, archive, archive_path, e);
   finish_run(b, "learn", out / "learn-summary.json");
   return 0;
 }
 
-int cmd_sgd(const Options& o) {
+int cmd_sgd(const Options& cli) {
+  Options o = cli;
+  const std::string archive_path = cli.vm.count("archive") ? cli.get<std::string>("archive") : "";
+  io::Archive archive;
+  if (archive_path.empty()) validate(o);
+  else archive = read_source_archive(cli, o, archive_path);
+  const bool full = o.get<std::string>("data") == "full";
+  const std::string prefix = std::string("sgd-") + (full ? "full-" : "");
+  const fs::path out = output_dir(cli, archive_path);
+  const auto seeds = parse_seeds(o.get<std::string>("seeds"));
+  std::vector<std::string> stems;
+  for (auto s : seeds) stems.push_back(prefix + std::to_string(s));
+  const std::string what = "repsearch sgd " + cli.command_line;
+  const auto held = own_networks(out, "sgd", what, stems, prefix + "summary");
   set_threads(o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads")) : node_cores());
   const auto device = choose_device(o.get<std::string>("device"), 0);
   auto p = prepare(o, device, /*fitness_inputs=*/false);
-  const bool full = o.get<std::string>("data") == "full";
-  const fs::path out = o.get<std::string>("out");
+  if (!archive_path.empty()) check_archive_data(archive, archive_path, p, o);
   Bench b = make_bench(o, p, device, out, {{"data", o.get<std::string>("data")}, {"networks", nlohmann::json::array()}});
+  if (!archive_path.empty()) b.summary["archive"] = archive_path;
+  b.before_first_write = [&] { retire_summary(out, "sgd", what, stems, prefix + "summary"); };
   auto idx = full ? at::Tensor() : at::cat({p.splits.search, p.splits.val});
   auto x = images(p, idx, false, device), y = labels(p, idx, false, device);
-  const auto tc = o.train();
-  const std::string prefix = std::string("sgd-") + (full ? "full-" : "");
-  for (auto s : parse_seeds(o.get<std::string>("seeds"))) {
-    const std::string tag = "sgd seed " + std::to_string(s);
-    Network net(o.model(input_shape(p), p.dataset.n_classes),
-                derive_seed(o.get<std::uint64_t>("seed"), Stream::learner, {0x5D6, s}), device);
-    std::printf("[%s] %s: end to end on %s (%lld examples), %lld epochs, %s lr %g; val = held-out split H\n",
-                tag.c_str(), net.describe().c_str(), full ? "the full training set" : "S+V",
-                static_cast<long long>(x.size(0)), static_cast<long long>(tc.epochs), tc.optimizer.c_str(), tc.lr);
-    TrainConfig sc = tc;
-    sc.seed = derive_seed(tc.seed, Stream::learner, {0x5D6, s});
-    auto tr = train_end_to_end(net, x, y, sc, b.probe_x, b.x_h, b.y_h, printer(tag, tc.epochs, "ce"));
-    io::Results r;
-    r.phase.assign(tr.epochs.size(), "sgd");
-    r.epochs = tr.epochs;
-    r.train_data = o.get<std::string>("data");
-    r.regression_mse = NAN;
-    finish_network(b, r, tag, net, tr, s, 1.0, "end-to-end", out / (prefix + std::to_string(s)), {{"seed", s}});
+  io::Results source;  // what every results file of this run records about the archive, if any
+  if (!archive_path.empty()) {
+    source.archive_path = fs::absolute(archive_path).string();
+    source.archive_sha256 = archive.provenance.config_sha256;
   }
+  for (std::size_t i = 0; i < seeds.size(); ++i) sgd_one(b, x, y, seeds[i], out / stems[i], source);
   finish_run(b, "sgd", out / (prefix + "summary.json"));
   return 0;
 }

@@ -104,11 +104,12 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (command == "inspect") return repsearch::app::cmd_inspect(o);
-    if (command == "learn") return repsearch::app::cmd_learn(o);  // validates once the archive's config is in
+    // learn and sgd validate once an archive's config is in
+    if (command == "learn") return repsearch::app::cmd_learn(o);
+    if (command == "sgd") return repsearch::app::cmd_sgd(o);
     repsearch::app::validate(o);
     repsearch::app::search_space(o.get<std::string>("space"));  // an unknown space: the registry's OptionError
     if (command == "config") return repsearch::app::cmd_config(o);
-    if (command == "sgd") return repsearch::app::cmd_sgd(o);
     if (command == "data") return repsearch::app::cmd_data(o);
     mpi.emplace(argc, argv);
     int rc = repsearch::app::cmd_search(o);

@@ -53,7 +53,7 @@ SearchStart::SearchStart(const Options& o)
                       "options resume and overwrite: give one (--resume continues the run, --overwrite deletes it)");
   // pre-flight, before any data is loaded: the writing rank owns the run directory
   if (comm.rank() == 0) lock = own_run_dir(out, resume, overwrite, "repsearch search " + o.command_line);
-  if (resume) check_resume_config(o, ckpt_path);
+  if (resume) head = check_resume_config(o, ckpt_path);
 }
 
 std::string SearchStart::where() const {

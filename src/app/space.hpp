@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "repsearch/io/archive.hpp"
 #include "repsearch/io/rundir.hpp"
 #include "repsearch/mpi/archipelago.hpp"
 #include "repsearch/mpi/session.hpp"
@@ -39,6 +40,7 @@ struct SearchStart {
   std::string archive_path, ckpt_path;
   bool resume = false, overwrite = false;
   std::unique_ptr<io::RunLock> lock;
+  io::Checkpoint head;  // --resume: the checkpoint's header (its config and data identity)
   std::string where() const;  // "2 rank(s), 1 thread(s)/rank, cpu"
 };
 

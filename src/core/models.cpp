@@ -6,8 +6,11 @@
 #include <torch/serialize.h>
 #include <torch/utils.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -190,7 +193,17 @@ void Network::save(const std::string& path) const {
   impl_->head->save(head);
   archive.write("encoder", enc);
   archive.write("head", head);
-  archive.save_to(path);
+  // Serialised in memory, then written and checked here: LibTorch's file writer finishes the file in
+  // its destructor, where a full disk's error ends the process (std::terminate) instead of reaching us.
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  const std::string data = bytes.str();
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) fail_output(path, "cannot create ", path, ": ", std::strerror(errno));
+  const bool written = std::fwrite(data.data(), 1, data.size(), f) == data.size() && std::fflush(f) == 0;
+  const int error = errno;
+  if (std::fclose(f) != 0 || !written)
+    fail_output(path, "cannot write ", path, ": ", std::strerror(written ? errno : error));
 }
 
 TrainResult regress_encoder(Network& net, const at::Tensor& x, const at::Tensor& z, const TrainConfig& c,

@@ -390,6 +390,10 @@ Dataset load_dataset(const std::string& name, const std::string& data_dir) {
       break;
     }
   }
+  // Absolute, as archives and results record it: a relative one would mean another folder elsewhere.
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(d.data_dir, ec);
+  if (!ec) d.data_dir = absolute.lexically_normal().string();
   return d;
 }
 

@@ -377,6 +377,7 @@ void write_header(Writer& w, const ExampleArchiveSpec& spec) {
   }
   w.tensor("/data/indices", spec.indices, at::kLong);
   w.tensor("/data/labels", spec.labels, at::kLong);
+  write_data_identity(w, spec.provenance.data);
   write_network(w, spec.net, spec.net_parameters, spec.input_shape);
   Handle g = w.group("/search");
   w.attr<std::int64_t>(g.get(), "/search", "example_batch", spec.example_batch);
@@ -462,6 +463,7 @@ ExampleArchive::ExampleArchive(const std::string& path) try : path_(path) {
   Handle file = open_example(path, label);
   const Reader r(file.get(), label);
   provenance = read_provenance(r);
+  provenance.data = read_data_identity(r);
   {
     Handle data = r.group("/data");
     dataset = r.attr_string(data.get(), "/data", "dataset");

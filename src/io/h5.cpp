@@ -185,6 +185,7 @@ void write_archive(const std::string& path, const Archive& a) try {
     w.tensor("/data/search_labels", a.search_labels, at::kInt);
     w.tensor("/data/val_indices", a.val_indices, at::kLong);
     w.tensor("/data/heldout_indices", a.heldout_indices, at::kLong);
+    write_data_identity(w, a.provenance.data);
 
     require_rank(label, "representations", a.representations, 3, "float32 [k, n_s, d]");
     const std::int64_t k = a.representations.size(0);
@@ -248,6 +249,7 @@ Archive read_archive(const std::string& path) try {
   a.search_labels = r.tensor("/data/search_labels", at::kInt, 1, "[n_s]");
   a.val_indices = r.tensor("/data/val_indices", at::kLong, 1, "[n_val]");
   a.heldout_indices = r.tensor("/data/heldout_indices", at::kLong, 1, "[n_heldout]");
+  a.provenance.data = read_data_identity(r);
   const std::int64_t n_s = a.search_indices.size(0);
   require_size(r, "/data/search_labels", a.search_labels.size(0), n_s, "n_s, the length of /data/search_indices");
 
@@ -332,6 +334,7 @@ CheckpointWriter::CheckpointWriter(const std::string& path, const Provenance& pr
     w.attr_string(root.get(), "/", "rng", kCheckpointRng);
     w.attr<std::int64_t>(root.get(), "/", "pending_migrants", 0);
   }
+  write_data_identity(w, provenance.data);
   w.group("/islands");
 } catch (...) {
   detail::rethrow_as_output(path);
@@ -402,6 +405,7 @@ Checkpoint read_header(const Reader& r) {
   if (version >= 2 && r.attr<std::uint64_t>(root.get(), "/", "header_crc32") != header_crc(c.provenance, c.generation))
     fail(r.label(), ": the root attributes (config, provenance, generation) are corrupt: their CRC-32 differs from ",
          "header_crc32; the file was damaged after it was written");
+  c.provenance.data = read_data_identity(r);
   return c;
 }
 

@@ -348,6 +348,8 @@ struct AtomicWrite {
   // Called on the complete, synced temporary file before it replaces `path` (e.g. read it back).
   std::function<void(const std::string& temp)> verify;
   std::string keep_previous;  // if set, the file being replaced is kept under this name
+  // Called after `verify`, just before the rename onto `path` (e.g. to put a companion file in place first).
+  std::function<void()> before_rename;
 };
 
 inline void sync_directory(const fs::path& dir) {
@@ -412,6 +414,7 @@ class AtomicFile {
       // rename() of two links to one file (left so by a kill between the two renames) does nothing.
       std::remove(prev_temp.c_str());
     }
+    if (how_.before_rename) how_.before_rename();
     if (std::rename(temp_.c_str(), path_.c_str()) != 0)
       fail(label_, ": cannot rename ", temp_, " onto ", path_, ": ", std::strerror(errno));
     committed_ = true;
@@ -792,6 +795,48 @@ inline Provenance read_provenance(const Reader& r) {
   p.fitness = r.attr_string(g, "/", "fitness");
   p.fitness_parameters = r.attr_string(g, "/", "fitness_parameters");
   return p;
+}
+
+// ---- /data/identity: the data a file was computed from (provenance.hpp, DataIdentity) -------------
+// attrs dataset, data_dir, columns; one uint64 dataset per split, [examples, labels_crc32, images_crc32].
+
+inline constexpr const char* kIdentityGroup = "/data/identity";
+
+inline void write_data_identity(Writer& w, const DataIdentity& id) {
+  if (!id.recorded()) return;
+  if (H5Lexists(w.file(), "/data", H5P_DEFAULT) <= 0) w.group("/data");
+  Handle g = w.group(kIdentityGroup);
+  w.attr_string(g.get(), kIdentityGroup, "dataset", id.dataset);
+  w.attr_string(g.get(), kIdentityGroup, "data_dir", id.data_dir);
+  w.attr_string(g.get(), kIdentityGroup, "columns",
+                "examples, CRC-32 (zlib) of the labels as int64 little-endian, CRC-32 of the uint8 images "
+                "[n, C, H, W]; both in split order");
+  for (const auto& s : id.splits)
+    w.vector(std::string(kIdentityGroup) + "/" + s.name,
+             std::vector<std::uint64_t>{static_cast<std::uint64_t>(s.examples), s.labels_crc32, s.images_crc32});
+}
+
+// Empty (recorded() false) for files written before identities existed.
+inline DataIdentity read_data_identity(const Reader& r) {
+  DataIdentity id;
+  if (!r.exists(kIdentityGroup)) return id;
+  Handle g = r.group(kIdentityGroup);
+  id.dataset = r.attr_string(g.get(), kIdentityGroup, "dataset");
+  id.data_dir = r.attr_string(g.get(), kIdentityGroup, "data_dir");
+  for (const std::string& name : r.children(kIdentityGroup)) {
+    const std::string path = std::string(kIdentityGroup) + "/" + name;
+    const auto v = r.vector<std::uint64_t>(path);
+    if (v.size() != 3)
+      fail(r.label(), ": dataset ", path, " has ", v.size(), " entries, expected 3 (examples, labels_crc32, images_crc32)");
+    id.splits.push_back({name, static_cast<std::int64_t>(v[0]), v[1], v[2]});
+  }
+  if (id.splits.empty()) fail(r.label(), ": group ", kIdentityGroup, " holds no split");
+  auto order = [](const DataIdentity::Split& s) {  // the order written, not HDF5's by name
+    const char* names[] = {"search", "val", "heldout", "test", "train"};
+    return std::find(std::begin(names), std::end(names), s.name) - std::begin(names);
+  };
+  std::stable_sort(id.splits.begin(), id.splits.end(), [&](const auto& a, const auto& b) { return order(a) < order(b); });
+  return id;
 }
 
 }  // namespace repsearch::io::detail

@@ -1,6 +1,8 @@
 // Results of one trained network (include/repsearch/io/results.hpp), written and read through the
 // HDF5 layer of h5_detail.hpp (checked calls, clear errors, atomic writes). Layout, format_version 1:
-//   /              attrs format="repsearch-results", format_version, kind, provenance, seed, elite_*, model...
+//   /              attrs format="repsearch-results", format_version, kind, provenance, seed, elite_*, model...,
+//                  model_bytes int64 and model_crc32 uint64 of the network file (absent in files written before them)
+//   /data/identity the data set trained and evaluated on (h5_detail.hpp; absent in files written before it)
 //   /metrics       epoch int64, phase vlen UTF-8 strings, loss, train_accuracy, val_accuracy,
 //                  examples_per_s, seconds float64: one entry per epoch row (0 rows allowed)
 //   /accuracy      attrs val, heldout, test, regression_mse (float64, NaN where not measured)
@@ -18,9 +20,15 @@
 
 #include <ATen/ATen.h>
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "h5_detail.hpp"
@@ -30,6 +38,7 @@
 namespace repsearch::io {
 
 using namespace detail;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -132,26 +141,53 @@ ModelSpec read_model(const Reader& r) {
 
 }  // namespace
 
-void write_results(const std::string& path, const Results& r) try {
+namespace {
+
+void write_root(Writer& w, const Results& r) {
+  Handle root = w.open_group("/");
+  const hid_t g = root.get();
+  w.attr_string(g, "/", "format", kResultsFormat);
+  w.attr<std::int64_t>(g, "/", "format_version", kResultsFormatVersion);
+  w.attr_string(g, "/", "kind", r.kind);
+  write_origin(w, g, r);
+  w.attr_string(g, "/", "archive_path", r.archive_path);
+  w.attr_string(g, "/", "archive_sha256", r.archive_sha256);
+  w.attr<std::uint64_t>(g, "/", "elite_uid", r.elite_uid);
+  w.attr<std::int64_t>(g, "/", "elite_rank", r.elite_rank);
+  w.attr_string(g, "/", "model", r.model);
+  w.attr_string(g, "/", "train_data", r.train_data);
+  w.attr_string(g, "/", "model_path", r.model_path);
+  if (r.model_bytes >= 0) {
+    w.attr<std::int64_t>(g, "/", "model_bytes", r.model_bytes);
+    w.attr<std::uint64_t>(g, "/", "model_crc32", r.model_crc32);
+  }
+}
+
+void write_model(Writer& w, const ModelSpec& m) {
+  Handle model = w.group("/model");
+  const hid_t g = model.get();
+  w.attr_string(g, "/model", "arch", m.arch);
+  w.attr<std::int64_t>(g, "/model", "cut", m.cut);
+  w.attr<std::int64_t>(g, "/model", "classes", m.classes);
+  w.attr<double>(g, "/model", "logit_scale", m.logit_scale);
+  w.attr_string(g, "/model", "head", m.head);
+  w.attr_string(g, "/model", "normalisation",
+                "x = (images / 255 - normalisation_mean[c]) / normalisation_std[c], per channel c, "
+                "statistics of the training set; logits = logit_scale * head(encoder(x))");
+  w.vector("/model/hidden", m.hidden);
+  w.vector("/model/channels", m.channels);
+  w.vector("/model/input_shape", m.input_shape);
+  w.tensor("/model/normalisation_mean", m.normalisation_mean, at::kFloat);
+  w.tensor("/model/normalisation_std", m.normalisation_std, at::kFloat);
+}
+
+void write_results_as(const std::string& path, const Results& r, const AtomicWrite& how) {
   const std::string label = results_label(path);
   const at::Tensor activations = activations_or_empty(r);
   validate(label, r, activations);
   write_atomically(path, label, [&](Writer& w) {
-    {
-      Handle root = w.open_group("/");
-      const hid_t g = root.get();
-      w.attr_string(g, "/", "format", kResultsFormat);
-      w.attr<std::int64_t>(g, "/", "format_version", kResultsFormatVersion);
-      w.attr_string(g, "/", "kind", r.kind);
-      write_origin(w, g, r);
-      w.attr_string(g, "/", "archive_path", r.archive_path);
-      w.attr_string(g, "/", "archive_sha256", r.archive_sha256);
-      w.attr<std::uint64_t>(g, "/", "elite_uid", r.elite_uid);
-      w.attr<std::int64_t>(g, "/", "elite_rank", r.elite_rank);
-      w.attr_string(g, "/", "model", r.model);
-      w.attr_string(g, "/", "train_data", r.train_data);
-      w.attr_string(g, "/", "model_path", r.model_path);
-    }
+    write_root(w, r);
+    write_data_identity(w, r.data);
 
     w.group("/metrics");
     using R = const EpochRow&;
@@ -186,27 +222,79 @@ void write_results(const std::string& path, const Results& r) try {
              /*shuffle=*/false);
     w.tensor("/predictions/test_labels", r.test_labels, at::kInt);
 
-    if (r.spec.present()) {
-      const ModelSpec& m = r.spec;
-      Handle model = w.group("/model");
-      const hid_t g = model.get();
-      w.attr_string(g, "/model", "arch", m.arch);
-      w.attr<std::int64_t>(g, "/model", "cut", m.cut);
-      w.attr<std::int64_t>(g, "/model", "classes", m.classes);
-      w.attr<double>(g, "/model", "logit_scale", m.logit_scale);
-      w.attr_string(g, "/model", "head", m.head);
-      w.attr_string(g, "/model", "normalisation",
-                    "x = (images / 255 - normalisation_mean[c]) / normalisation_std[c], per channel c, "
-                    "statistics of the training set; logits = logit_scale * head(encoder(x))");
-      w.vector("/model/hidden", m.hidden);
-      w.vector("/model/channels", m.channels);
-      w.vector("/model/input_shape", m.input_shape);
-      w.tensor("/model/normalisation_mean", m.normalisation_mean, at::kFloat);
-      w.tensor("/model/normalisation_std", m.normalisation_std, at::kFloat);
-    }
-  });
+    if (r.spec.present()) write_model(w, r.spec);
+  }, how);
+}
+
+// Size and CRC-32 of a file's bytes; errno in *error (0 when read).
+std::pair<std::int64_t, std::uint64_t> file_crc32(const std::string& path, int* error) {
+  *error = 0;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    *error = errno;
+    return {-1, 0};
+  }
+  std::vector<unsigned char> buf(1 << 20);
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  std::int64_t bytes = 0;
+  for (std::size_t n; (n = std::fread(buf.data(), 1, buf.size(), f)) > 0; bytes += static_cast<std::int64_t>(n))
+    crc = ::crc32(crc, buf.data(), static_cast<uInt>(n));
+  if (std::ferror(f)) *error = errno ? errno : EIO;
+  std::fclose(f);
+  return {bytes, crc};
+}
+
+}  // namespace
+
+void write_results(const std::string& path, const Results& r) try {
+  write_results_as(path, r, {});
 } catch (...) {
   detail::rethrow_as_output(path);
+}
+
+void write_results_with_model(const std::string& path, Results& r,
+                              const std::function<void(const std::string& tmp)>& save) try {
+  const std::string model_tmp = r.model_path + ".tmp-" + std::to_string(::getpid());
+  try {
+    save(model_tmp);
+    if (const int error = fsync_path(model_tmp)) fail_output(r.model_path, "cannot sync ", model_tmp, ": ", std::strerror(error));
+    int error = 0;
+    std::tie(r.model_bytes, r.model_crc32) = file_crc32(model_tmp, &error);
+    if (error) fail_output(r.model_path, "cannot read back ", model_tmp, ": ", std::strerror(error));
+    AtomicWrite how;
+    how.before_rename = [&] {
+      if (std::remove(path.c_str()) != 0 && errno != ENOENT)
+        fail_output(path, "cannot remove the previous ", path, ": ", std::strerror(errno));
+      if (std::rename(model_tmp.c_str(), r.model_path.c_str()) != 0)
+        fail_output(r.model_path, "cannot rename ", model_tmp, " onto ", r.model_path, ": ", std::strerror(errno));
+    };
+    write_results_as(path, r, how);
+  } catch (...) {
+    std::remove(model_tmp.c_str());
+    throw;
+  }
+} catch (...) {
+  detail::rethrow_as_output(path);
+}
+
+std::string model_file(const std::string& results_path, const Results& r) {
+  const fs::path beside = fs::path(results_path).replace_extension(".pt");
+  std::error_code ec;
+  if (fs::exists(beside, ec) || r.model_path.empty()) return beside.string();
+  return r.model_path;
+}
+
+std::string check_model_file(const std::string& results_path, const Results& r) {
+  if (r.model_bytes < 0) return "";
+  const std::string file = model_file(results_path, r);
+  int error = 0;
+  const auto [bytes, crc] = file_crc32(file, &error);
+  if (error) return repsearch::detail::cat("its network file ", file, " cannot be read: ", std::strerror(error));
+  if (bytes != r.model_bytes || crc != r.model_crc32)
+    return repsearch::detail::cat("its network file ", file, " is not the one written with it (", bytes, " bytes, CRC-32 ", crc,
+                       "; the results record ", r.model_bytes, " bytes, CRC-32 ", r.model_crc32,
+                       "): a mismatched pair (a write interrupted between the two files, or one copied over)");
+  return "";
 }
 
 Results read_results(const std::string& path) try {
@@ -227,7 +315,12 @@ Results read_results(const std::string& path) try {
     out.model = r.attr_string(g, "/", "model");
     out.train_data = r.attr_string(g, "/", "train_data");
     out.model_path = r.attr_string(g, "/", "model_path");
+    if (H5Aexists(g, "model_bytes") > 0) {
+      out.model_bytes = r.attr<std::int64_t>(g, "/", "model_bytes");
+      out.model_crc32 = r.attr<std::uint64_t>(g, "/", "model_crc32");
+    }
   }
+  out.data = read_data_identity(r);
 
   out.epochs = read_metrics(r, out.phase);
 

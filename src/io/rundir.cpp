@@ -46,10 +46,38 @@ void make_dirs(const std::string& dir, const std::string& option) {
 
 }  // namespace
 
-RunLock::RunLock(const std::string& dir, const std::string& what) : path_((fs::path(dir) / "repsearch.lock").string()) {
+RunLock::RunLock(const std::string& dir, const std::string& what, const std::string& name)
+    : path_((fs::path(dir) / name).string()) {
   make_dirs(dir, "out");
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail_output(path_, "option out: cannot open the lock file ", path_, ": ", std::strerror(errno));
+  for (int attempt = 0; fd_ < 0; ++attempt) {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail_output(path_, "option out: cannot open the lock file ", path_, ": ", std::strerror(errno));
+    lock_or_throw(dir, name);
+    // An owner removes its lock file as it releases it: if that happened between our open and our lock,
+    // we hold a file that is no longer `path_`, and must take the one that is.
+    struct stat held {}, named {};
+    if (::fstat(fd_, &held) == 0 && ::stat(path_.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+        held.st_ino == named.st_ino)
+      break;
+    ::close(fd_);
+    fd_ = -1;
+    if (attempt == 100) fail_output(path_, "option out: cannot take the lock file ", path_, ": it keeps being replaced");
+  }
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  const std::string text = "host " + host_name() + ", pid " + std::to_string(::getpid()) + ", since " + stamp + ", " + what + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
+    const int error = errno;
+    ::unlink(path_.c_str());  // ours: locked, so no other owner can hold it
+    ::close(fd_);
+    fd_ = -1;
+    fail_output(path_, "option out: cannot write the lock file ", path_, ": ", std::strerror(error));
+  }
+}
+
+// fcntl write lock on fd_; when another process holds it, OutputError naming the holder.
+void RunLock::lock_or_throw(const std::string& dir, const std::string& name) {
   struct flock lk {};
   lk.l_type = F_WRLCK;
   lk.l_whence = SEEK_SET;
@@ -74,25 +102,20 @@ RunLock::RunLock(const std::string& dir, const std::string& what) : path_((fs::p
     if (error == EACCES || error == EAGAIN) {
       const std::string reason = detail::cat("in use by another repsearch process (", holder.empty() ? "unknown" : holder,
                                              "; lock ", path_, ")");
-      throw OutputError(dir, reason, detail::cat("run directory ", dir, " is ", reason, ": wait for it to end, or choose another --out"));
+      // The directory's lock guards all of it; another names the output it guards (`<output>.lock`).
+      const std::string subject = name == kRunLockName ? "run directory " + dir
+                                                       : (fs::path(dir) / fs::path(name).stem()).string() + " (its files)";
+      throw OutputError(dir, reason, detail::cat(subject, " is ", reason, ": wait for it to end, or choose another --out"));
     }
     fail_output(path_, "option out: cannot lock ", path_, ": ", std::strerror(error),
          " (the file system must support fcntl locks)");
   }
-  const std::time_t now = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  const std::string text = "host " + host_name() + ", pid " + std::to_string(::getpid()) + ", since " + stamp + ", " + what + "\n";
-  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
-    const int error = errno;
-    ::close(fd_);
-    fd_ = -1;
-    fail_output(path_, "option out: cannot write the lock file ", path_, ": ", std::strerror(error));
-  }
 }
 
 RunLock::~RunLock() {
-  if (fd_ >= 0) ::close(fd_);  // releases the lock; the file stays (removing it would race a new owner)
+  if (fd_ < 0) return;
+  ::unlink(path_.c_str());  // before the release: a process that locks this file later sees it is gone
+  ::close(fd_);
 }
 
 void ensure_writable_dir(const std::string& dir, const std::string& option) {

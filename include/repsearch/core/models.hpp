@@ -29,7 +29,7 @@ class Network {
   std::string describe() const;                  // e.g. "mlp 784-256-64-10"
   const ModelConfig& config() const { return config_; }  // arch resolved: mlp | cnn, never auto
   const at::Device& device() const { return device_; }
-  void save(const std::string& path) const;      // torch::save of encoder and head
+  void save(const std::string& path) const;      // torch::save of encoder and head; OutputError naming path
   struct Impl;
   Impl& impl() const { return *impl_; }
 

@@ -3,6 +3,7 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,9 @@ struct Results : Origin {  // root attrs: the Origin's, and
   std::int64_t elite_rank = -1;  // learn only: position in the archive's elites
   std::string model, train_data; // e.g. "mlp 784-256-64-10", "search+val"
   std::string model_path;        // torch::save file beside the results
+  std::int64_t model_bytes = -1; // its size and CRC-32 (zlib) when written (-1: files written before they were
+  std::uint64_t model_crc32 = 0; //   recorded); readers refuse a network file that differs (check_model_file)
+  // /data/identity (Origin::data): the data set the network was trained and evaluated on
   // /model (optional: files written before it have none, and read back with spec.present() false)
   ModelSpec spec;
   // /metrics: one row per epoch, `phase` per row
@@ -62,5 +66,19 @@ struct Results : Origin {  // root attrs: the Origin's, and
 void write_results(const std::string& path, const Results& results);
 // Refuses non-results files with a clear error naming the path and what is missing.
 Results read_results(const std::string& path);
+
+// A network file and its results as one pair (learn-<uid>.pt + learn-<uid>.h5, r.model_path + path):
+// `save(tmp)` writes the network to `<r.model_path>.tmp-<pid>`, whose size and CRC-32 go into `r`;
+// the results go to their own temporary; then the old results file is removed, the network file
+// renamed into place, and the results file renamed last. After a crash at any moment a reader finds
+// the old pair, a network file without results, or the new pair, and never results beside a network
+// file they do not describe. On failure both temporaries are removed (OutputError naming the file).
+void write_results_with_model(const std::string& path, Results& r, const std::function<void(const std::string& tmp)>& save);
+
+// The network file of results `r` read from `results_path`: `<stem>.pt` beside it, else r.model_path.
+std::string model_file(const std::string& results_path, const Results& r);
+// "" when the network file is the one written with `r` (same size and CRC-32), else why not (missing,
+// another size or checksum: a mismatched pair). Results written before the checksum: "" (unchecked).
+std::string check_model_file(const std::string& results_path, const Results& r);
 
 }  // namespace repsearch::io

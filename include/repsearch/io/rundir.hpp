@@ -7,18 +7,23 @@
 
 namespace repsearch::io {
 
-// Exclusive ownership of `dir` for this process: an fcntl write lock on `<dir>/repsearch.lock`, which
-// the kernel releases when the process dies (kill -9 never blocks a later resume). The lock file holds
-// the owner's host, pid, start time and `what`. A second owner is refused with an Error naming them.
+inline constexpr const char* kRunLockName = "repsearch.lock";
+
+// Exclusive ownership of `dir` (or, with another `name`, of the outputs `<dir>/<stem of name>.*`) for
+// this process: an fcntl write lock on `<dir>/<name>`, which the kernel releases when the process dies
+// (kill -9 never blocks a later resume). The lock file holds the owner's host, pid, start time and
+// `what`, and is removed when the owner releases it. A second owner is refused with an OutputError
+// naming them.
 class RunLock {
  public:
-  RunLock(const std::string& dir, const std::string& what);
+  RunLock(const std::string& dir, const std::string& what, const std::string& name = kRunLockName);
   ~RunLock();
   RunLock(const RunLock&) = delete;
   RunLock& operator=(const RunLock&) = delete;
   const std::string& path() const { return path_; }
 
  private:
+  void lock_or_throw(const std::string& dir, const std::string& name);
   std::string path_;
   int fd_ = -1;
 };
@@ -28,7 +33,7 @@ class RunLock {
 void ensure_writable_dir(const std::string& dir, const std::string& option);
 
 // Removes `<dir>/<name>.tmp-<pid>` files left by killed writers, for each of `names`; returns how
-// many. Only for files whose writer holds the directory's RunLock (no live writer can own them).
+// many. Only for files whose writer holds the RunLock that guards them (no live writer can own them).
 int remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& names);
 
 // open + fsync + close of `path`: 0, or the errno of what failed (callers word the error).

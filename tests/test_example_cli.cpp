@@ -22,9 +22,9 @@ namespace io = repsearch::io;
 
 namespace {
 
-std::string example_cmd(const std::string& out, const std::string& extra = "", int ranks = 1) {
+std::string example_cmd(const std::string& out, const std::string& extra = "", int ranks = 1, int log_every = 1000) {
   return (ranks > 1 ? mpirun(ranks) : std::string()) + binary() + " search --config " + config("smoke.ini") +
-         " --space example --log-every 1000 --checkpoint-interval 0 --out " + out + " " + extra;
+         " --space example --log-every " + std::to_string(log_every) + " --checkpoint-interval 0 --out " + out + " " + extra;
 }
 
 void check_same_targets(const std::string& a_path, const std::string& b_path) {
@@ -163,4 +163,40 @@ TEST_CASE("example-errors: bad options and run directories are errors naming wha
   CHECK(again.status == 2);
   CHECK(again.output.find("already holds units/") != std::string::npos);
   CHECK(run(example_cmd(out, "--overwrite")).status == 0);
+}
+
+TEST_CASE("example-signals: a stop signal ends in exit 75 and a resume finishes the run; a stopped rank is a stall") {
+  TempDir dir("repsearch_example_signals");
+  const auto ref = dir.file("ref");
+  REQUIRE(run(example_cmd(ref, "--migration-interval 0")).status == 0);
+  // launch/search.sh turns SIGTERM into SIGUSR1 for mpirun: every rank stops at an agreed step
+  const auto out = dir.file("stopped");
+  {
+    Background job("env REPSEARCH_BIN=" + binary() + " " + std::string(REPSEARCH_SOURCE_DIR) +
+                       "/launch/search.sh -np 2 --mpirun --oversubscribe -- --config " + config("smoke.ini") +
+                       " --space example --migration-interval 0 --log-every 1 --checkpoint-interval 0 --out " + out,
+                   dir.file("stopped.log"));
+    REQUIRE_MESSAGE(job.wait_for("block1 gen", 300), job.output());
+    ::kill(job.pid, SIGTERM);
+    CHECK_MESSAGE(job.wait(120) == 75, job.output());
+    CHECK(job.output().find("stopped by signal at step") != std::string::npos);
+  }
+  auto resumed = run(example_cmd(out, "--resume --migration-interval 0"));
+  REQUIRE_MESSAGE(resumed.status == 0, resumed.output);
+  check_same_targets(ref + "/archive.h5", out + "/archive.h5");
+
+  // a rank stopped with SIGSTOP: the other waits at most --stall-minutes, says so, and the job exits 3
+  const auto stalled = dir.file("stalled");
+  Background job(example_cmd(stalled, "--migration-interval 0 --stall-minutes 0.05", 2, 1), dir.file("stall.log"));
+  REQUIRE_MESSAGE(job.wait_for("block0 gen 1", 300), job.output());
+  auto ps = run("pgrep -P " + std::to_string(job.pid));
+  std::vector<pid_t> ranks;
+  std::istringstream in(ps.output);
+  for (pid_t p; in >> p;)
+    if (p != job.pid) ranks.push_back(p);
+  REQUIRE_MESSAGE(ranks.size() == 2, ps.output);
+  REQUIRE(::kill(ranks[1], SIGSTOP) == 0);
+  const int rc = job.wait(120);
+  CHECK_MESSAGE(rc == 3, job.output());
+  CHECK(job.output().find("no progress from the other ranks") != std::string::npos);
 }

@@ -189,12 +189,8 @@ TEST_CASE("example-signals: a stop signal ends in exit 75 and a resume finishes 
   const auto stalled = dir.file("stalled");
   Background job(example_cmd(stalled, "--migration-interval 0 --stall-minutes 0.05", 2, 1), dir.file("stall.log"));
   REQUIRE_MESSAGE(job.wait_for("block0 gen 1", 300), job.output());
-  auto ps = run("pgrep -P " + std::to_string(job.pid));
-  std::vector<pid_t> ranks;
-  std::istringstream in(ps.output);
-  for (pid_t p; in >> p;)
-    if (p != job.pid) ranks.push_back(p);
-  REQUIRE_MESSAGE(ranks.size() == 2, ps.output);
+  const auto ranks = children_of(job.pid);
+  REQUIRE_MESSAGE(ranks.size() == 2, job.output());
   REQUIRE(::kill(ranks[1], SIGSTOP) == 0);
   const int rc = job.wait(120);
   CHECK_MESSAGE(rc == 3, job.output());

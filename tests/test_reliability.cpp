@@ -607,12 +607,8 @@ TEST_CASE("stall: a stopped rank ends the job with a clear message and exit 3, w
                  dir.file("stall.log"));
   REQUIRE_MESSAGE(job.wait_for("checkpoint at generation 50"), job.output());
   // The two ranks are mpirun's children (each in a process group of its own).
-  auto ps = run("pgrep -P " + std::to_string(job.pid));
-  std::vector<pid_t> ranks;
-  std::istringstream in(ps.output);
-  for (pid_t p; in >> p;)
-    if (p != job.pid) ranks.push_back(p);
-  REQUIRE_MESSAGE(ranks.size() == 2, ps.output);
+  const auto ranks = children_of(job.pid);
+  REQUIRE_MESSAGE(ranks.size() == 2, job.output());
   REQUIRE(::kill(ranks[1], SIGSTOP) == 0);
   auto cpu = [](pid_t p) {  // utime + stime in clock ticks
     std::istringstream f(read_text("/proc/" + std::to_string(p) + "/stat"));

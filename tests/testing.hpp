@@ -134,4 +134,13 @@ struct Background {
   int status = -1;
 };
 
+// The processes `parent` started (e.g. mpirun's ranks), in pgrep's order.
+inline std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  std::istringstream in(run("pgrep -P " + std::to_string(parent)).output);
+  for (pid_t p; in >> p;)
+    if (p != parent) out.push_back(p);
+  return out;
+}
+
 }  // namespace testing

@@ -369,12 +369,7 @@ void write_header(Writer& w, const ExampleArchiveSpec& spec) {
     write_provenance(w, root.get(), kArchiveFormat, spec.provenance, kExampleArchiveVersion);
     w.attr_string(root.get(), "/", "space", "example");
   }
-  {
-    Handle data = w.group("/data");
-    w.attr_string(data.get(), "/data", "dataset", spec.dataset);
-    w.attr_string(data.get(), "/data", "data_dir", spec.data_dir);
-    w.attr_string(data.get(), "/data", "normalisation", spec.normalisation);
-  }
+  write_data_group(w, spec.dataset, spec.data_dir, spec.normalisation);
   w.tensor("/data/indices", spec.indices, at::kLong);
   w.tensor("/data/labels", spec.labels, at::kLong);
   write_data_identity(w, spec.provenance.data);
@@ -464,12 +459,7 @@ ExampleArchive::ExampleArchive(const std::string& path) try : path_(path) {
   const Reader r(file.get(), label);
   provenance = read_provenance(r);
   provenance.data = read_data_identity(r);
-  {
-    Handle data = r.group("/data");
-    dataset = r.attr_string(data.get(), "/data", "dataset");
-    data_dir = r.attr_string(data.get(), "/data", "data_dir");
-    normalisation = r.attr_string(data.get(), "/data", "normalisation");
-  }
+  read_data_group(r, dataset, data_dir, normalisation);
   indices = r.tensor("/data/indices", at::kLong, 1, "[n]");
   labels = r.tensor("/data/labels", at::kLong, 1, "[n]");
   if (labels.size(0) != indices.size(0)) fail(label, ": /data/labels and /data/indices differ in length");

@@ -175,12 +175,7 @@ void write_archive(const std::string& path, const Archive& a) try {
     require_rank(label, "heldout_indices", a.heldout_indices, 1, "int64 [n_heldout]");
     const std::int64_t n_s = a.search_indices.size(0);
     require_length(label, "search_labels", a.search_labels.size(0), n_s, "one label per search index");
-    {
-      Handle data = w.group("/data");
-      w.attr_string(data.get(), "/data", "dataset", a.dataset);
-      w.attr_string(data.get(), "/data", "data_dir", a.data_dir);
-      w.attr_string(data.get(), "/data", "normalisation", a.normalisation);
-    }
+    write_data_group(w, a.dataset, a.data_dir, a.normalisation);
     w.tensor("/data/search_indices", a.search_indices, at::kLong);
     w.tensor("/data/search_labels", a.search_labels, at::kInt);
     w.tensor("/data/val_indices", a.val_indices, at::kLong);
@@ -239,12 +234,7 @@ Archive read_archive(const std::string& path) try {
   check_format(r, kArchiveFormat, "archive", kFormatVersion);
   Archive a;
   a.provenance = read_provenance(r);
-  {
-    Handle data = r.group("/data");
-    a.dataset = r.attr_string(data.get(), "/data", "dataset");
-    a.data_dir = r.attr_string(data.get(), "/data", "data_dir");
-    a.normalisation = r.attr_string(data.get(), "/data", "normalisation");
-  }
+  read_data_group(r, a.dataset, a.data_dir, a.normalisation);
   a.search_indices = r.tensor("/data/search_indices", at::kLong, 1, "[n_s]");
   a.search_labels = r.tensor("/data/search_labels", at::kInt, 1, "[n_s]");
   a.val_indices = r.tensor("/data/val_indices", at::kLong, 1, "[n_val]");

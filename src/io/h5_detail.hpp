@@ -797,6 +797,23 @@ inline Provenance read_provenance(const Reader& r) {
   return p;
 }
 
+// ---- /data's attributes (every archive): the data set, its directory, the inputs' normalisation ------
+
+inline void write_data_group(Writer& w, const std::string& dataset, const std::string& data_dir,
+                             const std::string& normalisation) {
+  Handle data = w.group("/data");
+  w.attr_string(data.get(), "/data", "dataset", dataset);
+  w.attr_string(data.get(), "/data", "data_dir", data_dir);
+  w.attr_string(data.get(), "/data", "normalisation", normalisation);
+}
+
+inline void read_data_group(const Reader& r, std::string& dataset, std::string& data_dir, std::string& normalisation) {
+  Handle data = r.group("/data");
+  dataset = r.attr_string(data.get(), "/data", "dataset");
+  data_dir = r.attr_string(data.get(), "/data", "data_dir");
+  normalisation = r.attr_string(data.get(), "/data", "normalisation");
+}
+
 // ---- /data/identity: the data a file was computed from (provenance.hpp, DataIdentity) -------------
 // attrs dataset, data_dir, columns; one uint64 dataset per split, [examples, labels_crc32, images_crc32].
 

@@ -71,7 +71,7 @@ std::int64_t layer_index(const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);  // as the repsearch binary: freed tensors stay in the process
+  mallopt(M_MMAP_MAX, 0);  // as the repsearch binary: freed tensors stay in the process
   mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
   mallopt(M_TOP_PAD, 64 * 1024 * 1024);
   const Args a = parse(argc, argv);

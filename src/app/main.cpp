@@ -78,7 +78,7 @@ std::string host_name() {
 // the kernel (mmap/munmap, trimming) and fault it in again, zeroed, the next time; measured at 2.5x the
 // example space's time on one thread. Keep freed memory in the process instead.
 void keep_freed_memory() {
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);  // glibc's largest: bigger blocks are still mapped
+  mallopt(M_MMAP_MAX, 0);  // no block of its own for big ones either: the heap keeps them for reuse
   mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
   mallopt(M_TOP_PAD, 64 * 1024 * 1024);
 }

@@ -175,6 +175,7 @@ ExampleUnit::ExampleUnit(const FrozenNet& net, const ExampleSearchConfig& config
   const auto stem = chunked(input_.images.to(net_.device()), config_.eval_chunk, [&](const at::Tensor& c) { return net_.stem(c); });
   const auto logits = chunked(stem, config_.eval_chunk, [&](const at::Tensor& c) { return net_.logits_from(-1, c); });
   const auto own = cross_entropy_each(logits, input_.labels).to(at::kCPU, at::kDouble);
+  forward_seconds_ += since(t0);  // the network's own pass over the batch
   for (auto i : input_.islands) {
     Island s;
     s.out.batch = input_.batch;
@@ -183,7 +184,9 @@ ExampleUnit::ExampleUnit(const FrozenNet& net, const ExampleSearchConfig& config
     s.input = stem;
     islands_.push_back(std::move(s));
   }
+  const auto t1 = Clock::now();
   advance_unsearched();
+  forward_seconds_ += since(t1);
   seconds_ += since(t0);
 }
 

@@ -154,6 +154,11 @@ TEST_CASE("example-errors: bad options and run directories are errors naming wha
   CHECK_MESSAGE(space.output.find("option space: unknown search space 'graph'; known: example, dataset") != std::string::npos,
                 space.output);
   expect("--migration-interval 1 --islands 2 --migrants 9", {"option migrants", "parents"});
+  // the memory plan refuses before any work and names the example batch this memory takes
+  auto plan = run("prlimit --as=1500000000 " + example_cmd(dir.file("big"), "--net-width 256 --example-batch 200"));
+  CHECK(plan.status == 2);
+  CHECK_MESSAGE(std::regex_search(plan.output, std::regex("example-batch [0-9]+ fits here")), plan.output);
+  CHECK_FALSE(std::filesystem::exists(dir.file("big") + "/units"));
   const auto out = dir.file("run");
   REQUIRE(run(example_cmd(out, "--keep-units true")).status == 0);
   std::filesystem::remove(out + "/checkpoint.h5");

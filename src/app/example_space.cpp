@@ -95,7 +95,23 @@ void check_example_memory(const FrozenNet& net, const ExampleSearchConfig& c, i6
   if (st.comm.rank() == 0)
     std::cout << "[search] memory plan of rank 0 (one unit: " << example_batch << " examples x " << per_unit << " island(s), "
               << st.device.str() << "):\n" << mp.table() << std::endl;
-  refuse_unless_fits(mp, data_bytes, st.device, st.node.ranks);
+  try {
+    refuse_unless_fits(mp, data_bytes, st.device, st.node.ranks);
+  } catch (const Error& e) {  // say which batch this device's memory takes
+    auto fits = [&](i64 b) {
+      try {
+        refuse_unless_fits(plan_example_memory(net, c, b, per_unit, data_bytes), data_bytes, st.device, st.node.ranks);
+        return true;
+      } catch (const Error&) {
+        return false;
+      }
+    };
+    i64 lo = 0, hi = example_batch;  // fits(lo) (0: none known), !fits(hi)
+    while (hi - lo > 1) (fits((lo + hi) / 2) ? lo : hi) = (lo + hi) / 2;
+    if (lo == 0) throw;
+    fail(e.what(), "; example-batch ", lo, " fits here (the archive depends on example-batch: give every run of ",
+         "this search the same)");
+  }
 }
 
 // The units stored by an earlier run of this config (rank 0 looks, every rank gets the list).

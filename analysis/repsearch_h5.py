@@ -259,6 +259,8 @@ def read_results(path, activations=True, probabilities=True):
         traj["activations_shape"] = shape
         if activations:
             traj["activations"] = _dataset(f, path, "/trajectory/activations")
+        if "variant" in f["/trajectory"].attrs:  # an example-space network (learn/sgd on an example archive)
+            traj["example"] = _example_trajectory(f, path)
         out["trajectory"] = traj
         _group(f, path, "/predictions")
         if probabilities:
@@ -268,6 +270,27 @@ def read_results(path, activations=True, probabilities=True):
         if "model" in f:  # written since results describe their network (absent in older files)
             out["model"] = _model(f, path)
         out["data_identity"] = _identity(f, path)
+    return out
+
+
+EXAMPLE_TRAJECTORY = ("heldout_rows", "heldout_accuracy", "cosine_distance", "collision_entropy_within",
+                      "collision_entropy_between", "target_collision_entropy_within", "target_collision_entropy_between")
+
+
+def _example_trajectory(f, path):
+    """/trajectory of an example-space network: attrs variant ("all" | "skip-block0" | "end-to-end"),
+    depth, selected_epoch, kl_weight; per epoch 0..E (0: before training) on the held-out searched examples:
+    heldout_accuracy [E+1], cosine_distance, collision_entropy_within, collision_entropy_between [E+1, 3]
+    (per block); the targets' own entropies [3]."""
+    g = f["/trajectory"]
+    out = {"variant": _text(g.attrs["variant"]), "depth": int(g.attrs["depth"]),
+           "selected_epoch": int(g.attrs["selected_epoch"]), "kl_weight": float(g.attrs["kl_weight"])}
+    for name in EXAMPLE_TRAJECTORY:
+        out[name] = _dataset(f, path, f"/trajectory/{name}")
+    rows = len(out["heldout_accuracy"])
+    for name in ("cosine_distance", "collision_entropy_within", "collision_entropy_between"):
+        if out[name].shape != (rows, 3):
+            raise FormatError(f"{path}: /trajectory/{name} has shape {out[name].shape}, expected ({rows}, 3)")
     return out
 
 
@@ -284,8 +307,12 @@ def _model(f, path):
         out[name] = _text(g.attrs[name])
     for name in MODEL_DATASETS:
         out[name] = _dataset(f, path, f"/model/{name}")
-    if out["arch"] not in ("mlp", "cnn"):
-        raise FormatError(f"{path}: /model arch must be mlp or cnn, found '{out['arch']}'")
+    if out["arch"] not in ("mlp", "cnn", "convgroups"):
+        raise FormatError(f"{path}: /model arch must be mlp, cnn or convgroups, found '{out['arch']}'")
+    if out["arch"] == "convgroups":
+        if "depth" not in g.attrs or len(out["channels"]) != 3:
+            raise FormatError(f"{path}: /model of a convgroups network needs attribute depth and 3 channels")
+        out["depth"] = int(g.attrs["depth"])
     shape = tuple(int(v) for v in out["input_shape"])
     if len(shape) != 3 or any(v < 1 for v in shape):
         raise FormatError(f"{path}: /model/input_shape must be [C, H, W], found {list(shape)}")
@@ -382,7 +409,59 @@ def _modules():
         def forward(self, x):
             return self.head(self.encoder(x))
 
-    _MODULES = {"Standardise": Standardise, "Scale": Scale, "Network": Network}
+    class ConvGroup(nn.Module):
+        """conv3x3 -> [maxpool2] -> BN -> GELU -> conv3x3 -> BN -> GELU (core/learner.cpp's ConvGroupImpl)."""
+
+        def __init__(self, cin, cout, pool):
+            super().__init__()
+            self.pool = pool
+            self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout, eps=1e-12, momentum=0.4)
+            self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout, eps=1e-12, momentum=0.4)
+
+        def forward(self, x):
+            h = self.conv1(x)
+            if self.pool:
+                h = nn.functional.max_pool2d(h, 2)
+            h = nn.functional.gelu(self.bn1(h))
+            return nn.functional.gelu(self.bn2(self.conv2(h)))
+
+    class ConvGroupNet(nn.Module):
+        """The example space's learned and SGD networks (arch "convgroups"): standardisation, the search
+        network's frozen whitening conv + GELU, three blocks of `depth` ConvGroups (the first pools), a
+        linear head without bias on the flattened last block. net(x) -> logits; net.blocks(x) -> the three
+        block outputs, comparable with an example archive's /targets."""
+
+        def __init__(self, spec):
+            super().__init__()
+            c, h, w = (int(v) for v in spec["input_shape"])
+            widths, depth = [int(v) for v in spec["channels"]], int(spec["depth"])
+            self.normalise = Standardise(spec["normalisation_mean"], spec["normalisation_std"], (c, h, w))
+            self.whiten = nn.Module()
+            k = 2  # the search network's whitening kernel; its weights come from the .pt (shape checked)
+            self.whiten.register_buffer("weight", torch.zeros(2 * c * k * k, c, k, k))
+            self.whiten.register_buffer("bias", torch.zeros(2 * c * k * k))
+            cin, h, w = 2 * c * k * k, h - k + 1, w - k + 1
+            self.blocks = nn.ModuleList()
+            for width in widths:
+                self.blocks.append(nn.Sequential(*[ConvGroup(cin if g == 0 else width, width, g == 0) for g in range(depth)]))
+                cin, h, w = width, h // 2, w // 2
+            self.head = nn.Linear(cin * h * w, int(spec["classes"]), bias=False)
+            self.spec = dict(spec)
+
+        def block_outputs(self, x):
+            h = nn.functional.gelu(nn.functional.conv2d(self.normalise(x), self.whiten.weight, self.whiten.bias))
+            out = []
+            for block in self.blocks:
+                h = block(h)
+                out.append(h)
+            return out
+
+        def forward(self, x):
+            return self.head(self.block_outputs(x)[-1].flatten(1))
+
+    _MODULES = {"Standardise": Standardise, "Scale": Scale, "Network": Network, "ConvGroupNet": ConvGroupNet}
     return _MODULES
 
 
@@ -451,6 +530,10 @@ def load_network(path, device="cpu"):
     net.head        the linear head (and the logit scale): net(x) == net.head(net.encoder(x)).
     net.spec        the /model description (arch, hidden, channels, cut, classes, input_shape, ...).
 
+    An example-space network (arch "convgroups", learn/sgd on an example archive) is a ConvGroupNet:
+    net(x) logits as above, net.block_outputs(x) the three block outputs, the shapes of the archive's
+    /targets/block0..2 (standardised inside, like the search's inputs).
+
     Needs the /model group (written by learn/sgd since it exists) and the .pt beside the results file
     (else where learn/sgd wrote it: the results' model_path). A .pt that is not the one written with the
     results (its size and CRC-32 differ from the results' model_bytes, model_crc32) is refused.
@@ -467,13 +550,13 @@ def load_network(path, device="cpu"):
     problem = _network_file_problem(weights, recorded)
     if problem:
         raise FormatError(f"{results}: {problem}")
-    net = _modules()["Network"](spec)
+    net = _modules()["ConvGroupNet" if spec["arch"] == "convgroups" else "Network"](spec)
     try:
         stored = torch.jit.load(weights, map_location="cpu").state_dict()
     except (RuntimeError, ValueError, OSError) as e:
         raise FormatError(f"{weights}: not a repsearch model file (torch::save archive): {e}") from None
     expected = {k: v.shape for k, v in net.state_dict().items()
-                if not k.startswith("encoder.normalise.") and not k.startswith("head.scale.")}
+                if not k.startswith(("encoder.normalise.", "head.scale.", "normalise."))}
     found = {k: v.shape for k, v in stored.items()}
     if found != expected:
         missing = sorted(set(expected) - set(found))

@@ -17,6 +17,7 @@
 
 #include "repsearch/core/diversity.hpp"
 #include "repsearch/core/error.hpp"
+#include "repsearch/core/learner.hpp"
 #include "repsearch/io/dataset.hpp"
 #include "repsearch/mpi/archipelago.hpp"
 
@@ -160,6 +161,8 @@ po::parsed_options parse_ini(std::istream& in, const po::options_description& de
   return parsed;
 }
 
+}  // namespace
+
 // The one reader of comma-separated options: items trimmed of spaces, empty items dropped.
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -171,6 +174,8 @@ std::vector<std::string> split_list(const std::string& s) {
   }
   return out;
 }
+
+namespace {
 
 std::string join(const std::vector<std::string>& names) {
   std::string list;
@@ -525,8 +530,47 @@ const Group& learner_group() {
      .opt<i64>("probe-size", 1000, "test images whose cut-layer activations form the trajectory", positive())
      .opt<i64>("trajectory-points", 16, "log-spaced training steps at which the trajectory is recorded", at_least(2, ">= 2"))
      .opt<S>("data", "search+val", "sgd: search+val (fair budget) | full (whole training set)", one_of({"search+val", "full"}))
-     .opt<S>("seeds", "0", "sgd: network seeds, e.g. '0', '0,3' or '0..4' (several: an ensemble)",
+     .opt<S>("seeds", "0", "sgd (and learn on an example archive): network seeds, e.g. '0', '0,3' or '0..4' (several: an ensemble; the report's mean +- std)",
              [](const Options& o, const S& k) { parse_seeds(o.get<S>(k)); });
+  });
+  return g;
+}
+
+// Comma-separated ConvGroups per block, each 1..8 ("1,2,3": one network per depth).
+void check_depths(const Options& o, const std::string& key) {
+  check_widths(o, key);
+  for (const auto& v : split_list(o.get<std::string>(key)))
+    if (std::stoll(v) > 8)
+      throw OptionError(key, o.get<std::string>(key), "comma-separated depths 1..8 (the paper: 1, 2, 3)",
+                        detail::cat("option ", key, ": expected ConvGroups per block in 1..8 (the paper uses 1, 2, 3), found ", v));
+}
+
+const Group& paper_learner_group() {
+  static const Group& g = group("Example-space learner (learn and sgd on an example archive: the paper's Section 4)", [](Declare& d) {
+    d.opt<S>("depth", "2", "ConvGroups per block of the learned and SGD networks (2 convs each; the search network has 1): e.g. '2' or '1,2,3' (one network each); the paper: 3 for CIFAR, 2 for MNIST", check_depths)
+     .opt<S>("supervise", "all", "learn: blocks regressed onto their targets: all | skip-block0 | all,skip-block0 (one network each)",
+             [](const Options& o, const S& k) {
+               const auto list = split_list(o.get<S>(k));
+               const auto names = supervise_names();
+               for (const auto& v : list)
+                 if (std::find(names.begin(), names.end(), v) == names.end())
+                   throw OptionError(k, v, "all, skip-block0 or both, comma-separated",
+                                     detail::cat("option ", k, ": expected all, skip-block0 or both (comma-separated), found '", v, "'"));
+               if (list.empty()) throw OptionError(k, o.get<S>(k), "all, skip-block0 or both, comma-separated");
+             })
+     .opt<double>("kl-weight", 0.03, "learn: lambda of the head's KL(searched softmax || head(stop_gradient(last block)))", non_negative(true))
+     .opt<bool>("normalise-outputs", true, "learn: normalise each block output per example (zero mean, unit variance over C, H, W, as the search normalises every target) before the squared error and the cosine distances")
+     .opt<double>("learner-lr", 0.05, "SGD learning rate (PyTorch's form, on mean losses; the paper's 4.0 is airbench's form: ARCHITECTURE.md)", positive_real())
+     .opt<double>("learner-momentum", 0.85, "Nesterov momentum (the paper: 0.85)", fraction())
+     .opt<double>("learner-weight-decay", 0.0, "L2 weight decay", non_negative(true))
+     .opt<i64>("learner-epochs", 30, "epochs (the paper: 90 CIFAR, 1,000 MNIST)", at_least(0, ">= 0"))
+     .opt<i64>("learner-batch", 100, "minibatch size (the paper: 2,000)", positive())
+     .opt<S>("learner-schedule", "cosine", "constant | cosine learning rate (per step, to 0)", one_of({"constant", "cosine"}))
+     .opt<S>("augment", "none", "none | flip-crop (horizontal flip + 2-pixel crop; the example's cached target is reused)", one_of(augment_names()))
+     .opt<double>("heldout-share", 0.08, "searched examples held out for model selection and the per-epoch trajectories (the paper: 8 %)",
+                  [](const Options& o, const S& k) { require(o, k, o.get<double>(k) > 0 && o.get<double>(k) < 1, "in (0, 1)"); })
+     .opt<i64>("target-chunk", 4096, "archive rows of targets in memory at once (peak memory; >= the examples: read once)", positive())
+     .opt<i64>("trajectory-examples", 500, "held-out examples whose block outputs the per-epoch cosine distances and collision entropies use", positive());
   });
   return g;
 }
@@ -568,7 +612,7 @@ const Group& inspect_group() {
 // What config files (and an archive's config) may hold: the options of search, learn and sgd, in the
 // order of the resolved text that archives store and config_sha256 hashes.
 std::vector<const Group*> config_groups() {
-  return {&general_group(), &example_group(), &fitness_group(), &search_group(), &migration_group(), &learner_group(), &run_group()};
+  return {&general_group(), &example_group(), &fitness_group(), &search_group(), &migration_group(), &learner_group(), &paper_learner_group(), &run_group()};
 }
 
 po::options_description config_file_options() {
@@ -612,12 +656,12 @@ const std::vector<Command>& commands() {
        {&general_group()}, {}, ""},
       {"search", "search: the island-model search of representations (--space example: the paper's, per training example; dataset: repsearch's own); writes <out>/archive.h5",
        {&general_group(), &example_group(), &fitness_group(), &search_group(), &migration_group(), &run_group(), &start_group()},
-       {&learner_group()},
+       {&learner_group(), &paper_learner_group()},
        "the archive stores them, and learn takes them from there (see 'repsearch learn --help')"},
-      {"learn", "learn: train networks by regressing the cut layer onto an archive's elites, fit the head, evaluate",
-       {&general_group(), &archive_group(), &learn_group(), &learner_group()}, {}, ""},
-      {"sgd", "sgd: the same network trained end to end with cross-entropy (the baseline)",
-       {&general_group(), &archive_group(), &learner_group()},
+      {"learn", "learn: train networks from an archive: on an example archive the paper's learner (every block regressed onto its searched targets, a KL head), on a dataset archive the cut layer regressed onto an elite",
+       {&general_group(), &archive_group(), &learn_group(), &paper_learner_group(), &learner_group()}, {}, ""},
+      {"sgd", "sgd: the same network family trained end to end with cross-entropy (the baseline; example space: on the searched examples, at each --depth)",
+       {&general_group(), &archive_group(), &paper_learner_group(), &learner_group()},
        {&example_group(), &fitness_group(), &search_group(), &migration_group(), &run_group()},
        "its results record the whole config, so a search's command line serves sgd too; dim, the split sizes and "
        "seed shape its network and data, the others only the record (see 'repsearch search --help')"},
@@ -627,7 +671,8 @@ const std::vector<Command>& commands() {
        "config: print the options as every command resolves them (defaults < --config files in order < command "
        "line); every option of search, learn and sgd is accepted (see their --help)",
        {&general_group(), &config_command_group()},
-       {&example_group(), &fitness_group(), &search_group(), &migration_group(), &run_group(), &start_group(), &learner_group()},
+       {&example_group(), &fitness_group(), &search_group(), &migration_group(), &run_group(), &start_group(), &learner_group(),
+        &paper_learner_group()},
        "it resolves them for the commands that use them"},
   };
   return table;
@@ -982,7 +1027,8 @@ TrainConfig Options::train() const {
 std::vector<std::string> resume_mutable_keys() {
   auto keys = run_control_keys();
   keys.push_back("generations");
-  for (const auto& o : learner_group().options.options()) keys.push_back(o->long_name());  // they shape learn/sgd, not the search
+  for (const auto* g : {&learner_group(), &paper_learner_group()})
+    for (const auto& o : g->options.options()) keys.push_back(o->long_name());  // they shape learn/sgd, not the search
   return keys;
 }
 

@@ -55,6 +55,8 @@ struct Options {
 
 // Stores more config text (e.g. an archive's resolved config) below what is already set.
 void add_config_text(Options& options, const std::string& text, const std::string& origin);
+// The one reader of comma-separated options: items trimmed of spaces, empty items dropped.
+std::vector<std::string> split_list(const std::string& s);
 // "0", "0,3,5" or "0..4".
 std::vector<std::uint64_t> parse_seeds(const std::string& text);
 

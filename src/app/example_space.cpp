@@ -30,15 +30,9 @@ namespace {
 using i64 = std::int64_t;
 namespace fs = std::filesystem;
 
-// The searched examples and what the network is built from.
-struct ExampleData {
-  io::Dataset dataset;
-  Standardiser standardiser;
-  std::string normalisation;
-  at::Tensor indices, labels, images;  // searched examples: [n], [n], standardised [n, C, H, W] float32 CPU
-};
+}  // namespace
 
-ExampleData load_examples(const Options& o) {
+ExampleData load_examples(const Options& o, bool images) {
   ExampleData d;
   d.dataset = io::load_dataset(o.get<std::string>("dataset"), o.get<std::string>("data-dir"));
   const auto n_train = d.dataset.train_images.size(0);
@@ -47,9 +41,11 @@ ExampleData load_examples(const Options& o) {
   d.standardiser = fit_standardiser(d.dataset.train_images);
   d.normalisation = "per-channel standardisation with training-set statistics: mean=" + tensor_list(d.standardiser.mean, 6) +
                     " std=" + tensor_list(d.standardiser.std, 6);
-  d.images = d.standardiser.apply(d.dataset.train_images.index_select(0, d.indices));
+  if (images) d.images = d.standardiser.apply(d.dataset.train_images.index_select(0, d.indices));
   return d;
 }
+
+namespace {
 
 // The frozen network: whitening from the first training images (in training-set order), on `device`.
 FrozenNet make_network(const Options& o, const ExampleData& d, const at::Device& device) {

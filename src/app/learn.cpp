@@ -12,10 +12,12 @@
 #include <utility>
 
 #include "commands.hpp"
+#include "networks.hpp"
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/models.hpp"
 #include "repsearch/core/rng.hpp"
 #include "repsearch/io/archive.hpp"
+#include "repsearch/io/example_archive.hpp"
 #include "repsearch/io/results.hpp"
 #include "repsearch/io/rundir.hpp"
 
@@ -75,6 +77,8 @@ EpochCallback printer(const std::string& tag, i64 epochs, const char* loss_name)
     std::fflush(stdout);
   };
 }
+
+}  // namespace
 
 std::string hex(std::uint64_t v) {
   char buf[32];
@@ -143,6 +147,8 @@ void retire_summary(const fs::path& out, const std::string& tag, const std::stri
   if (!fs::remove(summary, ec) && ec) fail_output(summary.string(), "cannot remove ", summary.string(), ": ", ec.message());
   std::printf("[%s] removed %s: it described results this run replaces\n", tag.c_str(), summary.string().c_str());
 }
+
+namespace {
 
 // ---- one results path for learn and sgd -------------------------------------------------------------
 
@@ -327,21 +333,35 @@ void learn_one(Bench& b, const LearnInputs& in, const io::Archive& archive, cons
                  {{"elite_rank", e}, {"uid", hex(uid)}, {"regression_mse", mse}}, report);
 }
 
-// The archive a learn or sgd run starts from, with its stored config below the command line's.
-io::Archive read_source_archive(const Options& cli, Options& o, const std::string& archive_path) {
-  auto archive = io::read_archive(archive_path);
-  add_config_text(o, archive.provenance.config, "archive " + archive_path + ": config");
+}  // namespace
+
+void adopt_archive_config(const Options& cli, Options& o, const std::string& archive_path, const std::string& config,
+                          const std::string& data_dir, std::uint64_t seed) {
+  add_config_text(o, config, "archive " + archive_path + ": config");
   // A relative data-dir in the stored config meant the search's working directory: the archive
   // records where that was (absolute), unless the command line names a directory itself.
   const auto stored = o.get<std::string>("data-dir");
-  if (!cli.has("data-dir") && !stored.empty() && fs::path(stored).is_relative() && fs::path(archive.data_dir).is_absolute())
-    o.vm.at("data-dir").value() = archive.data_dir;
+  if (!cli.has("data-dir") && !stored.empty() && fs::path(stored).is_relative() && fs::path(data_dir).is_absolute())
+    o.vm.at("data-dir").value() = data_dir;
   validate(o);
-  if (o.get<std::uint64_t>("seed") != archive.provenance.seed)  // the splits are drawn from the seed
-    fail_option("seed", o.get<std::uint64_t>("seed"), detail::cat(archive.provenance.seed, ", the archive's"),
+  if (o.get<std::uint64_t>("seed") != seed)  // the splits are drawn from the seed
+    fail_option("seed", o.get<std::uint64_t>("seed"), detail::cat(seed, ", the archive's"),
                 o.command, ": option seed is ", o.get<std::uint64_t>("seed"), " but ", archive_path,
-                " was searched with seed ", archive.provenance.seed, ": ", o.command,
+                " was searched with seed ", seed, ": ", o.command,
                 " rebuilds the archive's splits from its seed, so --seed must not change (leave it out)");
+}
+
+fs::path output_dir(const Options& cli, const std::string& archive_path) {
+  return cli.has("out") || archive_path.empty() ? fs::path(cli.get<std::string>("out"))
+                                                : fs::absolute(archive_path).parent_path();
+}
+
+namespace {
+
+// The archive a learn or sgd run starts from, with its stored config below the command line's.
+io::Archive read_source_archive(const Options& cli, Options& o, const std::string& archive_path) {
+  auto archive = io::read_archive(archive_path);
+  adopt_archive_config(cli, o, archive_path, archive.provenance.config, archive.data_dir, archive.provenance.seed);
   return archive;
 }
 
@@ -354,12 +374,6 @@ void check_archive_data(const io::Archive& archive, const std::string& archive_p
     throw InputError(archive_path, "its stored splits differ from those its config rebuilds (another data set version?)",
                      o.command + ": the splits rebuilt from the archive's config differ from those stored in " +
                          archive_path + " (another data set version?)");
-}
-
-// Beside the archive given, unless --out was given: the archive's own `out` may be another machine's path.
-fs::path output_dir(const Options& cli, const std::string& archive_path) {
-  return cli.has("out") || archive_path.empty() ? fs::path(cli.get<std::string>("out"))
-                                                : fs::absolute(archive_path).parent_path();
 }
 
 // One network trained end to end on x, y (S+V or the full training set) with seed s; results via finish_network.
@@ -391,6 +405,7 @@ int cmd_learn(const Options& cli) {
   if (!cli.vm.count("archive"))
     throw OptionError("archive", "", "the archive.h5 of a search", "learn: --archive PATH is required (the archive.h5 of a search)");
   const auto archive_path = cli.get<std::string>("archive");
+  if (io::archive_space(archive_path) == "example") return learn_example(cli, archive_path);
   Options o = cli;
   const auto archive = read_source_archive(cli, o, archive_path);
   const auto chosen = chosen_elites(o.get<std::string>("elite"), archive, archive_path);
@@ -414,9 +429,10 @@ int cmd_learn(const Options& cli) {
 int cmd_sgd(const Options& cli) {
   Options o = cli;
   const std::string archive_path = cli.vm.count("archive") ? cli.get<std::string>("archive") : "";
+  if (!archive_path.empty() ? io::archive_space(archive_path) == "example" : (validate(o), o.get<std::string>("space") == "example"))
+    return sgd_example(cli, archive_path);
   io::Archive archive;
-  if (archive_path.empty()) validate(o);
-  else archive = read_source_archive(cli, o, archive_path);
+  if (!archive_path.empty()) archive = read_source_archive(cli, o, archive_path);
   const bool full = o.get<std::string>("data") == "full";
   const std::string prefix = std::string("sgd-") + (full ? "full-" : "");
   const fs::path out = output_dir(cli, archive_path);

@@ -19,7 +19,9 @@
 #include <vector>
 
 #include "config.hpp"
+#include "repsearch/core/data.hpp"
 #include "repsearch/io/archive.hpp"
+#include "repsearch/io/dataset.hpp"
 #include "repsearch/io/rundir.hpp"
 #include "repsearch/mpi/archipelago.hpp"
 #include "repsearch/mpi/session.hpp"
@@ -29,6 +31,16 @@ namespace repsearch::app {
 // What every search starts with, whatever its space: stop signals caught, MPI's communicator, threads
 // and device chosen, the run directory owned (rank 0 holds its lock) and, on --resume, the
 // checkpoint's config compared with this one, all before any data is loaded.
+// The example space's searched examples: their training indices (from the seed and search-size),
+// labels, and with `images` their standardised images [n, C, H, W] float32 CPU.
+struct ExampleData {
+  io::Dataset dataset;
+  Standardiser standardiser;
+  std::string normalisation;
+  at::Tensor indices, labels, images;
+};
+ExampleData load_examples(const Options& o, bool images = true);
+
 struct SearchStart {
   explicit SearchStart(const Options& o);
   std::chrono::steady_clock::time_point started;

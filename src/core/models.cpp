@@ -18,6 +18,7 @@
 #include "repsearch/core/error.hpp"
 #include "repsearch/core/fitness.hpp"
 #include "repsearch/core/rng.hpp"
+#include "module_file.hpp"
 
 namespace repsearch {
 
@@ -193,8 +194,10 @@ void Network::save(const std::string& path) const {
   impl_->head->save(head);
   archive.write("encoder", enc);
   archive.write("head", head);
-  // Serialised in memory, then written and checked here: LibTorch's file writer finishes the file in
-  // its destructor, where a full disk's error ends the process (std::terminate) instead of reaching us.
+  detail::write_module_archive(archive, path);
+}
+
+void detail::write_module_archive(torch::serialize::OutputArchive& archive, const std::string& path) {
   std::ostringstream bytes;
   archive.save_to(bytes);
   const std::string data = bytes.str();

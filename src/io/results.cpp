@@ -10,7 +10,11 @@
 //                  activations [T, n_probe, d] float32 (chunks [1, n_probe, d], shuffle + gzip 4)
 //   /predictions   test_probabilities [n_test, C] float32 (gzip 4), test_labels [n_test] int32 (so ensembles
 //                  can be scored from results files alone)
-//   /model         (optional; absent in files written before it) attrs arch "mlp"|"cnn", cut, classes int64,
+//                  example-space networks also: attrs variant, depth, selected_epoch, kl_weight; datasets
+//                  heldout_rows [h] int64, heldout_accuracy [E+1], cosine_distance, collision_entropy_within,
+//                  collision_entropy_between [E+1, 3], target_collision_entropy_within/_between [3] (float64)
+//   /model         (optional; absent in files written before it) attrs arch "mlp"|"cnn"|"convgroups", cut, classes int64,
+//                  depth int64 (convgroups only),
 //                  logit_scale float64, head, normalisation (text); datasets hidden, channels, input_shape
 //                  int64 (datasets, not attributes: hidden or channels may be empty), normalisation_mean,
 //                  normalisation_std [C] float32. Its own group, so format_version 1 readers still read the file.
@@ -55,16 +59,21 @@ at::Tensor activations_or_empty(const Results& r) {
 // A /model that rebuilds the network that wrote `classes` probabilities and cut-layer `activations`
 // (written and read alike: a reader must never build a network that disagrees with its own file).
 void validate_spec(const std::string& label, const ModelSpec& m, std::int64_t classes, const at::Tensor& activations) {
-  if (m.arch != "mlp" && m.arch != "cnn") fail(label, ": /model arch must be mlp or cnn, found '", m.arch, "'");
+  const bool groups = m.arch == "convgroups";
+  if (m.arch != "mlp" && m.arch != "cnn" && !groups)
+    fail(label, ": /model arch must be mlp, cnn or convgroups, found '", m.arch, "'");
+  if (groups && (m.channels.size() != 3 || m.depth < 1))
+    fail(label, ": /model of a convgroups network needs 3 block widths (channels) and depth >= 1, found ",
+         m.channels.size(), " widths, depth ", m.depth);
   if (m.input_shape.size() != 3 || *std::min_element(m.input_shape.begin(), m.input_shape.end()) < 1)
     fail(label, ": /model input_shape must be [C, H, W] of positive sizes, found [", join(m.input_shape), "]");
   for (const auto* widths : {&m.hidden, &m.channels})
     for (auto w : *widths)
       if (w < 1) fail(label, ": /model hidden and channels must be positive widths, found ", w);
-  if (m.cut < 1 || m.classes != classes)
+  if ((!groups && m.cut < 1) || m.classes != classes)
     fail(label, ": /model cut ", m.cut, " and classes ", m.classes, " must be >= 1 and the ", classes,
          " columns of test_probabilities");
-  if (activations.size(0) > 0 && activations.size(2) != m.cut)
+  if (!groups && activations.size(0) > 0 && activations.size(2) != m.cut)
     fail(label, ": /model cut ", m.cut, " but the trajectory's activations have width ", activations.size(2));
   for (const auto* stat : {&m.normalisation_mean, &m.normalisation_std})
     if (!stat->defined() || stat->dim() != 1 || stat->size(0) != m.input_shape[0])
@@ -91,6 +100,15 @@ void validate(const std::string& label, const Results& r, const at::Tensor& acti
   require_length(label, "test_labels", r.test_labels.size(0), r.test_probabilities.size(0),
                  "n_test, the rows of test_probabilities");
   if (r.spec.present()) validate_spec(label, r.spec, r.test_probabilities.size(1), activations);
+  if (r.example.present()) {
+    const auto& e = r.example;
+    require_rank(label, "heldout_accuracy", e.heldout_accuracy, 1, "float64 [E+1]");
+    const auto rows = e.heldout_accuracy.size(0);
+    for (const auto* t : {&e.cosine_distance, &e.entropy_within, &e.entropy_between}) {
+      require_rank(label, "example trajectory", *t, 2, "float64 [E+1, 3]");
+      require_length(label, "example trajectory (axis 0)", t->size(0), rows, "E+1, the length of heldout_accuracy");
+    }
+  }
 }
 
 template <class T, class F>
@@ -136,6 +154,7 @@ ModelSpec read_model(const Reader& r) {
   m.input_shape = r.vector<std::int64_t>("/model/input_shape");
   m.normalisation_mean = r.tensor("/model/normalisation_mean", at::kFloat, 1, "[C]");
   m.normalisation_std = r.tensor("/model/normalisation_std", at::kFloat, 1, "[C]");
+  if (H5Aexists(g, "depth") > 0) m.depth = r.attr<std::int64_t>(g, "/model", "depth");
   return m;
 }
 
@@ -171,6 +190,7 @@ void write_model(Writer& w, const ModelSpec& m) {
   w.attr<std::int64_t>(g, "/model", "classes", m.classes);
   w.attr<double>(g, "/model", "logit_scale", m.logit_scale);
   w.attr_string(g, "/model", "head", m.head);
+  if (m.arch == "convgroups") w.attr<std::int64_t>(g, "/model", "depth", m.depth);
   w.attr_string(g, "/model", "normalisation",
                 "x = (images / 255 - normalisation_mean[c]) / normalisation_std[c], per channel c, "
                 "statistics of the training set; logits = logit_scale * head(encoder(x))");
@@ -179,6 +199,50 @@ void write_model(Writer& w, const ModelSpec& m) {
   w.vector("/model/input_shape", m.input_shape);
   w.tensor("/model/normalisation_mean", m.normalisation_mean, at::kFloat);
   w.tensor("/model/normalisation_std", m.normalisation_std, at::kFloat);
+}
+
+void write_example_trajectory(Writer& w, const ExampleTrajectory& e) {
+  Handle traj = w.open_group("/trajectory");
+  const hid_t g = traj.get();
+  w.attr_string(g, "/trajectory", "space", "example");
+  w.attr_string(g, "/trajectory", "variant", e.variant);
+  w.attr<std::int64_t>(g, "/trajectory", "depth", e.depth);
+  w.attr<std::int64_t>(g, "/trajectory", "selected_epoch", e.selected_epoch);
+  w.attr<double>(g, "/trajectory", "kl_weight", e.kl_weight);
+  w.attr_string(g, "/trajectory", "definitions",
+                "row t = after epoch t (0: before training), on the held-out searched examples; cosine_distance: mean "
+                "of 1 - cos(block output, searched target), flattened; collision_entropy: -log(sum_ij K_ij^2 / "
+                "(sum_i K_ii)^2), K the cosine similarities; within = mean over classes of the entropy of the "
+                "class's outputs, between = the entropy of the class means (nats)");
+  w.tensor("/trajectory/heldout_rows", e.heldout_rows, at::kLong);
+  w.tensor("/trajectory/heldout_accuracy", e.heldout_accuracy, at::kDouble);
+  w.tensor("/trajectory/cosine_distance", e.cosine_distance, at::kDouble);
+  w.tensor("/trajectory/collision_entropy_within", e.entropy_within, at::kDouble);
+  w.tensor("/trajectory/collision_entropy_between", e.entropy_between, at::kDouble);
+  w.tensor("/trajectory/target_collision_entropy_within", e.target_entropy_within, at::kDouble);
+  w.tensor("/trajectory/target_collision_entropy_between", e.target_entropy_between, at::kDouble);
+}
+
+ExampleTrajectory read_example_trajectory(const Reader& r) {
+  ExampleTrajectory e;
+  Handle traj = r.group("/trajectory");
+  const hid_t g = traj.get();
+  if (H5Aexists(g, "variant") <= 0) return e;
+  e.variant = r.attr_string(g, "/trajectory", "variant");
+  e.depth = r.attr<std::int64_t>(g, "/trajectory", "depth");
+  e.selected_epoch = r.attr<std::int64_t>(g, "/trajectory", "selected_epoch");
+  e.kl_weight = r.attr<double>(g, "/trajectory", "kl_weight");
+  e.heldout_rows = r.tensor("/trajectory/heldout_rows", at::kLong, 1, "[h]");
+  e.heldout_accuracy = r.tensor("/trajectory/heldout_accuracy", at::kDouble, 1, "[E+1]");
+  e.cosine_distance = r.tensor("/trajectory/cosine_distance", at::kDouble, 2, "[E+1, 3]");
+  e.entropy_within = r.tensor("/trajectory/collision_entropy_within", at::kDouble, 2, "[E+1, 3]");
+  e.entropy_between = r.tensor("/trajectory/collision_entropy_between", at::kDouble, 2, "[E+1, 3]");
+  e.target_entropy_within = r.tensor("/trajectory/target_collision_entropy_within", at::kDouble, 1, "[3]");
+  e.target_entropy_between = r.tensor("/trajectory/target_collision_entropy_between", at::kDouble, 1, "[3]");
+  for (const auto* t : {&e.cosine_distance, &e.entropy_within, &e.entropy_between})
+    require_size(r, "/trajectory/cosine_distance", t->size(0), e.heldout_accuracy.size(0),
+                 "one row per entry of /trajectory/heldout_accuracy");
+  return e;
 }
 
 void write_results_as(const std::string& path, const Results& r, const AtomicWrite& how) {
@@ -213,6 +277,7 @@ void write_results_as(const std::string& path, const Results& r, const AtomicWri
     w.tensor("/trajectory/probe_indices", r.probe_indices, at::kLong);
     // One recorded step per chunk: [1, n_probe, d], shuffle + gzip 4.
     w.tensor("/trajectory/activations", activations, at::kFloat, /*compress_rows=*/true);
+    if (r.example.present()) write_example_trajectory(w, r.example);
 
     w.group("/predictions");
     // Blocks of whole rows of about 1 MiB, gzip 4 (no shuffle).
@@ -341,6 +406,7 @@ Results read_results(const std::string& path) try {
                "axis 0 is T, the length of /trajectory/steps");
   require_size(r, "/trajectory/activations", out.activations.size(1), out.probe_indices.size(0),
                "axis 1 is n_probe, the length of /trajectory/probe_indices");
+  out.example = read_example_trajectory(r);
 
   r.group("/predictions");
   out.test_probabilities = r.tensor("/predictions/test_probabilities", at::kFloat, 2, "[n_test, C]");

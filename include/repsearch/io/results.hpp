@@ -21,10 +21,13 @@ using EpochRow = TrainEpoch;
 // /model: what a reader needs to rebuild the network without repsearch (analysis/repsearch_h5.py
 // load_network). The network is f(x) = logit_scale * head(encoder((x - mean[c]) / std[c])), x the
 // data set's uint8 images / 255 [N, C, H, W]; the encoder and head are core/models.cpp's layers.
+// The example space's networks (arch "convgroups", core/learner.hpp): f(x) = head(blocks(x)) on the
+// standardised images, channels = the three block widths, depth = ConvGroups per block, cut unused (0).
 struct ModelSpec {
-  std::string arch;                      // "mlp" | "cnn" (resolved, never "auto"); "" = not recorded
+  std::string arch;                      // "mlp" | "cnn" | "convgroups" (resolved, never "auto"); "" = not recorded
   std::vector<std::int64_t> hidden;      // mlp: widths before the cut layer (empty for cnn)
-  std::vector<std::int64_t> channels;    // cnn: conv3x3-ReLU-maxpool2 blocks (empty for mlp)
+  std::vector<std::int64_t> channels;    // cnn: conv3x3-ReLU-maxpool2 blocks (empty for mlp); convgroups: block widths
+  std::int64_t depth = 0;                // convgroups: ConvGroups per block
   std::int64_t cut = 0, classes = 0;
   std::vector<std::int64_t> input_shape; // [C, H, W]
   at::Tensor normalisation_mean;         // [C] float32, training-set statistics of the [0, 1] images
@@ -32,6 +35,21 @@ struct ModelSpec {
   double logit_scale = 1.0;              // test_probabilities = softmax(logit_scale * head(encoder(x)))
   std::string head;                      // how the head was fitted: "ridge" | "ce" (learn), "end-to-end" (sgd)
   bool present() const { return !arch.empty(); }
+};
+
+// An example-space network's training as the paper measures it (learn and sgd on an example archive):
+// per epoch 0..E (0: before training) on the held-out searched examples. Stored in /trajectory beside
+// its (then empty) steps, probe_indices and activations; absent (variant "") for dataset-space networks.
+struct ExampleTrajectory {
+  std::string variant;               // learn: "all" | "skip-block0"; sgd: "end-to-end"; "" = none
+  std::int64_t depth = 0, selected_epoch = -1;
+  double kl_weight = NAN;            // learn's lambda (NaN for sgd)
+  at::Tensor heldout_rows;           // [h] int64: rows of the archive held out for model selection
+  at::Tensor heldout_accuracy;       // [E+1] float64
+  at::Tensor cosine_distance;        // [E+1, 3] float64: mean over the trajectory rows of 1 - cos(output, target), per block
+  at::Tensor entropy_within, entropy_between;  // [E+1, 3] float64: collision entropy (nats), per block
+  at::Tensor target_entropy_within, target_entropy_between;  // [3]: of the targets themselves
+  bool present() const { return !variant.empty(); }
 };
 
 struct Results : Origin {  // root attrs: the Origin's, and
@@ -58,6 +76,7 @@ struct Results : Origin {  // root attrs: the Origin's, and
   at::Tensor probe_indices;      // [n_probe] int64 indices into the test set
   at::Tensor activations;        // [T, n_probe, d] float32 cut-layer activations
                                  // (may be left undefined when T = 0: written as [0, n_probe, 0])
+  ExampleTrajectory example;     // /trajectory attrs variant, depth, ... and datasets (example space only)
   // /predictions
   at::Tensor test_probabilities; // [n_test, C] float32 softmax outputs (for ensembles)
   at::Tensor test_labels;        // [n_test] int32

@@ -1,0 +1,255 @@
+// repsearch learn / sgd on an example-space archive (the paper's Section 4): the learner regresses
+// every block of a deeper network onto the searched targets with a KL head; sgd trains the same
+// family end to end with cross-entropy on the same examples; both select on the same held-out
+// searched examples, test once, and record the paper's per-epoch trajectories.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "networks.hpp"
+#include "repsearch/core/error.hpp"
+#include "repsearch/core/learner.hpp"
+#include "repsearch/core/rng.hpp"
+#include "repsearch/io/example_archive.hpp"
+#include "repsearch/io/identity.hpp"
+#include "repsearch/io/results.hpp"
+#include "space.hpp"
+
+namespace repsearch::app {
+
+namespace {
+
+using i64 = std::int64_t;
+namespace fs = std::filesystem;
+
+// One network of a run: what it learns from (a supervise variant, or "end-to-end"), its depth and seed.
+struct Job {
+  std::string variant;
+  i64 depth;
+  std::uint64_t seed;
+  std::string stem() const {
+    return (variant == "end-to-end" ? std::string("sgd") : "learn-" + variant) + "-d" + std::to_string(depth) + "-s" +
+           std::to_string(seed);
+  }
+  std::string tag() const {
+    return (variant == "end-to-end" ? std::string("sgd") : "learn " + variant) + " depth " + std::to_string(depth) +
+           " seed " + std::to_string(seed);
+  }
+};
+
+std::vector<Job> jobs(const Options& o, bool learn) {
+  std::vector<Job> out;
+  const auto variants = learn ? split_list(o.get<std::string>("supervise")) : std::vector<std::string>{"end-to-end"};
+  for (const auto& v : variants)
+    for (const auto& d : split_list(o.get<std::string>("depth")))
+      for (auto s : parse_seeds(o.get<std::string>("seeds"))) out.push_back({v, std::stoll(d), s});
+  return out;
+}
+
+// The archive, its config under the command line's, and the data behind its searched examples.
+struct Source {
+  std::string path;
+  io::ExampleArchive archive;
+  Options o;
+  ExampleData data;
+  io::DataIdentity identity;
+};
+
+Source open_source(const Options& cli, const std::string& path) {
+  Source s{path, io::ExampleArchive(path), cli, {}, {}};
+  const auto& a = s.archive;
+  adopt_archive_config(cli, s.o, path, a.provenance.config, a.data_dir, a.provenance.seed);
+  return s;
+}
+
+void load_data(Source& s) {
+  s.data = load_examples(s.o, /*images=*/false);
+  s.identity = io::data_identity(s.data.dataset, s.data.indices, at::Tensor(), at::Tensor());
+  check_data_identity(s.archive.provenance.data, s.path, s.identity, s.data.dataset.data_dir, s.o);
+  if (!at::equal(s.data.indices, s.archive.indices))
+    throw InputError(s.path, "its searched examples differ from those its config draws from the data",
+                     s.o.command + ": the examples " + s.path + " was searched on differ from those its config (seed, " +
+                         "search-size) draws from the data set: another data set version?");
+}
+
+// Rows of the archive with their standardised images; targets read from the file a block of rows at a time.
+ExampleReader reader(const Source& s) {
+  return [&s](i64 first, i64 count, bool targets) {
+    ExampleChunk c;
+    const auto idx = s.data.indices.slice(0, first, first + count);
+    c.images = s.data.standardiser.apply(s.data.dataset.train_images.index_select(0, idx));
+    c.labels = s.data.labels.slice(0, first, first + count);
+    if (targets) {
+      for (i64 l = 0; l < 3; ++l) c.targets.push_back(s.archive.targets(l, first, count));
+      c.softmax = s.archive.targets(4, first, count);
+    }
+    return c;
+  };
+}
+
+ConvGroupNetConfig net_config(const Source& s, i64 depth) {
+  ConvGroupNetConfig c;
+  c.widths = s.archive.net.widths;
+  c.depth = depth;
+  c.classes = s.data.dataset.n_classes;
+  c.input_shape = s.archive.input_shape;
+  c.whiten_weight = s.archive.net_parameters.whiten_weight;
+  c.whiten_bias = s.archive.net_parameters.whiten_bias;
+  return c;
+}
+
+LearnerTrainConfig train_config(const Options& o, const Job& j) {
+  LearnerTrainConfig c;
+  c.objective = j.variant == "end-to-end" ? "labels" : "targets";
+  if (c.objective == "targets") c.loss.first_supervised = first_supervised(j.variant);
+  c.loss.kl_weight = o.get<double>("kl-weight");
+  c.loss.normalise_outputs = o.get<bool>("normalise-outputs");
+  c.lr = o.get<double>("learner-lr");
+  c.momentum = o.get<double>("learner-momentum");
+  c.weight_decay = o.get<double>("learner-weight-decay");
+  c.schedule = o.get<std::string>("learner-schedule");
+  c.epochs = o.get<i64>("learner-epochs");
+  c.batch = o.get<i64>("learner-batch");
+  c.chunk = o.get<i64>("target-chunk");
+  c.augment = o.get<std::string>("augment");
+  c.heldout_share = o.get<double>("heldout-share");
+  c.trajectory_examples = o.get<i64>("trajectory-examples");
+  // learn and sgd of one seed share the minibatch order; every network the held-out split
+  c.seed = derive_seed(o.get<std::uint64_t>("seed"), Stream::learner, {0xE8, j.seed});
+  c.split_seed = derive_seed(o.get<std::uint64_t>("seed"), Stream::learner, {0xE9});
+  return c;
+}
+
+EpochCallback progress(const std::string& tag, i64 epochs) {
+  return [=](const TrainEpoch& e) {
+    const double eta = e.seconds / static_cast<double>(e.epoch) * static_cast<double>(epochs - e.epoch);
+    std::printf("[%s] epoch %3lld/%lld  loss %.4f  train acc %.4f  held-out acc %.4f  %.0f ex/s  %.0f s, ETA %.0f s\n",
+                tag.c_str(), static_cast<long long>(e.epoch), static_cast<long long>(epochs), e.loss, e.train_accuracy,
+                e.val_accuracy, e.examples_per_s, e.seconds, eta);
+    std::fflush(stdout);
+  };
+}
+
+std::string per_block(const at::Tensor& row) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%.3f/%.3f/%.3f", row[0].item<double>(), row[1].item<double>(), row[2].item<double>());
+  return buf;
+}
+
+int run(const Options& cli, const std::string& given_path, bool learn) {
+  const std::string kind = learn ? "learn" : "sgd";
+  std::string path = given_path;
+  if (path.empty()) {  // sgd --config C: the archive of C's example-space search
+    Options o = cli;
+    validate(o);
+    path = (fs::path(o.get<std::string>("out")) / "archive.h5").string();
+    std::error_code ec;
+    if (!fs::exists(path, ec))
+      throw InputError(path, "no archive",
+                       "sgd (space = example) trains on the examples an example-space search covers: no archive at " + path +
+                           " (the config's out); run 'repsearch search' with this config first, or give --archive");
+  }
+  Source s = open_source(cli, path);
+  const Options& o = s.o;
+  const auto list = jobs(o, learn);
+  std::vector<std::string> stems;
+  for (const auto& j : list) stems.push_back(j.stem());
+  const fs::path out = output_dir(cli, given_path.empty() ? path : given_path);
+  const std::string what = "repsearch " + kind + " " + cli.command_line;
+  const std::string summary_stem = kind + "-summary";
+  const auto held = own_networks(out, kind, what, stems, summary_stem);
+  set_threads(o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads")) : node_cores());
+  const auto device = choose_device(o.get<std::string>("device"), 0);
+  load_data(s);
+  const auto read = reader(s);
+  const auto test_x = s.data.standardiser.apply(s.data.dataset.test_images).to(device);
+  const auto test_y = s.data.dataset.test_labels.to(at::kLong);
+  const i64 n = s.archive.examples();
+  nlohmann::json summary = {{"archive", fs::absolute(path).string()}, {"space", "example"}, {"networks", nlohmann::json::array()}};
+  bool retired = false;
+  std::vector<at::Tensor> member_probs;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const Job& j = list[i];
+    const auto tc = train_config(o, j);
+    ConvGroupNet net(net_config(s, j.depth), derive_seed(o.get<std::uint64_t>("seed"), Stream::learner, {0xE7, static_cast<std::uint64_t>(j.depth), j.seed}),
+                     device);
+    std::printf("[%s] %s on %lld searched examples of %s (%.0f%% held out), %lld epochs, batch %lld, SGD Nesterov lr %g "
+                "momentum %g%s\n",
+                j.tag().c_str(), net.describe().c_str(), static_cast<long long>(n), path.c_str(), 100 * tc.heldout_share,
+                static_cast<long long>(tc.epochs), static_cast<long long>(tc.batch), tc.lr, tc.momentum,
+                learn ? (", loss: block MSE (" + j.variant + ") + " + std::to_string(tc.loss.kl_weight) + " KL head").c_str() : ", loss: cross-entropy");
+    auto r = train_learner(net, n, read, tc, progress(j.tag(), tc.epochs));
+    auto probs = learner_probabilities(net, test_x);
+    const double test = probs.argmax(1).eq(test_y).to(at::kDouble).mean().item<double>();
+    const double heldout = r.heldout_accuracy[r.selected_epoch].item<double>();
+    io::Results res;
+    res.kind = kind;
+    static_cast<io::Origin&>(res) = run_origin(o);
+    res.seed = j.seed;
+    res.model = net.describe();
+    res.archive_path = fs::absolute(path).string();
+    res.archive_sha256 = s.archive.provenance.config_sha256;
+    res.train_data = "the archive's searched examples but the held-out rows (" + std::to_string(r.train.size(0)) + " of " +
+                     std::to_string(n) + ")";
+    res.phase.assign(r.epochs.size(), kind);
+    res.epochs = r.epochs;
+    res.val_accuracy = NAN;  // the example space has no V split: selection is on the held-out searched examples
+    res.heldout_accuracy = heldout;
+    res.test_accuracy = test;
+    res.regression_mse = NAN;
+    res.steps = at::zeros({0}, at::kLong);
+    res.probe_indices = at::zeros({0}, at::kLong);
+    res.test_probabilities = probs;
+    res.test_labels = test_y.to(at::kInt);
+    res.data = s.identity;
+    res.spec.arch = "convgroups";
+    res.spec.channels = net.config().widths;
+    res.spec.depth = j.depth;
+    res.spec.classes = net.config().classes;
+    res.spec.input_shape = net.config().input_shape;
+    res.spec.normalisation_mean = s.data.standardiser.mean.to(at::kFloat).cpu();
+    res.spec.normalisation_std = s.data.standardiser.std.to(at::kFloat).cpu();
+    res.spec.head = learn ? "kl" : "end-to-end";
+    auto& e = res.example;
+    e.variant = j.variant;
+    e.depth = j.depth;
+    e.selected_epoch = r.selected_epoch;
+    e.kl_weight = learn ? tc.loss.kl_weight : NAN;
+    e.heldout_rows = r.heldout;
+    e.heldout_accuracy = r.heldout_accuracy;
+    e.cosine_distance = r.cosine_distance;
+    e.entropy_within = r.entropy_within;
+    e.entropy_between = r.entropy_between;
+    e.target_entropy_within = r.target_entropy_within;
+    e.target_entropy_between = r.target_entropy_between;
+    if (!std::exchange(retired, true)) retire_summary(out, kind, what, stems, summary_stem);
+    const fs::path base = out / j.stem();
+    res.model_path = base.string() + ".pt";
+    io::write_results_with_model(base.string() + ".h5", res, [&](const std::string& tmp) { net.save(tmp); });
+    const auto last = r.cosine_distance[r.cosine_distance.size(0) - 1];
+    std::printf("[%s] selected epoch %lld: held-out acc %.4f, test acc %.4f; cosine distance to the targets (block0/1/2) "
+                "%s at epoch 0, %s at the end -> %s.h5\n",
+                j.tag().c_str(), static_cast<long long>(r.selected_epoch), heldout, test, per_block(r.cosine_distance[0]).c_str(),
+                per_block(last).c_str(), base.string().c_str());
+    std::fflush(stdout);
+    member_probs.push_back(probs);
+    summary["networks"].push_back({{"variant", j.variant}, {"depth", j.depth}, {"seed", j.seed}, {"heldout", heldout},
+                                   {"test", test}, {"selected_epoch", r.selected_epoch}, {"results", base.string() + ".h5"},
+                                   {"examples_per_s", r.epochs.empty() ? 0.0 : r.epochs.back().examples_per_s}});
+  }
+  if (list.size() >= 2) {
+    const double ens = ensemble_accuracy(at::stack(member_probs), test_y);
+    summary["ensemble_test"] = ens;
+    std::printf("[%s] ensemble of the %zu networks (mean of softmax outputs): test accuracy %.4f\n", kind.c_str(), list.size(), ens);
+    write_summary(out / (summary_stem + ".json"), summary);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int learn_example(const Options& cli, const std::string& archive_path) { return run(cli, archive_path, true); }
+int sgd_example(const Options& cli, const std::string& archive_path) { return run(cli, archive_path, false); }
+
+}  // namespace repsearch::app

@@ -8,7 +8,8 @@ write: archive.h5, learn-<uid>.h5, sgd-<seed>.h5, sgd-full-<seed>.h5 and the *-s
 Writes into --out (default: the first RUN_DIR/report): PNG figures, report.md (figures embedded
 with relative paths) and report.json (every number the figures and tables show, for scripts).
 
-Figures: fitness vs search compute and diversity vs search compute (one of each per run with an
+Run directories of the example space (the paper's search) get the paper's Figures 2-7 and Table 1
+instead (analysis/paper_report.py says what each needs). Figures of the dataset space: fitness vs search compute and diversity vs search compute (one of each per run with an
 archive), test accuracy and prediction agreement (per run with results), CKA trajectories of the
 best learned network against SGD seed 0 (per run with both), and scaling across runs (with two or
 more runs that have archives).
@@ -32,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import repsearch_h5 as rh  # noqa: E402
+import paper_report  # noqa: E402
 
 try:
     import matplotlib
@@ -1093,7 +1095,14 @@ def main(argv=None):
     parser.add_argument("--title", help="report title")
     args = parser.parse_args(argv)
     try:
-        out, figures = build(args)
+        if all(os.path.isdir(d) and paper_report.is_example_dir(d) for d in args.run_dirs):
+            # the example space (the paper's search): its own figures and Table 1
+            out, figures = paper_report.build(args.run_dirs, args.out or os.path.join(args.run_dirs[0], "report"), args.title)
+        else:
+            out, figures = build(args)
+    except paper_report.BadInput as e:
+        sys.stderr.write(f"report.py: error: {e}\n")
+        return BAD_INPUT
     except BadInput as e:
         sys.stderr.write(f"report.py: error: {e}\n")
         return BAD_INPUT

@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# Set up repsearch and run the main job on the default data (Fashion-MNIST, configs/fashion_mnist_dataset.ini):
-# the splits, the island-model search under MPI, networks learned from every elite, the SGD baseline,
-# and the comparison (accuracies, ensembles, CKA of the trajectories).
+# Set up repsearch and run the main job on the default data (Fashion-MNIST): the paper's method
+# (configs/fashion_mnist.ini: the per-example search under MPI, the learner over 3 seeds, SGD at depths
+# 1-3 over 3 seeds, the figures and the paper's Table 1 row), or with --space dataset repsearch's own
+# search (configs/fashion_mnist_dataset.ini) and its comparison.
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: launch/quickstart.sh [--ranks N] [--generations G] [SEARCH_OPTION...]
+Usage: launch/quickstart.sh [--space example|dataset] [--ranks N] [--generations G] [SEARCH_OPTION...]
 
-Runs launch/setup.sh (installs what is missing, builds), then on Fashion-MNIST with
-configs/fashion_mnist_dataset.ini (run directory runs/fashion_mnist, or --out):
+Runs launch/setup.sh (installs what is missing, builds), then on Fashion-MNIST.
+
+--space example (the default: the paper's method), configs/fashion_mnist.ini, run directory
+runs/fashion_mnist (or --out):
+  1. repsearch data      the searched examples and their class balance
+  2. repsearch search    every example's activations searched layer by layer through the frozen
+                         network, on N ranks (launch/search.sh: Ctrl-C checkpoints, exit 75)
+  3. repsearch inspect   the archive: mean best cross-entropy per layer, the searched logits' accuracy
+  4. repsearch learn     the paper's learner (every block regressed onto its targets, a KL head), seeds 0..2
+  5. repsearch sgd       the same network family end to end at depths 1, 2, 3, seeds 0..2
+  6. analysis/report.py  Figures 5-7 and Table 1 (learned vs best-depth SGD, mean +- std): its row printed
+
+--space dataset, configs/fashion_mnist_dataset.ini (run directory runs/fashion_mnist_dataset):
   1. repsearch data      the search/validation/held-out splits and their class balance
   2. repsearch search    the island-model GA under mpirun (N ranks, 1 thread/rank), through
                          launch/search.sh: Ctrl-C checkpoints (exit 75); a rerun replaces an earlier
@@ -20,8 +32,9 @@ configs/fashion_mnist_dataset.ini (run directory runs/fashion_mnist, or --out):
   6. repsearch inspect   the best learned network against SGD seed 0: CKA of their trajectories
 
 Options:
+  --space S         example (default) or dataset
   --ranks N         MPI ranks for the search (default 2)
-  --generations G   generations to search (default: the config's, 100)
+  --generations G   --space dataset: generations to search (default: the config's, 100)
   -h, --help        show this help
 Any other argument is passed on to 'repsearch search' (e.g. --islands 8 --population 16).
 
@@ -31,6 +44,7 @@ EOF
 }
 
 ranks=2
+space=example
 generations=
 search_extra=()
 while [[ $# -gt 0 ]]; do
@@ -41,6 +55,12 @@ while [[ $# -gt 0 ]]; do
       shift 2
       ;;
     --ranks=*) ranks="${1#*=}"; shift ;;
+    --space)
+      [[ $# -ge 2 ]] || { echo "quickstart.sh: --space needs a value" >&2; exit 2; }
+      space="$2"
+      shift 2
+      ;;
+    --space=*) space="${1#*=}"; shift ;;
     --generations)
       [[ $# -ge 2 ]] || { echo "quickstart.sh: --generations needs a value" >&2; exit 2; }
       generations="$2"
@@ -59,13 +79,20 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$ranks" =~ ^[1-9][0-9]*$ ]] || { echo "quickstart.sh: --ranks must be a positive integer, got '$ranks'" >&2; exit 2; }
 [[ -z "$generations" || "$generations" =~ ^[0-9]+$ ]] || { echo "quickstart.sh: --generations must be an integer, got '$generations'" >&2; exit 2; }
+[[ "$space" == example || "$space" == dataset ]] || { echo "quickstart.sh: --space must be example or dataset, got '$space'" >&2; exit 2; }
+[[ "$space" == dataset || -z "$generations" ]] || { echo "quickstart.sh: --generations is the dataset space's; the example space's schedule is layer-generations (pass --layer-generations A,B,C,D)" >&2; exit 2; }
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 build_dir="${REPSEARCH_BUILD_DIR:-build}"
 repsearch="$build_dir/repsearch"
-config=configs/fashion_mnist_dataset.ini
-run_dir=runs/fashion_mnist   # the config's 'out', unless --out is passed on to search
+if [[ "$space" == example ]]; then
+  config=configs/fashion_mnist.ini
+  run_dir=runs/fashion_mnist   # the config's 'out', unless --out is passed on to search
+else
+  config=configs/fashion_mnist_dataset.ini
+  run_dir=runs/fashion_mnist_dataset
+fi
 for ((i = 0; i < ${#search_extra[@]}; i++)); do
   case "${search_extra[i]}" in
     --out) [[ $((i + 1)) -lt ${#search_extra[@]} ]] && run_dir="${search_extra[i + 1]}" ;;
@@ -99,7 +126,7 @@ step_data() {
   run "$repsearch" data --config "$config"
 }
 step_search() {
-  header "search: island GA on $ranks rank(s), ${generations:-configured} generations"
+  header "search ($space space) on $ranks rank(s)${generations:+, $generations generations}"
   local fresh=(--overwrite)  # the demo's run directory is its own; --resume continues it instead
   for a in "${search_extra[@]}"; do [[ "$a" == --resume || "$a" == --overwrite ]] && fresh=(); done
   REPSEARCH_BIN="$repsearch" run bash launch/search.sh -np "$ranks" --mpirun --oversubscribe -- --config "$config" \
@@ -108,6 +135,18 @@ step_search() {
 step_inspect() {
   header "inspect: the archive of searched representations"
   run "$repsearch" inspect "$run_dir/archive.h5"
+}
+step_learn_example() {
+  header "learn: the paper's learner on the searched targets, seeds 0..2"
+  run "$repsearch" learn --archive "$run_dir/archive.h5" --seeds 0..2
+}
+step_sgd_example() {
+  header "sgd: the same network family end to end on the searched examples, depths 1, 2, 3, seeds 0..2"
+  run "$repsearch" sgd --archive "$run_dir/archive.h5" --depth 1,2,3 --seeds 0..2
+}
+step_report_example() {
+  header "report: Figures 5-7 and Table 1 (analysis/report.py)"
+  run /usr/bin/python3 analysis/report.py "$run_dir" --out "$run_dir/report"
 }
 step_learn() {
   header "learn: a network regressed onto every elite, and their ensemble"
@@ -134,7 +173,11 @@ print(f"sgd on S+V             {sgd['networks'][0]['test']:.4f}                 
 PY
 }
 
-STEPS=(step_setup step_data step_search step_inspect step_learn step_sgd step_compare)
+if [[ "$space" == example ]]; then
+  STEPS=(step_setup step_data step_search step_inspect step_learn_example step_sgd_example step_report_example)
+else
+  STEPS=(step_setup step_data step_search step_inspect step_learn step_sgd step_compare)
+fi
 
 t0=$SECONDS
 for s in "${STEPS[@]}"; do

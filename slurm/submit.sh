@@ -3,8 +3,12 @@
 # Submit the repsearch pipeline of one config to Slurm:
 #
 #   search (N MPI ranks, checkpoints and requeues itself before its time limit)
-#     -> learn array (one task per elite) + sgd array (one task per seed)   [afterok:search]
+#     -> learn array + sgd array                                          [afterok:search]
 #       -> analysis (analysis/report.py on the run directory)              [afterok:learn:sgd]
+#
+# space = example (the paper's method, the default): one learn task per seed (every supervise variant
+# and depth of the config) and one sgd task per seed (every depth of --sgd-depths, the best reported);
+# space = dataset: one learn task per elite, one sgd task per seed.
 #
 # Cluster settings (partition, account, time limits, GPUs, modules, ...) come from slurm/site.conf
 # (or the file REPSEARCH_SITE_CONF names); nothing else here is cluster-specific.
@@ -24,7 +28,10 @@ Options:
                    spread over them
   --nodes N        nodes the search spans (sbatch --nodes; default: as Slurm places the ranks); its
                    ranks talk over the network between nodes (see README, "Several nodes")
-  --seeds SPEC     sgd baseline seeds, one array task each: A..B, A,B,C or A (default 0..2)
+  --seeds SPEC     network seeds, one array task each: A..B, A,B,C or A (default 0..2); sgd's, and
+                   with space = example learn's too
+  --sgd-depths L   space = example: ConvGroups per block of the SGD baselines (default 1,2,3; the report
+                   takes the best by held-out accuracy, as the paper does)
   --stages LIST    comma-separated subset of search,learn,sgd,analysis (default: all); a stage
                    depends only on the stages submitted with it (learn alone needs an archive)
   --dry-run        print the sbatch commands instead of submitting them
@@ -81,7 +88,7 @@ shift
 [[ -f "$config" ]] || die "config '$config' not found"
 config="$(abspath "$config")"
 
-run_dir="" ntasks="" nodes="" seeds="0..2" stages="search,learn,sgd,analysis" dry_run=0
+run_dir="" ntasks="" nodes="" seeds="0..2" sgd_depths="1,2,3" stages="search,learn,sgd,analysis" dry_run=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --run-dir) run_dir="${2:?--run-dir needs a value}"; shift 2 ;;
@@ -92,6 +99,8 @@ while [[ $# -gt 0 ]]; do
     --nodes=*) nodes="${1#*=}"; shift ;;
     --seeds) seeds="${2:?--seeds needs a value}"; shift 2 ;;
     --seeds=*) seeds="${1#*=}"; shift ;;
+    --sgd-depths) sgd_depths="${2:?--sgd-depths needs a value}"; shift 2 ;;
+    --sgd-depths=*) sgd_depths="${1#*=}"; shift ;;
     --stages) stages="${2:?--stages needs a value}"; shift 2 ;;
     --stages=*) stages="${1#*=}"; shift ;;
     --dry-run) dry_run=1; shift ;;
@@ -156,8 +165,15 @@ resolved() { # resolved KEY
   v="$("$bin" config --config "$config" ${extra[@]+"${extra[@]}"} --get "$1" 2>&1)" || die "$v"
   printf '%s\n' "$v"
 }
-elites="$(resolved elites)"
-[[ "$elites" =~ ^[1-9][0-9]*$ ]] || die "elites must be a positive integer (got '$elites')"
+space="$(resolved space)"
+[[ "$sgd_depths" =~ ^[1-9](,[1-9])*$ ]] || die "--sgd-depths must be comma-separated depths 1..8 (got '$sgd_depths')"
+if [[ "$space" == example ]]; then
+  learn_array="$seed_array" # one task per seed: every supervise variant and depth of the config
+else
+  elites="$(resolved elites)"
+  [[ "$elites" =~ ^[1-9][0-9]*$ ]] || die "elites must be a positive integer (got '$elites')"
+  learn_array="0-$((elites - 1))"
+fi
 [[ -n "$run_dir" ]] || run_dir="$(resolved out)"
 run_dir="$(abspath "$run_dir")"
 if [[ $dry_run -eq 0 ]]; then
@@ -195,6 +211,8 @@ if [[ $dry_run -eq 0 ]]; then
     printf 'REPSEARCH_ROOT=%q\n' "$repo_root"
     printf 'REPSEARCH_SITE_CONF=%q\n' "$site_conf"
     printf 'REPSEARCH_CONFIG=%q\n' "$config"
+    printf 'REPSEARCH_SPACE=%q\n' "$space"
+    printf 'REPSEARCH_SGD_DEPTHS=%q\n' "$sgd_depths"
     printf 'REPSEARCH_ARGS=('
     [[ ${#extra[@]} -eq 0 ]] || printf ' %q' "${extra[@]}"
     printf ' )\n'
@@ -229,7 +247,7 @@ fi
 after_search=()
 [[ -n "$search_id" ]] && after_search=("--dependency=afterok:$search_id" --kill-on-invalid-dep=yes)
 if [[ -n "${want[learn]:-}" ]]; then
-  learn_id="$(submit learn "${common[@]}" --job-name="rs-learn-$name" --array="0-$((elites - 1))$throttle" \
+  learn_id="$(submit learn "${common[@]}" --job-name="rs-learn-$name" --array="$learn_array$throttle" \
     --ntasks=1 --cpus-per-task="${SITE_CPUS_LEARN:-1}" $(time_flag "${SITE_TIME_LEARN:-}") \
     --output="$run_dir/slurm-learn-%A_%a.out" ${gpus[@]+"${gpus[@]}"} ${after_search[@]+"${after_search[@]}"} \
     "$slurm_dir/learn.sbatch" "$run_dir")"

@@ -15,6 +15,7 @@
 #include "repsearch/core/frozen_net.hpp"
 #include "repsearch/io/dataset.hpp"
 #include "repsearch/io/example_archive.hpp"
+#include "repsearch/io/results.hpp"
 #include "testing.hpp"
 
 using namespace testing;
@@ -200,4 +201,73 @@ TEST_CASE("example-signals: a stop signal ends in exit 75 and a resume finishes 
   const int rc = job.wait(120);
   CHECK_MESSAGE(rc == 3, job.output());
   CHECK(job.output().find("no progress from the other ranks") != std::string::npos);
+}
+
+TEST_CASE("example-learn: learn and sgd on an example archive: files, selection, determinism, streamed targets, errors") {
+  TempDir dir("repsearch_example_learn");
+  const auto out = dir.file("run");
+  auto s = run(example_cmd(out, "--search-size 100"));
+  REQUIRE_MESSAGE(s.status == 0, s.output);
+  const auto archive = out + "/archive.h5";
+  const std::string common = " --threads 1 --learner-epochs 3 --learner-batch 20 ";
+  auto learn = run(binary() + " learn --archive " + archive + common + "--supervise all,skip-block0 --seeds 0..1");
+  REQUIRE_MESSAGE(learn.status == 0, learn.output);
+  CHECK(learn.output.find("ETA") != std::string::npos);
+  CHECK(learn.output.find("ensemble of the 4 networks") != std::string::npos);
+  for (const auto* stem : {"learn-all-d2-s0", "learn-all-d2-s1", "learn-skip-block0-d2-s0", "learn-skip-block0-d2-s1"}) {
+    CHECK_MESSAGE(std::filesystem::exists(out + "/" + stem + ".pt"), stem);
+    const auto r = io::read_results(out + "/" + stem + ".h5");
+    CHECK(r.kind == "learn");
+    CHECK(r.spec.arch == "convgroups");
+    CHECK(r.spec.depth == 2);
+    CHECK(io::check_model_file(out + "/" + stem + ".h5", r).empty());
+    REQUIRE(r.example.present());
+    CHECK(r.example.heldout_rows.size(0) == 8);  // 8 % of 100
+    CHECK(r.example.cosine_distance.sizes() == at::IntArrayRef({4, 3}));
+    // the chosen epoch is the one with the best held-out accuracy, and /accuracy reports it
+    CHECK(r.heldout_accuracy == r.example.heldout_accuracy.max().item<double>());
+    CHECK(r.example.heldout_accuracy[r.example.selected_epoch].item<double>() == r.heldout_accuracy);
+    CHECK(r.test_accuracy >= 0.0);
+    CHECK(r.test_probabilities.size(0) == 10000);
+  }
+  auto summary = nlohmann::json::parse(std::ifstream(out + "/learn-summary.json"));
+  CHECK(summary["networks"].size() == 4);
+  auto sgd = run(binary() + " sgd --archive " + archive + common + "--depth 1,2");
+  REQUIRE_MESSAGE(sgd.status == 0, sgd.output);
+  const auto s1 = io::read_results(out + "/sgd-d1-s0.h5"), s2 = io::read_results(out + "/sgd-d2-s0.h5");
+  CHECK(s1.example.variant == "end-to-end");
+  CHECK(s1.spec.depth == 1);
+  CHECK(s2.model.find("depth 2") != std::string::npos);
+  CHECK(at::equal(s1.example.heldout_rows, io::read_results(out + "/learn-all-d2-s0.h5").example.heldout_rows));  // one split
+
+  // the same command, the same results file's numbers (seeded minibatches, one thread)
+  auto again = run(binary() + " learn --archive " + archive + common + "--out " + dir.file("again"));
+  REQUIRE_MESSAGE(again.status == 0, again.output);
+  const auto a = io::read_results(out + "/learn-all-d2-s0.h5"), b = io::read_results(dir.file("again") + "/learn-all-d2-s0.h5");
+  CHECK(at::equal(a.test_probabilities, b.test_probabilities));
+  CHECK(at::equal(a.example.cosine_distance, b.example.cosine_distance));
+
+  // targets streamed 7 rows at a time give the numbers of targets read whole
+  auto whole = run(binary() + " learn --archive " + archive + " --threads 1 --learner-epochs 0 --out " + dir.file("whole"));
+  auto chunked = run(binary() + " learn --archive " + archive + " --threads 1 --learner-epochs 0 --target-chunk 7 --out " + dir.file("chunked"));
+  REQUIRE_MESSAGE(whole.status == 0, whole.output);
+  REQUIRE_MESSAGE(chunked.status == 0, chunked.output);
+  const auto w = io::read_results(dir.file("whole") + "/learn-all-d2-s0.h5"), c = io::read_results(dir.file("chunked") + "/learn-all-d2-s0.h5");
+  CHECK(at::allclose(w.example.cosine_distance, c.example.cosine_distance));
+  CHECK(at::allclose(w.example.entropy_within, c.example.entropy_within));
+  CHECK(at::allclose(w.example.target_entropy_between, c.example.target_entropy_between));
+
+  // errors name the option or the file
+  auto bad_depth = run(binary() + " learn --archive " + archive + " --depth 2,x");
+  CHECK(bad_depth.status == 2);
+  CHECK_MESSAGE(bad_depth.output.find("option depth") != std::string::npos, bad_depth.output);
+  auto bad_variant = run(binary() + " learn --archive " + archive + " --supervise all,block1");
+  CHECK(bad_variant.status == 2);
+  CHECK_MESSAGE(bad_variant.output.find("'block1'") != std::string::npos, bad_variant.output);
+  auto no_archive = run(binary() + " sgd --config " + config("smoke.ini") + " --space example --out " + dir.file("none"));
+  CHECK(no_archive.status == 2);
+  CHECK_MESSAGE(no_archive.output.find("no archive at") != std::string::npos, no_archive.output);
+  auto seed = run(binary() + " learn --archive " + archive + " --seed 5");
+  CHECK(seed.status == 2);
+  CHECK_MESSAGE(seed.output.find("option seed") != std::string::npos, seed.output);
 }

@@ -587,7 +587,22 @@ nlohmann::json inspect_results(const std::string& path, const io::Results& r, bo
                       {"seed", r.seed}, {"val", r.val_accuracy}, {"heldout", r.heldout_accuracy},
                       {"test", r.test_accuracy}, {"model_path", r.model_path},
                       {"trajectory_shape", r.activations.defined() ? r.activations.sizes().vec() : std::vector<i64>{}}};
-  if (r.kind == "learn") {
+  if (r.example.present()) {  // an example-space network: its trajectories as the paper measures them
+    const auto& e = r.example;
+    auto rows = [](const at::Tensor& t) {
+      std::vector<std::vector<double>> out;
+      for (i64 i = 0; i < t.size(0); ++i) out.push_back(std::vector<double>(t[i].data_ptr<double>(), t[i].data_ptr<double>() + 3));
+      return out;
+    };
+    j["archive"] = r.archive_path;
+    j["variant"] = e.variant;
+    j["depth"] = e.depth;
+    j["selected_epoch"] = e.selected_epoch;
+    j["kl_weight"] = e.kl_weight;
+    j["cosine_distance"] = rows(e.cosine_distance.contiguous());
+    j["collision_entropy_within"] = rows(e.entropy_within.contiguous());
+    j["collision_entropy_between"] = rows(e.entropy_between.contiguous());
+  } else if (r.kind == "learn") {
     j["archive"] = r.archive_path;
     j["archive_sha256"] = r.archive_sha256;
     j["elite_rank"] = r.elite_rank;
@@ -614,7 +629,19 @@ nlohmann::json inspect_results(const std::string& path, const io::Results& r, bo
             << "  data      " << r.data.dataset << " from " << r.data.data_dir << "; identity "
             << j["data_identity"]["summary"].get<std::string>() << "\n"
             << "  command   " << r.command_line << "\n";
-  if (r.kind == "learn")
+  if (r.example.present()) {
+    const auto& e = r.example;
+    const auto last = e.cosine_distance.size(0) - 1;
+    auto blocks = [](const at::Tensor& row) { return tensor_list(row, 3); };
+    std::printf("  targets   %s of %s (%s, depth %lld); selected epoch %lld of %lld\n", e.variant == "end-to-end" ? "compared with those" : "learned from those",
+                r.archive_path.c_str(), e.variant.c_str(), static_cast<long long>(e.depth), static_cast<long long>(e.selected_epoch),
+                static_cast<long long>(last));
+    std::cout << "  cosine distance to the targets per block: epoch 0 " << blocks(e.cosine_distance[0]) << ", last "
+              << blocks(e.cosine_distance[last]) << "\n  collision entropy within classes: epoch 0 " << blocks(e.entropy_within[0])
+              << ", last " << blocks(e.entropy_within[last]) << " (targets " << blocks(e.target_entropy_within)
+              << ")\n  collision entropy between classes: epoch 0 " << blocks(e.entropy_between[0]) << ", last "
+              << blocks(e.entropy_between[last]) << " (targets " << blocks(e.target_entropy_between) << ")\n";
+  } else if (r.kind == "learn")
     std::printf("  target    elite %lld (uid %llx) of %s; regression mse %.4f\n", static_cast<long long>(r.elite_rank),
                 static_cast<unsigned long long>(r.elite_uid), r.archive_path.c_str(), r.regression_mse);
   std::printf("  accuracy  val %.4f  heldout %.4f  test %.4f\n", r.val_accuracy, r.heldout_accuracy, r.test_accuracy);
@@ -622,6 +649,10 @@ nlohmann::json inspect_results(const std::string& path, const io::Results& r, bo
   if (!r.epochs.empty())
     std::printf(" first loss %.4f, last loss %.4f (%s), %.0f examples/s, %.1f s", r.epochs.front().loss,
                 r.epochs.back().loss, r.phase.back().c_str(), r.epochs.back().examples_per_s, r.epochs.back().seconds);
+  if (r.example.present()) {
+    std::cout << "\n";
+    return j;
+  }
   std::cout << "\n  trajectory " << (r.activations.defined() ? tensor_list(at::tensor(r.activations.sizes().vec())) : "[]")
             << " at steps " << (r.steps.numel() ? tensor_list(r.steps) : "[]") << "\n";
   return j;
@@ -630,6 +661,9 @@ nlohmann::json inspect_results(const std::string& path, const io::Results& r, bo
 // Linear CKA between the trajectories of two results files: rows are A's recorded steps, columns B's.
 nlohmann::json trajectory_cka(const std::string& pa, const io::Results& a, const std::string& pb, const io::Results& b,
                               bool print) {
+  if (a.example.present() || b.example.present())
+    fail("inspect: ", a.example.present() ? pa : pb, " is an example-space network: its trajectories are measured against the "
+         "searched targets (inspect it alone, or draw Figures 5-7 with analysis/report.py on its run directory)");
   if (!a.activations.defined() || !b.activations.defined() || a.activations.size(0) == 0 || b.activations.size(0) == 0)
     fail("inspect: ", a.activations.defined() ? pb : pa, " holds no trajectory to compare");
   if (!at::equal(a.probe_indices, b.probe_indices))

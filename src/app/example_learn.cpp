@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "networks.hpp"
@@ -137,109 +139,123 @@ std::string per_block(const at::Tensor& row) {
   return buf;
 }
 
+// sgd --config C without --archive: the archive of C's example-space search.
+std::string archive_of(const Options& cli, const std::string& given) {
+  if (!given.empty()) return given;
+  Options o = cli;
+  validate(o);
+  const auto path = (fs::path(o.get<std::string>("out")) / "archive.h5").string();
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    throw InputError(path, "no archive",
+                     "sgd (space = example) trains on the examples an example-space search covers: no archive at " + path +
+                         " (the config's out); run 'repsearch search' with this config first, or give --archive");
+  return path;
+}
+
+// What every network of a run is evaluated on and where its files go.
+struct Bench {
+  const Source& s;
+  bool learn;
+  at::Device device;
+  fs::path out;
+  at::Tensor test_x, test_y;
+  std::function<void()> before_first_write;
+};
+
+// The results file of a trained network: its provenance, training, trajectories and test predictions.
+io::Results results_of(const Bench& b, const Job& j, const ConvGroupNet& net, const LearnerResult& r,
+                       const LearnerTrainConfig& tc, const at::Tensor& probs) {
+  const Options& o = b.s.o;
+  io::Results res;
+  res.kind = b.learn ? "learn" : "sgd";
+  static_cast<io::Origin&>(res) = run_origin(o);
+  res.seed = j.seed;
+  res.model = net.describe();
+  res.archive_path = fs::absolute(b.s.path).string();
+  res.archive_sha256 = b.s.archive.provenance.config_sha256;
+  res.train_data = "the archive's searched examples but the held-out rows (" + std::to_string(r.train.size(0)) + " of " +
+                   std::to_string(b.s.archive.examples()) + ")";
+  res.phase.assign(r.epochs.size(), res.kind);
+  res.epochs = r.epochs;
+  res.val_accuracy = NAN;  // the example space has no V split: selection is on the held-out searched examples
+  res.heldout_accuracy = r.heldout_accuracy[r.selected_epoch].item<double>();
+  res.test_accuracy = probs.argmax(1).eq(b.test_y).to(at::kDouble).mean().item<double>();
+  res.regression_mse = NAN;
+  res.steps = at::zeros({0}, at::kLong);
+  res.probe_indices = at::zeros({0}, at::kLong);
+  res.test_probabilities = probs;
+  res.test_labels = b.test_y.to(at::kInt);
+  res.data = b.s.identity;
+  res.spec.arch = "convgroups";
+  res.spec.channels = net.config().widths;
+  res.spec.depth = j.depth;
+  res.spec.classes = net.config().classes;
+  res.spec.input_shape = net.config().input_shape;
+  res.spec.normalisation_mean = b.s.data.standardiser.mean.to(at::kFloat).cpu();
+  res.spec.normalisation_std = b.s.data.standardiser.std.to(at::kFloat).cpu();
+  res.spec.head = b.learn ? "kl" : "end-to-end";
+  res.example = {j.variant, j.depth, r.selected_epoch, b.learn ? tc.loss.kl_weight : NAN, r.heldout, r.heldout_accuracy,
+                 r.cosine_distance, r.entropy_within, r.entropy_between, r.target_entropy_within, r.target_entropy_between};
+  return res;
+}
+
+// One network trained, tested once and written; its summary row.
+nlohmann::json train_one(Bench& b, const Job& j, const ExampleReader& read, std::vector<at::Tensor>& member_probs) {
+  const Options& o = b.s.o;
+  const auto tc = train_config(o, j);
+  const auto net_seed = derive_seed(o.get<std::uint64_t>("seed"), Stream::learner, {0xE7, static_cast<std::uint64_t>(j.depth), j.seed});
+  ConvGroupNet net(net_config(b.s, j.depth), net_seed, b.device);
+  const std::string loss = b.learn ? "block MSE (" + j.variant + ") + " + std::to_string(tc.loss.kl_weight) + " x KL head" : "cross-entropy";
+  std::printf("[%s] %s on %lld searched examples of %s (%.0f%% held out), %lld epochs, batch %lld, SGD Nesterov lr %g "
+              "momentum %g, loss: %s\n",
+              j.tag().c_str(), net.describe().c_str(), static_cast<long long>(b.s.archive.examples()), b.s.path.c_str(),
+              100 * tc.heldout_share, static_cast<long long>(tc.epochs), static_cast<long long>(tc.batch), tc.lr, tc.momentum,
+              loss.c_str());
+  const auto r = train_learner(net, b.s.archive.examples(), read, tc, progress(j.tag(), tc.epochs));
+  const auto probs = learner_probabilities(net, b.test_x);
+  io::Results res = results_of(b, j, net, r, tc, probs);
+  if (b.before_first_write) std::exchange(b.before_first_write, nullptr)();
+  const fs::path base = b.out / j.stem();
+  res.model_path = base.string() + ".pt";
+  io::write_results_with_model(base.string() + ".h5", res, [&](const std::string& tmp) { net.save(tmp); });
+  std::printf("[%s] selected epoch %lld: held-out acc %.4f, test acc %.4f; cosine distance to the targets (block0/1/2) "
+              "%s at epoch 0, %s at the end -> %s.h5\n",
+              j.tag().c_str(), static_cast<long long>(r.selected_epoch), res.heldout_accuracy, res.test_accuracy,
+              per_block(r.cosine_distance[0]).c_str(), per_block(r.cosine_distance[r.cosine_distance.size(0) - 1]).c_str(),
+              base.string().c_str());
+  std::fflush(stdout);
+  member_probs.push_back(probs);
+  return {{"variant", j.variant}, {"depth", j.depth}, {"seed", j.seed}, {"heldout", res.heldout_accuracy},
+          {"test", res.test_accuracy}, {"selected_epoch", r.selected_epoch}, {"results", base.string() + ".h5"},
+          {"examples_per_s", r.epochs.empty() ? 0.0 : r.epochs.back().examples_per_s}};
+}
+
 int run(const Options& cli, const std::string& given_path, bool learn) {
   const std::string kind = learn ? "learn" : "sgd";
-  std::string path = given_path;
-  if (path.empty()) {  // sgd --config C: the archive of C's example-space search
-    Options o = cli;
-    validate(o);
-    path = (fs::path(o.get<std::string>("out")) / "archive.h5").string();
-    std::error_code ec;
-    if (!fs::exists(path, ec))
-      throw InputError(path, "no archive",
-                       "sgd (space = example) trains on the examples an example-space search covers: no archive at " + path +
-                           " (the config's out); run 'repsearch search' with this config first, or give --archive");
-  }
+  const std::string path = archive_of(cli, given_path);
   Source s = open_source(cli, path);
-  const Options& o = s.o;
-  const auto list = jobs(o, learn);
+  const auto list = jobs(s.o, learn);
   std::vector<std::string> stems;
   for (const auto& j : list) stems.push_back(j.stem());
-  const fs::path out = output_dir(cli, given_path.empty() ? path : given_path);
-  const std::string what = "repsearch " + kind + " " + cli.command_line;
-  const std::string summary_stem = kind + "-summary";
+  const fs::path out = output_dir(cli, path);
+  // A run of one seed (an array task) has a summary of its own: tasks of other seeds write beside it.
+  const auto seeds = parse_seeds(s.o.get<std::string>("seeds"));
+  const std::string what = "repsearch " + kind + " " + cli.command_line,
+                    summary_stem = kind + "-summary" + (seeds.size() == 1 ? "-s" + std::to_string(seeds[0]) : "");
   const auto held = own_networks(out, kind, what, stems, summary_stem);
-  set_threads(o.get<i64>("threads") > 0 ? static_cast<int>(o.get<i64>("threads")) : node_cores());
-  const auto device = choose_device(o.get<std::string>("device"), 0);
+  set_threads(s.o.get<i64>("threads") > 0 ? static_cast<int>(s.o.get<i64>("threads")) : node_cores());
+  Bench b{s, learn, choose_device(s.o.get<std::string>("device"), 0), out, {}, {}, {}};
   load_data(s);
+  b.test_x = s.data.standardiser.apply(s.data.dataset.test_images).to(b.device);
+  b.test_y = s.data.dataset.test_labels.to(at::kLong);
+  b.before_first_write = [&] { retire_summary(out, kind, what, stems, summary_stem); };
   const auto read = reader(s);
-  const auto test_x = s.data.standardiser.apply(s.data.dataset.test_images).to(device);
-  const auto test_y = s.data.dataset.test_labels.to(at::kLong);
-  const i64 n = s.archive.examples();
   nlohmann::json summary = {{"archive", fs::absolute(path).string()}, {"space", "example"}, {"networks", nlohmann::json::array()}};
-  bool retired = false;
   std::vector<at::Tensor> member_probs;
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    const Job& j = list[i];
-    const auto tc = train_config(o, j);
-    ConvGroupNet net(net_config(s, j.depth), derive_seed(o.get<std::uint64_t>("seed"), Stream::learner, {0xE7, static_cast<std::uint64_t>(j.depth), j.seed}),
-                     device);
-    std::printf("[%s] %s on %lld searched examples of %s (%.0f%% held out), %lld epochs, batch %lld, SGD Nesterov lr %g "
-                "momentum %g%s\n",
-                j.tag().c_str(), net.describe().c_str(), static_cast<long long>(n), path.c_str(), 100 * tc.heldout_share,
-                static_cast<long long>(tc.epochs), static_cast<long long>(tc.batch), tc.lr, tc.momentum,
-                learn ? (", loss: block MSE (" + j.variant + ") + " + std::to_string(tc.loss.kl_weight) + " KL head").c_str() : ", loss: cross-entropy");
-    auto r = train_learner(net, n, read, tc, progress(j.tag(), tc.epochs));
-    auto probs = learner_probabilities(net, test_x);
-    const double test = probs.argmax(1).eq(test_y).to(at::kDouble).mean().item<double>();
-    const double heldout = r.heldout_accuracy[r.selected_epoch].item<double>();
-    io::Results res;
-    res.kind = kind;
-    static_cast<io::Origin&>(res) = run_origin(o);
-    res.seed = j.seed;
-    res.model = net.describe();
-    res.archive_path = fs::absolute(path).string();
-    res.archive_sha256 = s.archive.provenance.config_sha256;
-    res.train_data = "the archive's searched examples but the held-out rows (" + std::to_string(r.train.size(0)) + " of " +
-                     std::to_string(n) + ")";
-    res.phase.assign(r.epochs.size(), kind);
-    res.epochs = r.epochs;
-    res.val_accuracy = NAN;  // the example space has no V split: selection is on the held-out searched examples
-    res.heldout_accuracy = heldout;
-    res.test_accuracy = test;
-    res.regression_mse = NAN;
-    res.steps = at::zeros({0}, at::kLong);
-    res.probe_indices = at::zeros({0}, at::kLong);
-    res.test_probabilities = probs;
-    res.test_labels = test_y.to(at::kInt);
-    res.data = s.identity;
-    res.spec.arch = "convgroups";
-    res.spec.channels = net.config().widths;
-    res.spec.depth = j.depth;
-    res.spec.classes = net.config().classes;
-    res.spec.input_shape = net.config().input_shape;
-    res.spec.normalisation_mean = s.data.standardiser.mean.to(at::kFloat).cpu();
-    res.spec.normalisation_std = s.data.standardiser.std.to(at::kFloat).cpu();
-    res.spec.head = learn ? "kl" : "end-to-end";
-    auto& e = res.example;
-    e.variant = j.variant;
-    e.depth = j.depth;
-    e.selected_epoch = r.selected_epoch;
-    e.kl_weight = learn ? tc.loss.kl_weight : NAN;
-    e.heldout_rows = r.heldout;
-    e.heldout_accuracy = r.heldout_accuracy;
-    e.cosine_distance = r.cosine_distance;
-    e.entropy_within = r.entropy_within;
-    e.entropy_between = r.entropy_between;
-    e.target_entropy_within = r.target_entropy_within;
-    e.target_entropy_between = r.target_entropy_between;
-    if (!std::exchange(retired, true)) retire_summary(out, kind, what, stems, summary_stem);
-    const fs::path base = out / j.stem();
-    res.model_path = base.string() + ".pt";
-    io::write_results_with_model(base.string() + ".h5", res, [&](const std::string& tmp) { net.save(tmp); });
-    const auto last = r.cosine_distance[r.cosine_distance.size(0) - 1];
-    std::printf("[%s] selected epoch %lld: held-out acc %.4f, test acc %.4f; cosine distance to the targets (block0/1/2) "
-                "%s at epoch 0, %s at the end -> %s.h5\n",
-                j.tag().c_str(), static_cast<long long>(r.selected_epoch), heldout, test, per_block(r.cosine_distance[0]).c_str(),
-                per_block(last).c_str(), base.string().c_str());
-    std::fflush(stdout);
-    member_probs.push_back(probs);
-    summary["networks"].push_back({{"variant", j.variant}, {"depth", j.depth}, {"seed", j.seed}, {"heldout", heldout},
-                                   {"test", test}, {"selected_epoch", r.selected_epoch}, {"results", base.string() + ".h5"},
-                                   {"examples_per_s", r.epochs.empty() ? 0.0 : r.epochs.back().examples_per_s}});
-  }
+  for (const auto& j : list) summary["networks"].push_back(train_one(b, j, read, member_probs));
   if (list.size() >= 2) {
-    const double ens = ensemble_accuracy(at::stack(member_probs), test_y);
+    const double ens = ensemble_accuracy(at::stack(member_probs), b.test_y);
     summary["ensemble_test"] = ens;
     std::printf("[%s] ensemble of the %zu networks (mean of softmax outputs): test accuracy %.4f\n", kind.c_str(), list.size(), ens);
     write_summary(out / (summary_stem + ".json"), summary);

@@ -300,10 +300,10 @@ Heldout read_heldout(std::int64_t n, const at::Tensor& rows, const ExampleReader
 
 }  // namespace
 
-LearnerResult train_learner(ConvGroupNet& net, std::int64_t n, const ExampleReader& read, const LearnerTrainConfig& c,
-                            const EpochCallback& on_epoch) {
-  const bool targets = c.objective == "targets";
-  if (!targets && c.objective != "labels") fail("learner: objective must be targets or labels, found '", c.objective, "'");
+namespace {
+
+void check(const LearnerTrainConfig& c) {
+  if (c.objective != "targets" && c.objective != "labels") fail("learner: objective must be targets or labels, found '", c.objective, "'");
   if (c.epochs < 0 || c.batch < 1 || c.chunk < 1 || c.trajectory_examples < 1)
     fail("learner: epochs >= 0, batch, chunk and trajectory examples >= 1 expected, found ", c.epochs, ", ", c.batch, ", ",
          c.chunk, ", ", c.trajectory_examples);
@@ -311,140 +311,171 @@ LearnerResult train_learner(ConvGroupNet& net, std::int64_t n, const ExampleRead
     fail_option("augment", c.augment, "none or flip-crop", "option augment: expected none or flip-crop, found '", c.augment, "'");
   if (c.schedule != "constant" && c.schedule != "cosine")
     fail_option("learner-schedule", c.schedule, "constant or cosine", "option learner-schedule: expected constant or cosine, found '", c.schedule, "'");
-  LearnerResult r;
-  r.heldout = heldout_rows(n, c.heldout_share, c.split_seed);
-  auto train_mask = at::ones({n}, at::TensorOptions().dtype(at::kBool));
-  train_mask.index_fill_(0, r.heldout, false);
-  r.train = train_mask.nonzero().squeeze(1);
-  const i64 n_train = r.train.size(0);
+}
 
-  // Every row in memory when one chunk holds them all (read once, targets included); else streamed.
-  const bool whole = c.chunk >= n;
-  ExampleChunk cache;
-  if (whole) cache = read(0, n, true);
-  const Heldout held = read_heldout(n, r.heldout, read, c, whole ? &cache : nullptr);
-  const i64 m = held.traj_labels.size(0);
-  r.target_entropy_within = at::empty({3}, at::kDouble);
-  r.target_entropy_between = at::empty({3}, at::kDouble);
-  for (i64 b = 0; b < 3; ++b) {
-    const auto e = class_collision_entropy(held.traj_targets[static_cast<std::size_t>(b)], held.traj_labels);
-    r.target_entropy_within[b] = e.within;
-    r.target_entropy_between[b] = e.between;
-  }
-
-  std::vector<at::Tensor> params = net.body_parameters();
-  for (auto& p : net.head_parameters()) params.push_back(p);
-  torch::optim::SGD opt(params, torch::optim::SGDOptions(c.lr).momentum(c.momentum).nesterov(c.momentum > 0).weight_decay(c.weight_decay));
-
-  const i64 chunks = (n + c.chunk - 1) / c.chunk;
-  std::vector<i64> per_chunk(static_cast<std::size_t>(chunks));
-  i64 steps_per_epoch = 0;
-  for (i64 k = 0; k < chunks; ++k) {
-    per_chunk[static_cast<std::size_t>(k)] = train_mask.slice(0, k * c.chunk, std::min(n, (k + 1) * c.chunk)).sum().item<i64>();
-    steps_per_epoch += (per_chunk[static_cast<std::size_t>(k)] + c.batch - 1) / c.batch;
-  }
-  const i64 total_steps = steps_per_epoch * c.epochs;
-
-  std::vector<double> acc_rows, cos_rows, within_rows, between_rows;
-  auto evaluate = [&]() {
-    torch::NoGradGuard ng;
-    net.train(false);
-    i64 right = 0;
-    for (i64 i = 0; i < held.images.size(0); i += 500) {
-      auto x = held.images.slice(0, i, std::min(held.images.size(0), i + 500));
-      right += net.logits(x).argmax(1).cpu().eq(held.labels.slice(0, i, i + x.size(0))).sum().item<i64>();
+// One training run: the rows, the optimiser and the per-epoch measurements.
+class Trainer {
+ public:
+  Trainer(ConvGroupNet& net, std::int64_t n, const ExampleReader& read, const LearnerTrainConfig& c)
+      : net_(net), n_(n), read_(read), c_(c), targets_(c.objective == "targets"),
+        opt_(params(net), torch::optim::SGDOptions(c.lr).momentum(c.momentum).nesterov(c.momentum > 0).weight_decay(c.weight_decay)) {
+    r_.heldout = heldout_rows(n, c.heldout_share, c.split_seed);
+    train_mask_ = at::ones({n}, at::TensorOptions().dtype(at::kBool));
+    train_mask_.index_fill_(0, r_.heldout, false);
+    r_.train = train_mask_.nonzero().squeeze(1);
+    // Every row in memory when one chunk holds them all (read once, targets included); else streamed.
+    whole_ = c.chunk >= n;
+    if (whole_) cache_ = read(0, n, true);
+    held_ = read_heldout(n, r_.heldout, read, c, whole_ ? &cache_ : nullptr);
+    r_.target_entropy_within = at::empty({3}, at::kDouble);
+    r_.target_entropy_between = at::empty({3}, at::kDouble);
+    for (i64 b = 0; b < 3; ++b) {
+      const auto e = class_collision_entropy(held_.traj_targets[static_cast<std::size_t>(b)], held_.traj_labels);
+      r_.target_entropy_within[b] = e.within;
+      r_.target_entropy_between[b] = e.between;
     }
-    const double acc = static_cast<double>(right) / static_cast<double>(held.images.size(0));
-    acc_rows.push_back(acc);
+    chunks_ = (n + c.chunk - 1) / c.chunk;
+    i64 steps_per_epoch = 0;
+    for (i64 k = 0; k < chunks_; ++k) {
+      per_chunk_.push_back(train_mask_.slice(0, k * c.chunk, std::min(n, (k + 1) * c.chunk)).sum().item<i64>());
+      steps_per_epoch += (per_chunk_.back() + c.batch - 1) / c.batch;
+    }
+    total_steps_ = steps_per_epoch * c.epochs;
+  }
+
+  LearnerResult run(const EpochCallback& on_epoch) {
+    double best = evaluate();
+    std::vector<at::Tensor> best_state = net_.state();
+    const double t0 = now_s();
+    for (i64 epoch = 1; epoch <= c_.epochs; ++epoch) {
+      const double te = now_s();
+      TrainEpoch e = train_epoch(epoch);
+      e.examples_per_s = static_cast<double>(r_.train.size(0)) / std::max(1e-9, now_s() - te);
+      e.val_accuracy = evaluate();
+      e.seconds = now_s() - t0;
+      if (e.val_accuracy > best) {
+        best = e.val_accuracy;
+        best_state = net_.state();
+        r_.selected_epoch = epoch;
+      }
+      r_.epochs.push_back(e);
+      if (on_epoch) on_epoch(e);
+    }
+    net_.load_state(best_state);
+    net_.train(false);
+    const auto rows = static_cast<i64>(acc_.size());
+    auto as_tensor = [&](const std::vector<double>& v) { return at::tensor(v, at::TensorOptions().dtype(at::kDouble)); };
+    r_.heldout_accuracy = as_tensor(acc_);
+    r_.cosine_distance = as_tensor(cos_).view({rows, 3});
+    r_.entropy_within = as_tensor(within_).view({rows, 3});
+    r_.entropy_between = as_tensor(between_).view({rows, 3});
+    return r_;
+  }
+
+ private:
+  static std::vector<at::Tensor> params(const ConvGroupNet& net) {
+    auto p = net.body_parameters();
+    for (auto& h : net.head_parameters()) p.push_back(h);
+    return p;
+  }
+
+  // Held-out accuracy, and per block the cosine distance and collision entropies of the trajectory rows.
+  double evaluate() {
+    torch::NoGradGuard ng;
+    net_.train(false);
+    i64 right = 0;
+    for (i64 i = 0; i < held_.images.size(0); i += 500) {
+      auto x = held_.images.slice(0, i, std::min(held_.images.size(0), i + 500));
+      right += net_.logits(x).argmax(1).cpu().eq(held_.labels.slice(0, i, i + x.size(0))).sum().item<i64>();
+    }
+    acc_.push_back(static_cast<double>(right) / static_cast<double>(held_.images.size(0)));
+    const i64 m = held_.traj_labels.size(0);
     std::vector<std::vector<at::Tensor>> outs(3);
     for (i64 i = 0; i < m; i += 500) {
-      auto o = net.blocks(held.images.slice(0, i, std::min(m, i + 500)));
+      auto o = net_.blocks(held_.images.slice(0, i, std::min(m, i + 500)));
       for (std::size_t b = 0; b < 3; ++b) outs[b].push_back(o[b].cpu());
     }
     for (std::size_t b = 0; b < 3; ++b) {
-      auto o = compared_output(at::cat(outs[b]), c.loss.normalise_outputs);
-      cos_rows.push_back(cosine_distance_rows(o, held.traj_targets[b]).mean().item<double>());
-      const auto e = class_collision_entropy(o, held.traj_labels);
-      within_rows.push_back(e.within);
-      between_rows.push_back(e.between);
+      auto o = compared_output(at::cat(outs[b]), c_.loss.normalise_outputs);
+      cos_.push_back(cosine_distance_rows(o, held_.traj_targets[b]).mean().item<double>());
+      const auto e = class_collision_entropy(o, held_.traj_labels);
+      within_.push_back(e.within);
+      between_.push_back(e.between);
     }
-    net.train(true);
-    return acc;
-  };
+    net_.train(true);
+    return acc_.back();
+  }
 
-  double best = evaluate();
-  std::vector<at::Tensor> best_state = net.state();
-  net.train(true);
-  i64 step = 0;
-  const double t0 = now_s();
-  for (i64 epoch = 1; epoch <= c.epochs; ++epoch) {
-    const double te = now_s();
-    auto order_gen = make_generator(c.seed, Stream::learner, {0xC4, static_cast<std::uint64_t>(epoch)});
-    auto order = at::randperm(chunks, order_gen, at::TensorOptions().dtype(at::kLong));
+  // One pass over the training rows: chunks in a shuffled order, minibatches shuffled within a chunk.
+  TrainEpoch train_epoch(i64 epoch) {
+    auto order_gen = make_generator(c_.seed, Stream::learner, {0xC4, static_cast<std::uint64_t>(epoch)});
+    auto order = at::randperm(chunks_, order_gen, at::TensorOptions().dtype(at::kLong));
     double loss_sum = 0;
     i64 right = 0;
-    for (i64 o = 0; o < chunks; ++o) {
+    for (i64 o = 0; o < chunks_; ++o) {
       const i64 k = order[o].item<i64>();
-      if (per_chunk[static_cast<std::size_t>(k)] == 0) continue;
-      const i64 first = k * c.chunk, count = std::min(c.chunk, n - first);
-      auto gen = make_generator(c.seed, Stream::learner, {0xC5, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(k)});
-      ExampleChunk ch = whole ? cache : read(first, count, targets);
-      auto local = train_mask.slice(0, first, first + count).nonzero().squeeze(1);
+      if (per_chunk_[static_cast<std::size_t>(k)] == 0) continue;
+      const i64 first = k * c_.chunk, count = std::min(c_.chunk, n_ - first);
+      auto gen = make_generator(c_.seed, Stream::learner, {0xC5, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(k)});
+      const ExampleChunk ch = whole_ ? cache_ : read_(first, count, targets_);
+      auto local = train_mask_.slice(0, first, first + count).nonzero().squeeze(1);
       local = local.index_select(0, at::randperm(local.size(0), gen, at::TensorOptions().dtype(at::kLong)));
-      for (i64 b = 0; b < local.size(0); b += c.batch) {
-        auto idx = local.slice(0, b, std::min(local.size(0), b + c.batch)).to(ch.images.device());
-        auto x = ch.images.index_select(0, idx).to(net.device());
-        if (c.augment == "flip-crop") x = flip_crop(x, gen);
-        auto y = ch.labels.index_select(0, idx.to(ch.labels.device())).to(net.device(), at::kLong);
-        if (c.schedule == "cosine")
-          set_lr(opt, c.lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(std::max<i64>(1, total_steps)))));
-        opt.zero_grad();
-        at::Tensor loss, logits;
-        if (targets) {
-          std::vector<at::Tensor> t;
-          for (std::size_t i = 0; i < 3; ++i) t.push_back(ch.targets[i].index_select(0, idx.to(ch.targets[i].device())));
-          auto l = learner_loss(net, net.blocks(x), t, ch.softmax.index_select(0, idx.to(ch.softmax.device())), c.loss);
-          loss = l.total;
-          logits = l.logits;
-        } else {
-          logits = net.logits(x);
-          loss = at::cross_entropy_loss(logits, y);
-        }
-        loss.backward();
-        opt.step();
-        ++step;
-        loss_sum += loss.item<double>() * static_cast<double>(idx.size(0));
-        right += logits.argmax(1).eq(y).sum().item<i64>();
-      }
+      for (i64 b = 0; b < local.size(0); b += c_.batch) step(ch, local.slice(0, b, std::min(local.size(0), b + c_.batch)), gen, loss_sum, right);
     }
-    const double train_s = now_s() - te;
     TrainEpoch e;
     e.epoch = epoch;
-    e.loss = loss_sum / static_cast<double>(n_train);
-    e.train_accuracy = static_cast<double>(right) / static_cast<double>(n_train);
-    e.examples_per_s = static_cast<double>(n_train) / std::max(1e-9, train_s);
-    e.val_accuracy = evaluate();
-    e.seconds = now_s() - t0;
-    if (e.val_accuracy > best) {
-      best = e.val_accuracy;
-      best_state = net.state();
-      r.selected_epoch = epoch;
-    }
-    r.epochs.push_back(e);
-    if (on_epoch) on_epoch(e);
+    e.loss = loss_sum / static_cast<double>(r_.train.size(0));
+    e.train_accuracy = static_cast<double>(right) / static_cast<double>(r_.train.size(0));
+    return e;
   }
-  net.load_state(best_state);
-  net.train(false);
-  const i64 rows = static_cast<i64>(acc_rows.size());
-  auto as_tensor = [&](const std::vector<double>& v, i64 cols) {
-    auto t = at::tensor(v, at::TensorOptions().dtype(at::kDouble));
-    return cols ? t.view({rows, cols}) : t;
-  };
-  r.heldout_accuracy = as_tensor(acc_rows, 0);
-  r.cosine_distance = as_tensor(cos_rows, 3);
-  r.entropy_within = as_tensor(within_rows, 3);
-  r.entropy_between = as_tensor(between_rows, 3);
-  return r;
+
+  void step(const ExampleChunk& ch, const at::Tensor& rows, at::Generator& gen, double& loss_sum, i64& right) {
+    auto idx = rows.to(ch.images.device());
+    auto x = ch.images.index_select(0, idx).to(net_.device());
+    if (c_.augment == "flip-crop") x = flip_crop(x, gen);
+    auto y = ch.labels.index_select(0, idx.to(ch.labels.device())).to(net_.device(), at::kLong);
+    if (c_.schedule == "cosine")
+      set_lr(opt_, c_.lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(step_) / static_cast<double>(std::max<i64>(1, total_steps_)))));
+    opt_.zero_grad();
+    at::Tensor loss, logits;
+    if (targets_) {
+      std::vector<at::Tensor> t;
+      for (std::size_t i = 0; i < 3; ++i) t.push_back(ch.targets[i].index_select(0, idx.to(ch.targets[i].device())));
+      auto l = learner_loss(net_, net_.blocks(x), t, ch.softmax.index_select(0, idx.to(ch.softmax.device())), c_.loss);
+      loss = l.total;
+      logits = l.logits;
+    } else {
+      logits = net_.logits(x);
+      loss = at::cross_entropy_loss(logits, y);
+    }
+    loss.backward();
+    opt_.step();
+    ++step_;
+    loss_sum += loss.item<double>() * static_cast<double>(idx.size(0));
+    right += logits.argmax(1).eq(y).sum().item<i64>();
+  }
+
+  ConvGroupNet& net_;
+  i64 n_;
+  const ExampleReader& read_;
+  const LearnerTrainConfig& c_;
+  bool targets_, whole_ = false;
+  torch::optim::SGD opt_;
+  LearnerResult r_;
+  at::Tensor train_mask_;
+  ExampleChunk cache_;
+  Heldout held_;
+  i64 chunks_ = 0, total_steps_ = 0, step_ = 0;
+  std::vector<i64> per_chunk_;
+  std::vector<double> acc_, cos_, within_, between_;
+};
+
+}  // namespace
+
+LearnerResult train_learner(ConvGroupNet& net, std::int64_t n, const ExampleReader& read, const LearnerTrainConfig& c,
+                            const EpochCallback& on_epoch) {
+  check(c);
+  return Trainer(net, n, read, c).run(on_epoch);
 }
 
 }  // namespace repsearch

@@ -9,6 +9,9 @@
 #     -> analysis; every job must end COMPLETED 0:0, the run directory must hold archive.h5,
 #     4 learn-*.h5, sgd-0.h5, sgd-1.h5 (and report/report.md when analysis/report.py exists), and the
 #     archive must name both nodes.
+#  1b. The paper's chain: submit.sh smoke.ini --seeds 0..1 --sgd-depths 1,2 -- --space example: search
+#     -> learn array (one task per seed) + sgd array (one per seed, depths 1 and 2) -> analysis: every job
+#     COMPLETED 0:0, learn-all-d2-s{0,1} and sgd-d{1,2}-s{0,1} written, the report's Table 1 row printed.
 #  2. Preemption: a longer 2-node search alone; once it logs generation 10, SIGUSR1 to its batch shell
 #     (scancel --signal=USR1 --batch); the search checkpoints and exits 75, the job requeues itself,
 #     runs again with --resume ("resumed at generation N", 0 < N < G) and completes; its archive must
@@ -273,6 +276,32 @@ if [[ -f "$run/archive.h5" ]]; then
   log "the archive names the ranks' hosts: $hosts"
 fi
 log "pipeline part done ($failures failure(s) so far)"
+
+# ---- 1b. the paper's chain (space = example): search -> learn per seed + sgd per seed x depth -> report ---
+ex="$tmp/example"
+log "submitting the example-space chain: --seeds 0..1 --sgd-depths 1,2 -- --space example (60 examples)"
+if ! out="$("$repo/slurm/submit.sh" "$repo/configs/smoke.ini" --run-dir "$ex" --ntasks 1 --seeds 0..1 --sgd-depths 1,2 \
+  -- --space example --search-size 60 --learner-epochs 2 --learner-batch 20 --islands 2 --migration-interval 0 2>&1)"; then
+  echo "$out"
+  fail "submit.sh of the example-space chain failed"
+else
+  ex_ids=()
+  for k in search learn sgd analysis; do ex_ids+=("$(sed -n "s/^$k=\([0-9]*\)$/\1/p" <<<"$out")"); done
+  # one learn task and one sgd task per seed
+  [[ "$(scontrol -o show job "${ex_ids[1]}" | head -n 1 | field ArrayTaskId)" == 0-1 ]] || fail "example learn array is not 0-1"
+  if ! wait_jobs "$timeout_s" "${ex_ids[@]}" || ! check_completed "${ex_ids[@]}"; then
+    fail "example-space chain jobs did not all complete with exit code 0:0"
+    show_jobs "${ex_ids[@]}"
+    dump_logs "$ex"
+  else
+    log "example-space chain COMPLETED 0:0"
+  fi
+  for f in learn-all-d2-s0 learn-all-d2-s1 sgd-d1-s0 sgd-d2-s0 sgd-d1-s1 sgd-d2-s1; do
+    [[ -f "$ex/$f.h5" && -f "$ex/$f.pt" ]] || fail "no $ex/$f.h5 and .pt"
+  done
+  grep -q "Table 1 row" "$ex"/slurm-analysis-*.out 2>/dev/null || fail "the analysis job printed no Table 1 row"
+  [[ -f "$ex/report/figure5_cosine_distance.png" ]] || fail "the analysis job drew no Figure 5"
+fi
 
 # ---- 2. preemption: USR1 -> checkpoint -> requeue -> resume ----------------------------------------------
 pre="$tmp/preempt"

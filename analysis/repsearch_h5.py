@@ -284,7 +284,8 @@ def _example_trajectory(f, path):
     (per block); the targets' own entropies [3]."""
     g = f["/trajectory"]
     out = {"variant": _text(g.attrs["variant"]), "depth": int(g.attrs["depth"]),
-           "selected_epoch": int(g.attrs["selected_epoch"]), "kl_weight": float(g.attrs["kl_weight"])}
+           "selected_epoch": int(g.attrs["selected_epoch"]), "kl_weight": float(g.attrs["kl_weight"]),
+           "island": int(g.attrs["island"]) if "island" in g.attrs else -1}
     for name in EXAMPLE_TRAJECTORY:
         out[name] = _dataset(f, path, f"/trajectory/{name}")
     rows = len(out["heldout_accuracy"])

@@ -56,6 +56,8 @@ class PaperRun(unittest.TestCase):
         for d, seeds in ((cls.a, "0..1"), (cls.b, "0")):
             run([BINARY, "learn", "--archive", os.path.join(d, "archive.h5"), "--seeds", seeds, *common])
         run([BINARY, "sgd", "--archive", os.path.join(cls.a, "archive.h5"), "--seeds", "0..1", "--depth", "1,2", *common])
+        # beyond the paper: one network per island from its own targets (the 50 diversity rows of smoke.ini)
+        run([BINARY, "learn", "--archive", os.path.join(cls.a, "archive.h5"), "--targets", "islands", *common])
         cls.x_test = torch.from_numpy(np.array(rh.read_dataset("fashion-mnist", FMNIST)["test_images"][:500]))
 
     @classmethod
@@ -112,6 +114,25 @@ class PaperRun(unittest.TestCase):
         with open(os.path.join(out, "report.md")) as f:
             md = f.read()
         self.assertIn("![figure5_cosine_distance](figure5_cosine_distance.png)", md)
+
+    def test_island_networks_learn_each_islands_own_targets(self):
+        with h5py.File(os.path.join(self.a, "archive.h5"), "r") as f:
+            m = f["/diversity/block0"].shape[0]
+        for island in (0, 1):
+            r = rh.read_results(os.path.join(self.a, f"learn-all-d2-s0-i{island}.h5"), activations=False)
+            ex = r["trajectory"]["example"]
+            self.assertEqual(ex["island"], island)
+            self.assertEqual(len(ex["heldout_rows"]) + int(r["attrs"]["train_data"].split("(")[1].split(" ")[0]), m)
+            self.assertIn(f"island {island}'s own", r["attrs"]["train_data"])
+        out = os.path.join(self.tmp, "report-islands")
+        run(["/usr/bin/python3", os.path.join(SOURCE, "analysis", "report.py"), self.a, "--out", out])
+        with open(os.path.join(out, "report.json")) as f:
+            b = json.load(f)["runs"][0]["islands"]
+        self.assertEqual(b["islands"]["networks"], 2)
+        self.assertEqual(b["sgd seeds"]["networks"], 2)
+        for v in b.values():
+            self.assertTrue(0 <= v["mean_disagreement"] <= 1)
+            self.assertTrue(all(0 <= v["cka"][k] <= 1 + 1e-9 for k in ("block0", "block1", "block2")), v["cka"])
 
     def test_report_refuses_a_damaged_results_file(self):
         bad = os.path.join(self.tmp, "bad")

@@ -3,6 +3,7 @@
 #   search   configs/fashion_mnist.ini's search of N examples (N = $N, default 3000) on 2 ranks -> $OUT/n$N
 #   tune     the learner at depth 2, seed 0: kl-weight x learner-lr (the paper's lambda 0.03 and larger)
 #   tune2    sgd at depth 2, seed 0, at learner-lr 0.05/0.2/0.5; the learner at larger rates and weights
+#   tune3    the learner with kl-weight 3: 60 epochs, kl-weight 10, depth 3, skip-block0
 #   compare  sgd at depths 1, 2, 3 and the learner (all and skip-block0, $LEARN_ARGS) at depth 2, seeds 0..2,
 #            and the report (Table 1, Figures 5-7)
 #   fig4     searches of $N4 examples at population 12/24/48 and generations x0.5/x1/x2 of the config's, a
@@ -51,6 +52,15 @@ tune2)
     read -r kl lr <<<"$spec"; d="$OUT/tune/kl$kl-lr$lr"; mkdir -p "$d"; t0=$SECONDS
     "$B" learn --archive "$OUT/n$N/archive.h5" --out "$d" --learner-epochs "$EPOCHS" --kl-weight "$kl" --learner-lr "$lr" > "$d/log" 2>&1
     say "tune kl-weight $kl lr $lr ($((SECONDS - t0)) s): $(last "$d/log")"
+  done
+  ;;
+tune3)
+  for spec in "kl3-e60 --kl-weight 3 --learner-lr 0.2 --learner-epochs 60" "kl10 --kl-weight 10 --learner-lr 0.2" \
+              "kl3-d3 --kl-weight 3 --learner-lr 0.2 --depth 3" "kl3-skip0 --kl-weight 3 --learner-lr 0.2 --supervise skip-block0"; do
+    name=${spec%% *}; extra=${spec#"$name"}; d="$OUT/tune/$name"; mkdir -p "$d"; t0=$SECONDS
+    # shellcheck disable=SC2086
+    "$B" learn --archive "$OUT/n$N/archive.h5" --out "$d" --learner-epochs "$EPOCHS" $extra > "$d/log" 2>&1
+    say "tune learn$extra ($((SECONDS - t0)) s): $(last "$d/log")"
   done
   ;;
 compare)

@@ -558,6 +558,7 @@ const Group& paper_learner_group() {
                                      detail::cat("option ", k, ": expected all, skip-block0 or both (comma-separated), found '", v, "'"));
                if (list.empty()) throw OptionError(k, o.get<S>(k), "all, skip-block0 or both, comma-separated");
              })
+     .opt<S>("targets", "best", "learn: best (each example's best island, the paper's) | islands (beyond the paper: one network per island, each from that island's own targets, on the examples the archive keeps every island's targets for: diversity-examples)", one_of({"best", "islands"}))
      .opt<double>("kl-weight", 0.03, "learn: lambda of the head's KL(searched softmax || head(stop_gradient(last block)))", non_negative(true))
      .opt<bool>("normalise-outputs", true, "learn: normalise each block output per example (zero mean, unit variance over C, H, W, as the search normalises every target) before the squared error and the cosine distances")
      .opt<double>("learner-lr", 0.05, "SGD learning rate (PyTorch's form, on mean losses; the paper's 4.0 is airbench's form: ARCHITECTURE.md)", positive_real())

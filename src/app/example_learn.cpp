@@ -26,26 +26,31 @@ using i64 = std::int64_t;
 namespace fs = std::filesystem;
 
 // One network of a run: what it learns from (a supervise variant, or "end-to-end"), its depth and seed.
+// island -1: the archive's targets (each example's best island); r >= 0: island r's own targets (learn
+// --targets islands), on the examples the archive keeps every island's targets for.
 struct Job {
   std::string variant;
   i64 depth;
   std::uint64_t seed;
+  i64 island = -1;
   std::string stem() const {
     return (variant == "end-to-end" ? std::string("sgd") : "learn-" + variant) + "-d" + std::to_string(depth) + "-s" +
-           std::to_string(seed);
+           std::to_string(seed) + (island >= 0 ? "-i" + std::to_string(island) : "");
   }
   std::string tag() const {
     return (variant == "end-to-end" ? std::string("sgd") : "learn " + variant) + " depth " + std::to_string(depth) +
-           " seed " + std::to_string(seed);
+           " seed " + std::to_string(seed) + (island >= 0 ? " island " + std::to_string(island) : "");
   }
 };
 
-std::vector<Job> jobs(const Options& o, bool learn) {
+std::vector<Job> jobs(const Options& o, bool learn, i64 islands) {
   std::vector<Job> out;
   const auto variants = learn ? split_list(o.get<std::string>("supervise")) : std::vector<std::string>{"end-to-end"};
+  const bool each = learn && o.get<std::string>("targets") == "islands";
   for (const auto& v : variants)
     for (const auto& d : split_list(o.get<std::string>("depth")))
-      for (auto s : parse_seeds(o.get<std::string>("seeds"))) out.push_back({v, std::stoll(d), s});
+      for (auto s : parse_seeds(o.get<std::string>("seeds")))
+        for (i64 r = each ? 0 : -1; r < (each ? islands : 0); ++r) out.push_back({v, std::stoll(d), s, r});
   return out;
 }
 
@@ -85,6 +90,24 @@ ExampleReader reader(const Source& s) {
     if (targets) {
       for (i64 l = 0; l < 3; ++l) c.targets.push_back(s.archive.targets(l, first, count));
       c.softmax = s.archive.targets(4, first, count);
+    }
+    return c;
+  };
+}
+
+// Island r's own targets for the archive's first m rows (its diversity rows, read once: at most
+// diversity-examples of them), the softmax of its searched logits.
+struct IslandTargets {
+  std::vector<at::Tensor> layers;  // block0..2, logits: [m, R, ...]
+};
+
+ExampleReader island_reader(const Source& s, const IslandTargets& t, i64 island) {
+  const auto base = reader(s);
+  return [base, &t, island](i64 first, i64 count, bool targets) {
+    ExampleChunk c = base(first, count, false);
+    if (targets) {
+      for (std::size_t l = 0; l < 3; ++l) c.targets.push_back(t.layers[l].slice(0, first, first + count).select(1, island));
+      c.softmax = at::softmax(t.layers[3].slice(0, first, first + count).select(1, island), 1);
     }
     return c;
   };
@@ -175,7 +198,8 @@ io::Results results_of(const Bench& b, const Job& j, const ConvGroupNet& net, co
   res.archive_path = fs::absolute(b.s.path).string();
   res.archive_sha256 = b.s.archive.provenance.config_sha256;
   res.train_data = "the archive's searched examples but the held-out rows (" + std::to_string(r.train.size(0)) + " of " +
-                   std::to_string(b.s.archive.examples()) + ")";
+                   std::to_string(r.train.size(0) + r.heldout.size(0)) + ")" +
+                   (j.island >= 0 ? "; targets: island " + std::to_string(j.island) + "'s own" : "");
   res.phase.assign(r.epochs.size(), res.kind);
   res.epochs = r.epochs;
   res.val_accuracy = NAN;  // the example space has no V split: selection is on the held-out searched examples
@@ -195,13 +219,14 @@ io::Results results_of(const Bench& b, const Job& j, const ConvGroupNet& net, co
   res.spec.normalisation_mean = b.s.data.standardiser.mean.to(at::kFloat).cpu();
   res.spec.normalisation_std = b.s.data.standardiser.std.to(at::kFloat).cpu();
   res.spec.head = b.learn ? "kl" : "end-to-end";
-  res.example = {j.variant, j.depth, r.selected_epoch, b.learn ? tc.loss.kl_weight : NAN, r.heldout, r.heldout_accuracy,
-                 r.cosine_distance, r.entropy_within, r.entropy_between, r.target_entropy_within, r.target_entropy_between};
+  res.example = {j.variant, j.depth, r.selected_epoch, b.learn ? tc.loss.kl_weight : NAN, j.island, r.heldout,
+                 r.heldout_accuracy, r.cosine_distance, r.entropy_within, r.entropy_between, r.target_entropy_within,
+                 r.target_entropy_between};
   return res;
 }
 
 // One network trained, tested once and written; its summary row.
-nlohmann::json train_one(Bench& b, const Job& j, const ExampleReader& read, std::vector<at::Tensor>& member_probs) {
+nlohmann::json train_one(Bench& b, const Job& j, const ExampleReader& read, i64 n, std::vector<at::Tensor>& member_probs) {
   const Options& o = b.s.o;
   const auto tc = train_config(o, j);
   const auto net_seed = derive_seed(o.get<std::uint64_t>("seed"), Stream::learner, {0xE7, static_cast<std::uint64_t>(j.depth), j.seed});
@@ -209,10 +234,10 @@ nlohmann::json train_one(Bench& b, const Job& j, const ExampleReader& read, std:
   const std::string loss = b.learn ? "block MSE (" + j.variant + ") + " + std::to_string(tc.loss.kl_weight) + " x KL head" : "cross-entropy";
   std::printf("[%s] %s on %lld searched examples of %s (%.0f%% held out), %lld epochs, batch %lld, SGD Nesterov lr %g "
               "momentum %g, loss: %s\n",
-              j.tag().c_str(), net.describe().c_str(), static_cast<long long>(b.s.archive.examples()), b.s.path.c_str(),
+              j.tag().c_str(), net.describe().c_str(), static_cast<long long>(n), b.s.path.c_str(),
               100 * tc.heldout_share, static_cast<long long>(tc.epochs), static_cast<long long>(tc.batch), tc.lr, tc.momentum,
               loss.c_str());
-  const auto r = train_learner(net, b.s.archive.examples(), read, tc, progress(j.tag(), tc.epochs));
+  const auto r = train_learner(net, n, read, tc, progress(j.tag(), tc.epochs));
   const auto probs = learner_probabilities(net, b.test_x);
   io::Results res = results_of(b, j, net, r, tc, probs);
   if (b.before_first_write) std::exchange(b.before_first_write, nullptr)();
@@ -226,7 +251,7 @@ nlohmann::json train_one(Bench& b, const Job& j, const ExampleReader& read, std:
               base.string().c_str());
   std::fflush(stdout);
   member_probs.push_back(probs);
-  return {{"variant", j.variant}, {"depth", j.depth}, {"seed", j.seed}, {"heldout", res.heldout_accuracy},
+  return {{"variant", j.variant}, {"depth", j.depth}, {"seed", j.seed}, {"island", j.island}, {"heldout", res.heldout_accuracy},
           {"test", res.test_accuracy}, {"selected_epoch", r.selected_epoch}, {"results", base.string() + ".h5"},
           {"examples_per_s", r.epochs.empty() ? 0.0 : r.epochs.back().examples_per_s}};
 }
@@ -235,7 +260,7 @@ int run(const Options& cli, const std::string& given_path, bool learn) {
   const std::string kind = learn ? "learn" : "sgd";
   const std::string path = archive_of(cli, given_path);
   Source s = open_source(cli, path);
-  const auto list = jobs(s.o, learn);
+  const auto list = jobs(s.o, learn, s.archive.islands);
   std::vector<std::string> stems;
   for (const auto& j : list) stems.push_back(j.stem());
   const fs::path out = output_dir(cli, path);
@@ -251,9 +276,19 @@ int run(const Options& cli, const std::string& given_path, bool learn) {
   b.test_y = s.data.dataset.test_labels.to(at::kLong);
   b.before_first_write = [&] { retire_summary(out, kind, what, stems, summary_stem); };
   const auto read = reader(s);
+  IslandTargets islands;
+  if (list.front().island >= 0) {
+    for (i64 l = 0; l < 4; ++l) islands.layers.push_back(s.archive.diversity(l));
+    std::printf("[%s] --targets islands: one network per island from its own targets, on the %lld examples whose every "
+                "island's targets the archive keeps (diversity-examples)\n", kind.c_str(), static_cast<long long>(islands.layers[0].size(0)));
+  }
   nlohmann::json summary = {{"archive", fs::absolute(path).string()}, {"space", "example"}, {"networks", nlohmann::json::array()}};
   std::vector<at::Tensor> member_probs;
-  for (const auto& j : list) summary["networks"].push_back(train_one(b, j, read, member_probs));
+  for (const auto& j : list) {
+    const bool own = j.island >= 0;
+    summary["networks"].push_back(train_one(b, j, own ? island_reader(s, islands, j.island) : read,
+                                            own ? islands.layers[0].size(0) : s.archive.examples(), member_probs));
+  }
   if (list.size() >= 2) {
     const double ens = ensemble_accuracy(at::stack(member_probs), b.test_y);
     summary["ensemble_test"] = ens;

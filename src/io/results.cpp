@@ -10,7 +10,7 @@
 //                  activations [T, n_probe, d] float32 (chunks [1, n_probe, d], shuffle + gzip 4)
 //   /predictions   test_probabilities [n_test, C] float32 (gzip 4), test_labels [n_test] int32 (so ensembles
 //                  can be scored from results files alone)
-//                  example-space networks also: attrs variant, depth, selected_epoch, kl_weight; datasets
+//                  example-space networks also: attrs variant, depth, selected_epoch, kl_weight, island; datasets
 //                  heldout_rows [h] int64, heldout_accuracy [E+1], cosine_distance, collision_entropy_within,
 //                  collision_entropy_between [E+1, 3], target_collision_entropy_within/_between [3] (float64)
 //   /model         (optional; absent in files written before it) attrs arch "mlp"|"cnn"|"convgroups", cut, classes int64,
@@ -209,6 +209,7 @@ void write_example_trajectory(Writer& w, const ExampleTrajectory& e) {
   w.attr<std::int64_t>(g, "/trajectory", "depth", e.depth);
   w.attr<std::int64_t>(g, "/trajectory", "selected_epoch", e.selected_epoch);
   w.attr<double>(g, "/trajectory", "kl_weight", e.kl_weight);
+  w.attr<std::int64_t>(g, "/trajectory", "island", e.island);
   w.attr_string(g, "/trajectory", "definitions",
                 "row t = after epoch t (0: before training), on the held-out searched examples; cosine_distance: mean "
                 "of 1 - cos(block output, searched target), flattened; collision_entropy: -log(sum_ij K_ij^2 / "
@@ -232,6 +233,7 @@ ExampleTrajectory read_example_trajectory(const Reader& r) {
   e.depth = r.attr<std::int64_t>(g, "/trajectory", "depth");
   e.selected_epoch = r.attr<std::int64_t>(g, "/trajectory", "selected_epoch");
   e.kl_weight = r.attr<double>(g, "/trajectory", "kl_weight");
+  e.island = r.attr<std::int64_t>(g, "/trajectory", "island");
   e.heldout_rows = r.tensor("/trajectory/heldout_rows", at::kLong, 1, "[h]");
   e.heldout_accuracy = r.tensor("/trajectory/heldout_accuracy", at::kDouble, 1, "[E+1]");
   e.cosine_distance = r.tensor("/trajectory/cosine_distance", at::kDouble, 2, "[E+1, 3]");

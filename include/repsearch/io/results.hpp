@@ -44,6 +44,7 @@ struct ExampleTrajectory {
   std::string variant;               // learn: "all" | "skip-block0"; sgd: "end-to-end"; "" = none
   std::int64_t depth = 0, selected_epoch = -1;
   double kl_weight = NAN;            // learn's lambda (NaN for sgd)
+  std::int64_t island = -1;          // learn --targets islands: the island whose targets (-1: each example's best)
   at::Tensor heldout_rows;           // [h] int64: rows of the archive held out for model selection
   at::Tensor heldout_accuracy;       // [E+1] float64
   at::Tensor cosine_distance;        // [E+1, 3] float64: mean over the trajectory rows of 1 - cos(output, target), per block

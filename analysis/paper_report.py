@@ -138,10 +138,13 @@ def pm(values, scale=100.0, digits=1):
 
 
 def best_sgd(run):
-    """(depth, rows) of the SGD depth with the best mean held-out accuracy."""
+    """(depth, rows) of the SGD depth with the best mean held-out accuracy among the depths trained with
+    the most seeds (a depth tried with one seed only does not stand against a mean over three)."""
     if not run["sgd"]:
         return None, []
-    key = max(run["sgd"], key=lambda k: (mean_std([r["heldout"] for r in run["sgd"][k]])[0], -k[1]))
+    most = max(len(v) for v in run["sgd"].values())
+    keys = [k for k, v in run["sgd"].items() if len(v) == most]
+    key = max(keys, key=lambda k: (mean_std([r["heldout"] for r in run["sgd"][k]])[0], -k[1]))
     return key[1], run["sgd"][key]
 
 

@@ -18,7 +18,8 @@ runs/fashion_mnist (or --out):
                          network, on N ranks (launch/search.sh: Ctrl-C checkpoints, exit 75)
   3. repsearch inspect   the archive: mean best cross-entropy per layer, the searched logits' accuracy
   4. repsearch learn     the paper's learner (every block regressed onto its targets, a KL head), seeds 0..2
-  5. repsearch sgd       the same network family end to end at depths 1, 2, 3, seeds 0..2
+  5. repsearch sgd       the same network family end to end at depths 1, 2, 3 (seed 0), then seeds 1..2
+                         at the depth with the best held-out accuracy
   6. analysis/report.py  Figures 5-7 and Table 1 (learned vs best-depth SGD, mean +- std): its row printed
 
 --space dataset, configs/fashion_mnist_dataset.ini (run directory runs/fashion_mnist_dataset):
@@ -141,8 +142,13 @@ step_learn_example() {
   run "$repsearch" learn --archive "$run_dir/archive.h5" --seeds 0..2
 }
 step_sgd_example() {
-  header "sgd: the same network family end to end on the searched examples, depths 1, 2, 3, seeds 0..2"
-  run "$repsearch" sgd --archive "$run_dir/archive.h5" --depth 1,2,3 --seeds 0..2
+  header "sgd: the same network family end to end on the searched examples: depths 1-3 (seed 0), then seeds 1-2 at the best"
+  run "$repsearch" sgd --archive "$run_dir/archive.h5" --depth 1,2,3 --seeds 0
+  local best  # the depth with the best held-out accuracy (the searched examples held out), as the report picks it
+  best=$(python3 -c 'import json,sys; n=json.load(open(sys.argv[1]))["networks"]; print(max(n, key=lambda r: (r["heldout"], -r["depth"]))["depth"])' \
+    "$run_dir/sgd-summary-s0.json")
+  echo "best depth by held-out accuracy: $best"
+  run "$repsearch" sgd --archive "$run_dir/archive.h5" --depth "$best" --seeds 1..2
 }
 step_report_example() {
   header "report: Figures 5-7 and Table 1 (analysis/report.py)"

@@ -284,7 +284,7 @@ TEST_CASE("results: a model description that disagrees with the file is refused,
   SUBCASE("unresolved arch") {
     Results bad = good;
     bad.spec.arch = "auto";
-    expect_error<repsearch::OutputError>([&] { write_results(path, bad); }, path, {"/model arch must be mlp or cnn", "'auto'"});
+    expect_error<repsearch::OutputError>([&] { write_results(path, bad); }, path, {"/model arch must be mlp, cnn or convgroups", "'auto'"});
   }
   SUBCASE("classes other than the probabilities' columns") {
     Results bad = good;
@@ -526,4 +526,48 @@ TEST_CASE("results reader refuses bad files with a clear error") {
     write_file(path, bytes.substr(0, bytes.size() / 2));
     expect_error<repsearch::InputError>([&] { read_results(path); }, path, {"truncated"});
   }
+}
+
+TEST_CASE("results: an example-space network's trajectories and convgroups model round-trip") {
+  TempDir dir{"repsearch_test_results"};
+  at::manual_seed(19);
+  Results written = make_results(0, 0, 0, 6, 10);
+  written.kind = "learn";
+  written.spec.arch = "convgroups";
+  written.spec.hidden.clear();
+  written.spec.channels = {8, 8, 8};
+  written.spec.depth = 3;
+  written.spec.cut = 0;
+  written.spec.input_shape = {1, 28, 28};
+  written.spec.normalisation_mean = at::tensor({0.29f});
+  written.spec.normalisation_std = at::tensor({0.35f});
+  written.spec.head = "kl";
+  auto f64 = at::TensorOptions().dtype(at::kDouble);
+  written.example = {"skip-block0", 3, 2, 0.03, 1, at::tensor({3, 7}, at::TensorOptions().dtype(at::kLong)),
+                     at::rand({5}, f64), at::rand({5, 3}, f64), at::rand({5, 3}, f64), at::rand({5, 3}, f64),
+                     at::rand({3}, f64), at::rand({3}, f64)};
+  const std::string path = dir.file("learn-skip-block0-d3-s0.h5");
+  write_results(path, written);
+  const Results read = read_results(path);
+  REQUIRE(read.example.present());
+  CHECK(read.example.variant == "skip-block0");
+  CHECK(read.example.depth == 3);
+  CHECK(read.example.selected_epoch == 2);
+  CHECK(read.example.island == 1);
+  CHECK(read.example.kl_weight == 0.03);
+  CHECK(at::equal(read.example.heldout_rows, written.example.heldout_rows));
+  CHECK(at::equal(read.example.cosine_distance, written.example.cosine_distance));
+  CHECK(at::equal(read.example.entropy_between, written.example.entropy_between));
+  CHECK(at::equal(read.example.target_entropy_within, written.example.target_entropy_within));
+  CHECK(read.spec.arch == "convgroups");
+  CHECK(read.spec.depth == 3);
+  // a file of the dataset space has none
+  Results plain = make_results(2, 3, 4, 6, 10);
+  write_results(dir.file("sgd-0.h5"), plain);
+  CHECK_FALSE(read_results(dir.file("sgd-0.h5")).example.present());
+  // rows that disagree are refused before anything is written
+  Results bad = written;
+  bad.example.cosine_distance = at::rand({4, 3}, f64);
+  CHECK_THROWS_AS(write_results(dir.file("bad.h5"), bad), repsearch::OutputError);
+  CHECK_FALSE(std::filesystem::exists(dir.file("bad.h5")));
 }

@@ -55,11 +55,12 @@ tune2)
   done
   ;;
 tune3)
-  for spec in "kl3-e60 --kl-weight 3 --learner-lr 0.2 --learner-epochs 60" "kl10 --kl-weight 10 --learner-lr 0.2" \
-              "kl3-d3 --kl-weight 3 --learner-lr 0.2 --depth 3" "kl3-skip0 --kl-weight 3 --learner-lr 0.2 --supervise skip-block0"; do
+  for spec in "kl3-e60 --kl-weight 3 --learner-lr 0.2 --learner-epochs 60" "kl10 --kl-weight 10 --learner-lr 0.2 --learner-epochs $EPOCHS" \
+              "kl3-d3 --kl-weight 3 --learner-lr 0.2 --depth 3 --learner-epochs $EPOCHS" \
+              "kl3-skip0 --kl-weight 3 --learner-lr 0.2 --supervise skip-block0 --learner-epochs $EPOCHS"; do
     name=${spec%% *}; extra=${spec#"$name"}; d="$OUT/tune/$name"; mkdir -p "$d"; t0=$SECONDS
     # shellcheck disable=SC2086
-    "$B" learn --archive "$OUT/n$N/archive.h5" --out "$d" --learner-epochs "$EPOCHS" $extra > "$d/log" 2>&1
+    "$B" learn --archive "$OUT/n$N/archive.h5" --out "$d" $extra > "$d/log" 2>&1
     say "tune learn$extra ($((SECONDS - t0)) s): $(last "$d/log")"
   done
   ;;

@@ -314,6 +314,7 @@ def _model(f, path):
         if "depth" not in g.attrs or len(out["channels"]) != 3:
             raise FormatError(f"{path}: /model of a convgroups network needs attribute depth and 3 channels")
         out["depth"] = int(g.attrs["depth"])
+        out["head_input"] = _text(g.attrs["head_input"]) if "head_input" in g.attrs else "raw"
     shape = tuple(int(v) for v in out["input_shape"])
     if len(shape) != 3 or any(v < 1 for v in shape):
         raise FormatError(f"{path}: /model/input_shape must be [C, H, W], found {list(shape)}")
@@ -449,6 +450,7 @@ def _modules():
                 self.blocks.append(nn.Sequential(*[ConvGroup(cin if g == 0 else width, width, g == 0) for g in range(depth)]))
                 cin, h, w = width, h // 2, w // 2
             self.head = nn.Linear(cin * h * w, int(spec["classes"]), bias=False)
+            self.normalised_head = spec.get("head_input", "raw") == "normalised"
             self.spec = dict(spec)
 
         def block_outputs(self, x):
@@ -460,7 +462,10 @@ def _modules():
             return out
 
         def forward(self, x):
-            return self.head(self.block_outputs(x)[-1].flatten(1))
+            last = self.block_outputs(x)[-1]
+            if self.normalised_head:  # per example over C, H, W, as core/learner.cpp's compared_output
+                last = nn.functional.layer_norm(last, last.shape[1:], eps=1e-5)
+            return self.head(last.flatten(1))
 
     _MODULES = {"Standardise": Standardise, "Scale": Scale, "Network": Network, "ConvGroupNet": ConvGroupNet}
     return _MODULES

@@ -115,7 +115,8 @@ TEST_CASE("learner loss: mean block MSE + lambda KL(p || head(stop_gradient(last
   double mse = 0;
   for (std::size_t b = 0; b < 3; ++b) mse += (by_hand_normalised(outs[b]) - targets[b]).pow(2).mean().item<double>() / 3.0;
   auto w = net.head_parameters().at(0);
-  auto q = at::softmax(at::matmul(outs[2].flatten(1), w.t()), 1);
+  // the head reads the last block normalised per example (head_input "normalised", the default)
+  auto q = at::softmax(at::matmul(by_hand_normalised(outs[2]).flatten(1), w.t()), 1);
   double kl = 0;
   for (std::int64_t i = 0; i < 5; ++i)
     for (std::int64_t k = 0; k < 3; ++k) {
@@ -129,6 +130,15 @@ TEST_CASE("learner loss: mean block MSE + lambda KL(p || head(stop_gradient(last
   for (std::size_t b = 0; b < 3; ++b) raw += (outs[b] - targets[b]).pow(2).mean().item<double>() / 3.0;
   CHECK(learner_loss(net, outs, targets, p, c).total.item<double>() == doctest::Approx(raw + 0.3 * kl).epsilon(1e-5));
 
+  SUBCASE("head_input raw: the head reads the block output itself") {
+    auto raw_config = tiny();
+    raw_config.head_input = "raw";
+    ConvGroupNet raw_net(raw_config, 7, at::kCPU);
+    auto raw_outs = raw_net.blocks(x);
+    auto raw_q = at::softmax(at::matmul(raw_outs[2].flatten(1), raw_net.head_parameters().at(0).t()), 1);
+    auto expected = (p * (p.log() - raw_q.log())).sum(1).mean().item<double>();
+    CHECK(learner_loss(raw_net, raw_outs, targets, p, c).kl.item<double>() == doctest::Approx(expected).epsilon(1e-5));
+  }
   SUBCASE("no KL gradient reaches the body; the head learns from KL alone") {
     LearnerLossConfig only_kl;
     only_kl.first_supervised = 3;  // no block supervised: the KL term alone

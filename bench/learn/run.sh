@@ -4,6 +4,7 @@
 #   tune     the learner at depth 2, seed 0: kl-weight x learner-lr (the paper's lambda 0.03 and larger)
 #   tune2    sgd at depth 2, seed 0, at learner-lr 0.05/0.2/0.5; the learner at larger rates and weights
 #   tune3    the learner with kl-weight 3: 60 epochs, kl-weight 10, depth 3, skip-block0
+#   tune4    what the head reads (head-input raw | normalised) for the learner and for sgd
 #   compare  sgd at depths 1, 2, 3 and the learner (all and skip-block0, $LEARN_ARGS) at depth 2, seeds 0..2,
 #            and the report (Table 1, Figures 5-7)
 #   fig4     searches of $N4 examples at population 12/24/48 and generations x0.5/x1/x2 of the config's, a
@@ -63,6 +64,18 @@ tune3)
     "$B" learn --archive "$OUT/n$N/archive.h5" --out "$d" $extra > "$d/log" 2>&1
     say "tune learn$extra ($((SECONDS - t0)) s): $(last "$d/log")"
   done
+  ;;
+tune4)
+  for spec in "head-raw --head-input raw" "head-norm --head-input normalised" "head-norm-kl0.3 --head-input normalised --kl-weight 0.3"; do
+    name=${spec%% *}; extra=${spec#"$name"}; d="$OUT/tune/$name"; mkdir -p "$d"; t0=$SECONDS
+    # shellcheck disable=SC2086
+    "$B" learn --archive "$OUT/n$N/archive.h5" --out "$d" --kl-weight 3 --learner-lr 0.2 --learner-epochs "$EPOCHS" $extra > "$d/log" 2>&1 ||
+      "$B" learn --archive "$OUT/n$N/archive.h5" --out "$d" --learner-lr 0.2 --learner-epochs "$EPOCHS" $extra > "$d/log" 2>&1
+    say "tune learn kl 3 (or as given) lr 0.2$extra ($((SECONDS - t0)) s): $(last "$d/log")"
+  done
+  d="$OUT/tune/sgd-head-norm"; mkdir -p "$d"; t0=$SECONDS
+  "$B" sgd --archive "$OUT/n$N/archive.h5" --out "$d" --learner-epochs "$EPOCHS" --head-input normalised > "$d/log" 2>&1
+  say "tune sgd depth 2 lr 0.05 --head-input normalised ($((SECONDS - t0)) s): $(last "$d/log")"
   ;;
 compare)
   d="$OUT/n$N"; t0=$SECONDS

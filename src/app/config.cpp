@@ -561,6 +561,7 @@ const Group& paper_learner_group() {
      .opt<S>("targets", "best", "learn: best (each example's best island, the paper's) | islands (beyond the paper: one network per island, each from that island's own targets, on the examples the archive keeps every island's targets for: diversity-examples)", one_of({"best", "islands"}))
      .opt<double>("kl-weight", 0.03, "learn: lambda of the head's KL(searched softmax || head(stop_gradient(last block)))", non_negative(true))
      .opt<bool>("normalise-outputs", true, "learn: normalise each block output per example (zero mean, unit variance over C, H, W, as the search normalises every target) before the squared error and the cosine distances")
+     .opt<S>("head-input", "normalised", "learn and sgd: what the linear head reads: normalised (the last block's output normalised per example, as the search network's head reads the normalised targets) | raw", one_of(head_input_names()))
      .opt<double>("learner-lr", 0.05, "SGD learning rate (PyTorch's form, on mean losses; the paper's 4.0 is airbench's form: ARCHITECTURE.md)", positive_real())
      .opt<double>("learner-momentum", 0.85, "Nesterov momentum (the paper: 0.85)", fraction())
      .opt<double>("learner-weight-decay", 0.0, "L2 weight decay", non_negative(true))

@@ -121,6 +121,7 @@ ConvGroupNetConfig net_config(const Source& s, i64 depth) {
   c.input_shape = s.archive.input_shape;
   c.whiten_weight = s.archive.net_parameters.whiten_weight;
   c.whiten_bias = s.archive.net_parameters.whiten_bias;
+  c.head_input = s.o.get<std::string>("head-input");
   return c;
 }
 
@@ -219,6 +220,7 @@ io::Results results_of(const Bench& b, const Job& j, const ConvGroupNet& net, co
   res.spec.normalisation_mean = b.s.data.standardiser.mean.to(at::kFloat).cpu();
   res.spec.normalisation_std = b.s.data.standardiser.std.to(at::kFloat).cpu();
   res.spec.head = b.learn ? "kl" : "end-to-end";
+  res.spec.head_input = net.config().head_input;
   res.example = {j.variant, j.depth, r.selected_epoch, b.learn ? tc.loss.kl_weight : NAN, j.island, r.heldout,
                  r.heldout_accuracy, r.cosine_distance, r.entropy_within, r.entropy_between, r.target_entropy_within,
                  r.target_entropy_between};

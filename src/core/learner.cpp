@@ -90,6 +90,8 @@ ConvGroupNet::ConvGroupNet(const ConvGroupNetConfig& c, std::uint64_t seed, cons
   if (c.widths.size() != 3 || *std::min_element(c.widths.begin(), c.widths.end()) < 1)
     fail("learner network: expected 3 positive block widths, found ", c.widths.size());
   if (c.depth < 1 || c.depth > 8) fail_option("depth", c.depth, "1, 2 or 3 (ConvGroups per block)", "option depth: expected 1..8 ConvGroups per block, found ", c.depth);
+  if (c.head_input != "normalised" && c.head_input != "raw")
+    fail_option("head-input", c.head_input, "normalised or raw", "option head-input: expected normalised or raw, found '", c.head_input, "'");
   if (c.input_shape.size() != 3 || !c.whiten_weight.defined() || c.whiten_weight.dim() != 4)
     fail("learner network: expected an input shape [C, H, W] and the whitening conv's weights");
   torch::manual_seed(seed);  // nn initialisers draw from the default generator
@@ -112,7 +114,8 @@ ConvGroupNet::ConvGroupNet(const ConvGroupNetConfig& c, std::uint64_t seed, cons
   m->to(device);
   std::ostringstream d;
   d << "convgroups " << c.input_shape[0] << "x" << c.input_shape[1] << "x" << c.input_shape[2] << " w" << c.widths[0] << ","
-    << c.widths[1] << "," << c.widths[2] << " depth " << c.depth << " (" << 6 * c.depth << " convs)-" << c.classes;
+    << c.widths[1] << "," << c.widths[2] << " depth " << c.depth << " (" << 6 * c.depth << " convs)-" << c.classes
+    << (c.head_input == "raw" ? " (head on the raw block output)" : "");
   impl_->description = d.str();
 }
 
@@ -124,7 +127,10 @@ std::vector<at::Tensor> ConvGroupNet::blocks(const at::Tensor& images) const {
   return out;
 }
 
-at::Tensor ConvGroupNet::head(const at::Tensor& last) const { return impl_->m->head->forward(last.flatten(1)); }
+at::Tensor ConvGroupNet::head(const at::Tensor& last) const {
+  return impl_->m->head->forward(compared_output(last, config_.head_input == "normalised").flatten(1));
+}
+std::vector<std::string> head_input_names() { return {"normalised", "raw"}; }
 at::Tensor ConvGroupNet::logits(const at::Tensor& images) const { return head(blocks(images).back()); }
 void ConvGroupNet::train(bool on) { impl_->m->train(on); }
 std::string ConvGroupNet::describe() const { return impl_->description; }

@@ -14,7 +14,7 @@
 //                  heldout_rows [h] int64, heldout_accuracy [E+1], cosine_distance, collision_entropy_within,
 //                  collision_entropy_between [E+1, 3], target_collision_entropy_within/_between [3] (float64)
 //   /model         (optional; absent in files written before it) attrs arch "mlp"|"cnn"|"convgroups", cut, classes int64,
-//                  depth int64 (convgroups only),
+//                  depth int64 and head_input "normalised"|"raw" (convgroups only),
 //                  logit_scale float64, head, normalisation (text); datasets hidden, channels, input_shape
 //                  int64 (datasets, not attributes: hidden or channels may be empty), normalisation_mean,
 //                  normalisation_std [C] float32. Its own group, so format_version 1 readers still read the file.
@@ -155,6 +155,7 @@ ModelSpec read_model(const Reader& r) {
   m.normalisation_mean = r.tensor("/model/normalisation_mean", at::kFloat, 1, "[C]");
   m.normalisation_std = r.tensor("/model/normalisation_std", at::kFloat, 1, "[C]");
   if (H5Aexists(g, "depth") > 0) m.depth = r.attr<std::int64_t>(g, "/model", "depth");
+  if (H5Aexists(g, "head_input") > 0) m.head_input = r.attr_string(g, "/model", "head_input");
   return m;
 }
 
@@ -190,7 +191,10 @@ void write_model(Writer& w, const ModelSpec& m) {
   w.attr<std::int64_t>(g, "/model", "classes", m.classes);
   w.attr<double>(g, "/model", "logit_scale", m.logit_scale);
   w.attr_string(g, "/model", "head", m.head);
-  if (m.arch == "convgroups") w.attr<std::int64_t>(g, "/model", "depth", m.depth);
+  if (m.arch == "convgroups") {
+    w.attr<std::int64_t>(g, "/model", "depth", m.depth);
+    w.attr_string(g, "/model", "head_input", m.head_input);
+  }
   w.attr_string(g, "/model", "normalisation",
                 "x = (images / 255 - normalisation_mean[c]) / normalisation_std[c], per channel c, "
                 "statistics of the training set; logits = logit_scale * head(encoder(x))");

@@ -31,13 +31,17 @@ struct ConvGroupNetConfig {
   std::vector<std::int64_t> input_shape;  // [C, H, W] of the standardised images
   at::Tensor whiten_weight, whiten_bias;  // the search network's (frozen)
   double bn_eps = 1e-12, bn_momentum = 0.4;
+  // What the head reads: "normalised" (the last block's output normalised per example over C, H, W, as
+  // the search's head reads every normalised block-2 candidate) | "raw" (the block output itself).
+  std::string head_input = "normalised";
 };
+std::vector<std::string> head_input_names();  // normalised | raw
 
 class ConvGroupNet {
  public:
   ConvGroupNet(const ConvGroupNetConfig& config, std::uint64_t seed, const at::Device& device);
   std::vector<at::Tensor> blocks(const at::Tensor& images) const;  // block0, block1, block2 outputs
-  at::Tensor head(const at::Tensor& last_block) const;              // [n, classes]
+  at::Tensor head(const at::Tensor& last_block) const;              // [n, classes], of the block output (head_input applied)
   at::Tensor logits(const at::Tensor& images) const;
   void train(bool on);
   std::vector<at::Tensor> body_parameters() const;  // trainable: convs and BatchNorm biases

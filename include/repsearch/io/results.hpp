@@ -28,6 +28,7 @@ struct ModelSpec {
   std::vector<std::int64_t> hidden;      // mlp: widths before the cut layer (empty for cnn)
   std::vector<std::int64_t> channels;    // cnn: conv3x3-ReLU-maxpool2 blocks (empty for mlp); convgroups: block widths
   std::int64_t depth = 0;                // convgroups: ConvGroups per block
+  std::string head_input;                // convgroups: "normalised" | "raw" (what the head reads)
   std::int64_t cut = 0, classes = 0;
   std::vector<std::int64_t> input_shape; // [C, H, W]
   at::Tensor normalisation_mean;         // [C] float32, training-set statistics of the [0, 1] images

@@ -11,8 +11,8 @@ Usage: launch/quickstart.sh [--space example|dataset] [--ranks N] [--generations
 
 Runs launch/setup.sh (installs what is missing, builds), then on Fashion-MNIST.
 
---space example (the default: the paper's method), configs/fashion_mnist.ini, run directory
-runs/fashion_mnist (or --out):
+--space example (the default: the paper's method), configs/fashion_mnist.ini with 600 examples (pass
+--search-size N for another number), run directory runs/fashion_mnist (or --out):
   1. repsearch data      the searched examples and their class balance
   2. repsearch search    every example's activations searched layer by layer through the frozen
                          network, on N ranks (launch/search.sh: Ctrl-C checkpoints, exit 75)
@@ -130,8 +130,13 @@ step_search() {
   header "search ($space space) on $ranks rank(s)${generations:+, $generations generations}"
   local fresh=(--overwrite)  # the demo's run directory is its own; --resume continues it instead
   for a in "${search_extra[@]}"; do [[ "$a" == --resume || "$a" == --overwrite ]] && fresh=(); done
+  local size=()  # the example space's demo: 600 examples (the config's 1,000 take about 2 minutes more)
+  if [[ "$space" == example ]]; then
+    size=(--search-size 600)
+    for a in "${search_extra[@]}"; do [[ "$a" == --search-size* ]] && size=(); done
+  fi
   REPSEARCH_BIN="$repsearch" run bash launch/search.sh -np "$ranks" --mpirun --oversubscribe -- --config "$config" \
-    ${generations:+--generations "$generations"} --threads 1 "${fresh[@]}" "${search_extra[@]}"
+    ${generations:+--generations "$generations"} --threads 1 "${size[@]}" "${fresh[@]}" "${search_extra[@]}"
 }
 step_inspect() {
   header "inspect: the archive of searched representations"

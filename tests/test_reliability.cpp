@@ -277,7 +277,8 @@ TEST_CASE("config: each command takes its own options on the command line; confi
   // --help lists what the command takes, and names what it takes besides.
   const auto help = [](const std::string& command) { return app::parse_options(command, {"--help"}).help_text; };
   CHECK(help("search").find("--migration-interval") != std::string::npos);
-  CHECK(help("search").find("Also taken: the Learner (learn and sgd) options") != std::string::npos);
+  CHECK(help("search").find("Also taken: the Learner (learn and sgd), Example-space learner (learn and sgd on an example "
+                            "archive: the paper's Section 4) options") != std::string::npos);
   CHECK(help("sgd").find("--seeds") != std::string::npos);
   CHECK(help("sgd").find("Also taken: the Example space (space = example: the paper's search), Fitness, Search, Migration, Run control options") != std::string::npos);
   CHECK(help("data").find("--population") == std::string::npos);

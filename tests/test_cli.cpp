@@ -447,6 +447,10 @@ TEST_CASE("learn: learn and sgd on real Fashion-MNIST: modest, robust accuracy; 
     auto bad = run(binary() + " learn --archive " + run_dir + "/archive.h5 --elite 9");
     CHECK(bad.status == 2);
     CHECK(bad.output.find("holds 4 elites") != std::string::npos);
+    auto other_space = run(binary() + " learn --archive " + run_dir + "/archive.h5 --supervise skip-block0");
+    CHECK(other_space.status == 2);
+    CHECK_MESSAGE(other_space.output.find("option supervise applies to example-space archives") != std::string::npos,
+                  other_space.output);
     CHECK(run(binary() + " learn").status == 2);
   }
 }

@@ -267,6 +267,9 @@ TEST_CASE("example-learn: learn and sgd on an example archive: files, selection,
   auto no_archive = run(binary() + " sgd --config " + config("smoke.ini") + " --space example --out " + dir.file("none"));
   CHECK(no_archive.status == 2);
   CHECK_MESSAGE(no_archive.output.find("no archive at") != std::string::npos, no_archive.output);
+  auto elite = run(binary() + " learn --archive " + archive + " --elite 0");  // the dataset space's option
+  CHECK(elite.status == 2);
+  CHECK_MESSAGE(elite.output.find("option elite applies to dataset-space archives") != std::string::npos, elite.output);
   auto seed = run(binary() + " learn --archive " + archive + " --seed 5");
   CHECK(seed.status == 2);
   CHECK_MESSAGE(seed.output.find("option seed") != std::string::npos, seed.output);

@@ -260,6 +260,12 @@ nlohmann::json train_one(Bench& b, const Job& j, const ExampleReader& read, i64 
 
 int run(const Options& cli, const std::string& given_path, bool learn) {
   const std::string kind = learn ? "learn" : "sgd";
+  for (const auto* key : {"elite", "extend", "head", "data"})  // the dataset space's: they would be ignored here
+    if (cli.has(key))
+      throw OptionError(key, cli.value(key), "nothing: it is an option of learn/sgd on a dataset-space archive",
+                        detail::cat(kind, ": option ", key, " applies to dataset-space archives; ", given_path.empty() ? "this config's archive" : given_path,
+                                    " is an example-space archive (its options: depth, supervise, targets, kl-weight, learner-*; see '",
+                                    "repsearch ", kind, " --help')"));
   const std::string path = archive_of(cli, given_path);
   Source s = open_source(cli, path);
   const auto list = jobs(s.o, learn, s.archive.islands);

@@ -406,6 +406,12 @@ int cmd_learn(const Options& cli) {
     throw OptionError("archive", "", "the archive.h5 of a search", "learn: --archive PATH is required (the archive.h5 of a search)");
   const auto archive_path = cli.get<std::string>("archive");
   if (io::archive_space(archive_path) == "example") return learn_example(cli, archive_path);
+  for (const auto* key : {"depth", "supervise", "targets", "kl-weight"})  // the example space's: ignored here
+    if (cli.has(key))
+      throw OptionError(key, cli.value(key), "nothing: it is an option of learn on an example-space archive",
+                        detail::cat("learn: option ", key, " applies to example-space archives; ", archive_path,
+                                    " is a dataset-space archive (its options: elite, arch, hidden, channels, lr, epochs, ",
+                                    "...; see 'repsearch learn --help')"));
   Options o = cli;
   const auto archive = read_source_archive(cli, o, archive_path);
   const auto chosen = chosen_elites(o.get<std::string>("elite"), archive, archive_path);

@@ -7,6 +7,7 @@
 #   tune4    what the head reads (head-input raw | normalised) for the learner and for sgd
 #   compare  sgd at depths 1, 2, 3 and the learner (all and skip-block0, $LEARN_ARGS) at depth 2, seeds 0..2,
 #            and the report (Table 1, Figures 5-7)
+#   speed    learn vs sgd examples/s per epoch at depth 2 (4 epochs each, alternating, twice)
 #   fig4     searches of $N4 examples at population 12/24/48 and generations x0.5/x1/x2 of the config's, a
 #            learner on each (seeds 0..1), and the report over them (Figures 2 and 4)
 # Each part writes its raw output under $OUT and lines to $OUT/summary.txt.
@@ -76,6 +77,16 @@ tune4)
   d="$OUT/tune/sgd-head-norm"; mkdir -p "$d"; t0=$SECONDS
   "$B" sgd --archive "$OUT/n$N/archive.h5" --out "$d" --learner-epochs "$EPOCHS" --head-input normalised > "$d/log" 2>&1
   say "tune sgd depth 2 lr 0.05 --head-input normalised ($((SECONDS - t0)) s): $(last "$d/log")"
+  ;;
+speed)
+  # examples/s per epoch at equal depth (2), alternating learn and sgd twice, 4 epochs each, on an idle machine
+  for round in 1 2; do
+    for kind in learn sgd; do
+      d="$OUT/speed/$kind-$round"; mkdir -p "$d"
+      "$B" "$kind" --archive "$OUT/n$N/archive.h5" --out "$d" --learner-epochs 4 --seeds 0 > "$d/log" 2>&1
+      say "speed $kind round $round: $(grep -o '[0-9]* ex/s' "$d/log" | tr '\n' ' ')"
+    done
+  done
   ;;
 compare)
   d="$OUT/n$N"; t0=$SECONDS

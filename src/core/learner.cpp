@@ -416,8 +416,9 @@ class Trainer {
   TrainEpoch train_epoch(i64 epoch) {
     auto order_gen = make_generator(c_.seed, Stream::learner, {0xC4, static_cast<std::uint64_t>(epoch)});
     auto order = at::randperm(chunks_, order_gen, at::TensorOptions().dtype(at::kLong));
-    double loss_sum = 0;
-    i64 right = 0;
+    // Summed on the device, read once per epoch: no host round trip per step on a GPU.
+    at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(net_.device()));
+    at::Tensor right = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(net_.device()));
     for (i64 o = 0; o < chunks_; ++o) {
       const i64 k = order[o].item<i64>();
       if (per_chunk_[static_cast<std::size_t>(k)] == 0) continue;
@@ -430,12 +431,12 @@ class Trainer {
     }
     TrainEpoch e;
     e.epoch = epoch;
-    e.loss = loss_sum / static_cast<double>(r_.train.size(0));
-    e.train_accuracy = static_cast<double>(right) / static_cast<double>(r_.train.size(0));
+    e.loss = loss_sum.item<double>() / static_cast<double>(r_.train.size(0));
+    e.train_accuracy = static_cast<double>(right.item<i64>()) / static_cast<double>(r_.train.size(0));
     return e;
   }
 
-  void step(const ExampleChunk& ch, const at::Tensor& rows, at::Generator& gen, double& loss_sum, i64& right) {
+  void step(const ExampleChunk& ch, const at::Tensor& rows, at::Generator& gen, at::Tensor& loss_sum, at::Tensor& right) {
     auto idx = rows.to(ch.images.device());
     auto x = ch.images.index_select(0, idx).to(net_.device());
     if (c_.augment == "flip-crop") x = flip_crop(x, gen);
@@ -457,8 +458,8 @@ class Trainer {
     loss.backward();
     opt_.step();
     ++step_;
-    loss_sum += loss.item<double>() * static_cast<double>(idx.size(0));
-    right += logits.argmax(1).eq(y).sum().item<i64>();
+    loss_sum.add_(loss.detach().to(at::kDouble) * static_cast<double>(idx.size(0)));
+    right.add_(logits.argmax(1).eq(y).sum());
   }
 
   ConvGroupNet& net_;

@@ -223,7 +223,7 @@ def scaling_axes(runs, value):
     common_p = max(set(pops), key=pops.count)
     by_pop = sorted((r["archive"]["population"], value(r), r) for r in rs if tuple(r["archive"]["generations"]) == common_g)
     by_gen = sorted((sum(r["archive"]["generations"][:3]), value(r), r) for r in rs if r["archive"]["population"] == common_p)
-    return [p for p in by_pop], [g for g in by_gen]
+    return by_pop, by_gen
 
 
 def figure2(runs, path):

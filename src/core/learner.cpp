@@ -304,10 +304,6 @@ Heldout read_heldout(std::int64_t n, const at::Tensor& rows, const ExampleReader
   return h;
 }
 
-}  // namespace
-
-namespace {
-
 void check(const LearnerTrainConfig& c) {
   if (c.objective != "targets" && c.objective != "labels") fail("learner: objective must be targets or labels, found '", c.objective, "'");
   if (c.epochs < 0 || c.batch < 1 || c.chunk < 1 || c.trajectory_examples < 1)
